@@ -1,0 +1,31 @@
+import { Controller, Get } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import { ApiOkResponse, ApiProperty, ApiTags } from '@nestjs/swagger';
+import type { Env } from './config/env.validation';
+
+export class StatusDto {
+  @ApiProperty({ example: 'Welcome to the Chat Sessions API!' })
+  message: string;
+
+  @ApiProperty({ enum: ['running'] })
+  status: 'running';
+
+  @ApiProperty({ format: 'date-time' })
+  timestamp: string;
+}
+
+@ApiTags('status')
+@Controller()
+export class AppController {
+  private readonly welcome: string;
+
+  constructor(config: ConfigService<Env, true>) {
+    this.welcome = `Welcome to the ${config.get('APP_NAME', { infer: true })}!`;
+  }
+
+  @Get()
+  @ApiOkResponse({ type: StatusDto })
+  status(): StatusDto {
+    return { message: this.welcome, status: 'running', timestamp: new Date().toISOString() };
+  }
+}

@@ -1,0 +1,35 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { ConfigModule } from '@nestjs/config';
+import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import { AppController } from './app.controller';
+import { ProblemFilter } from './common/problem.filter';
+import { AppValidationPipe } from './common/validation.pipe';
+import { validateEnv } from './config/env.validation';
+import { DatabaseModule } from './database/database.module';
+import { MessagesModule } from './messages/messages.module';
+import { SessionsModule } from './sessions/sessions.module';
+
+@Module({})
+export class AppModule {
+  /**
+   * Reads and validates the environment (and `.env`) when called, not when this file is imported,
+   * so a bad value surfaces as one error before anything starts, and tests can set the environment
+   * before each boot.
+   */
+  static async forRoot(): Promise<DynamicModule> {
+    return {
+      module: AppModule,
+      imports: [
+        await ConfigModule.forRoot({ isGlobal: true, cache: true, validate: validateEnv }),
+        DatabaseModule,
+        SessionsModule,
+        MessagesModule,
+      ],
+      controllers: [AppController],
+      providers: [
+        { provide: APP_PIPE, useClass: AppValidationPipe },
+        { provide: APP_FILTER, useClass: ProblemFilter },
+      ],
+    };
+  }
+}

@@ -1,0 +1,56 @@
+import { ConfigService } from '@nestjs/config';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import helmet from 'helmet';
+import { bodyErrorHandler, jsonBody } from './common/body-parsing';
+import { TOTAL_COUNT_HEADER } from './common/pagination';
+import { requestLogger } from './common/request-logger';
+import type { Env } from './config/env.validation';
+import { createLogger } from './logger';
+
+export const BODY_LIMIT = '1mb';
+
+/**
+ * Everything about the HTTP layer that lives on the app rather than in a module: the server and the
+ * e2e tests both call this, so tests see exactly the middleware production runs.
+ * The app must be created with `bodyParser: false`; JSON parsing is configured here.
+ */
+export function configureApp(app: NestExpressApplication): NestExpressApplication {
+  const config = app.get<ConfigService<Env, true>>(ConfigService);
+  const nodeEnv = config.get('NODE_ENV', { infer: true });
+  app.useLogger(
+    createLogger({ NODE_ENV: nodeEnv, LOG_LEVEL: config.get('LOG_LEVEL', { infer: true }) }),
+  );
+  app.flushLogs();
+  app.disable('x-powered-by');
+  app.use(requestLogger(nodeEnv === 'production'));
+  app.use(helmet());
+  const origins = config.get('CORS_ORIGINS', { infer: true });
+  if (origins.length > 0) {
+    app.enableCors({
+      origin: origins.includes('*') ? true : origins,
+      exposedHeaders: [TOTAL_COUNT_HEADER, 'Link', 'X-Request-Id'],
+    });
+  }
+  app.use(jsonBody(BODY_LIMIT));
+  app.use(bodyErrorHandler);
+
+  const appName = config.get('APP_NAME', { infer: true });
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle(appName)
+      .setDescription(
+        'Stores chat conversations: sessions and their messages. Errors are RFC 9457 problem documents ' +
+          '(application/problem+json). Every path also answers with a trailing slash.',
+      )
+      .setVersion('1.1.0')
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, document, {
+    jsonDocumentUrl: 'docs-json',
+    customSiteTitle: `${appName} — API docs`,
+  });
+  app.enableShutdownHooks();
+  return app;
+}

@@ -1,0 +1,60 @@
+import { registerDecorator, ValidationOptions } from 'class-validator';
+
+export type JsonValue =
+  string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/**
+ * Depth of a parsed JSON value, measured without recursion so a hostile body cannot exhaust the
+ * stack: a scalar is 0 levels, `{}` and `[]` are 1, `{"a": {}}` is 2.
+ */
+export function jsonDepth(value: unknown, stopAt = Infinity): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (node === null || typeof node !== 'object') continue;
+    const level = depth + 1;
+    if (level > deepest) {
+      deepest = level;
+      if (deepest > stopAt) return deepest;
+    }
+    for (const child of Object.values(node)) {
+      if (child !== null && typeof child === 'object') stack.push([child, level]);
+    }
+  }
+  return deepest;
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export const METADATA_MAX_BYTES = 16 * 1024;
+export const METADATA_MAX_DEPTH = 16;
+
+/** A free-form JSON object of bounded size (serialized UTF-8 bytes) and nesting depth. */
+export function IsBoundedJsonObject(
+  bounds: { maxBytes: number; maxDepth: number },
+  options?: ValidationOptions,
+): PropertyDecorator {
+  return (target: object, propertyName: string | symbol) => {
+    registerDecorator({
+      name: 'isBoundedJsonObject',
+      target: target.constructor,
+      propertyName: String(propertyName),
+      options,
+      validator: {
+        validate(value: unknown) {
+          return (
+            isPlainObject(value) &&
+            jsonDepth(value, bounds.maxDepth) <= bounds.maxDepth &&
+            Buffer.byteLength(JSON.stringify(value)) <= bounds.maxBytes
+          );
+        },
+        defaultMessage: (args) =>
+          `${args?.property} must be a JSON object of at most ${bounds.maxBytes} bytes serialized and ${bounds.maxDepth} levels deep`,
+      },
+    });
+  };
+}

@@ -1,0 +1,58 @@
+import { applyDecorators } from '@nestjs/common';
+import { ApiPropertyOptional } from '@nestjs/swagger';
+import { Transform } from 'class-transformer';
+import { IsInt, Max, Min } from 'class-validator';
+
+export const MAX_PAGE_SIZE = 1000;
+
+/** Query strings arrive as text: only a plain run of digits (with an optional minus) becomes a number. */
+const toInteger = Transform(({ value }: { value: unknown }) =>
+  typeof value === 'string' && /^-?\d{1,16}$/.test(value) ? Number(value) : value,
+);
+
+/** `skip`: how many items of the list to pass over (offset paging). */
+export function SkipQuery(): PropertyDecorator {
+  return applyDecorators(
+    ApiPropertyOptional({
+      type: 'integer',
+      minimum: 0,
+      default: 0,
+      description: 'Number of items to skip (offset paging).',
+    }),
+    toInteger,
+    IsInt({ message: 'skip must be a non-negative integer' }),
+    Min(0, { message: 'skip must be a non-negative integer' }),
+    Max(Number.MAX_SAFE_INTEGER, { message: 'skip is too large' }),
+  );
+}
+
+/** `limit`: the page size, 1 to 1000. */
+export function LimitQuery(fallback: number): PropertyDecorator {
+  const message = `limit must be an integer from 1 to ${MAX_PAGE_SIZE}`;
+  return applyDecorators(
+    ApiPropertyOptional({
+      type: 'integer',
+      minimum: 1,
+      maximum: MAX_PAGE_SIZE,
+      default: fallback,
+      description: 'Maximum number of items to return.',
+    }),
+    toInteger,
+    IsInt({ message }),
+    Min(1, { message }),
+    Max(MAX_PAGE_SIZE, { message }),
+  );
+}
+
+/** The response header that carries the size of the whole list a query selects. */
+export const TOTAL_COUNT_HEADER = 'X-Total-Count';
+
+/** The OpenAPI description of `X-Total-Count` for a list response. */
+export function totalCountHeader(description: string) {
+  return { [TOTAL_COUNT_HEADER]: { description, schema: { type: 'integer' } } };
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+}

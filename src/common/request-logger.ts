@@ -1,0 +1,38 @@
+import { Logger } from '@nestjs/common';
+import type { RequestHandler } from 'express';
+import { randomUUID } from 'node:crypto';
+import { instanceOf } from './problem';
+
+const VALID_REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/**
+ * One log line per request (method, path, status, duration, request id) and the `X-Request-Id`
+ * header echoed back, or generated. Query strings and bodies are never logged: they carry user text.
+ */
+export function requestLogger(json: boolean): RequestHandler {
+  const logger = new Logger('HTTP');
+  return (req, res, next) => {
+    const start = process.hrtime.bigint();
+    const incoming = req.headers['x-request-id'];
+    const requestId =
+      typeof incoming === 'string' && VALID_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    res.setHeader('X-Request-Id', requestId);
+    res.on('close', () => {
+      const entry = {
+        method: req.method,
+        path: instanceOf(req.originalUrl),
+        status: res.statusCode,
+        duration_ms: Math.round(Number(process.hrtime.bigint() - start) / 1e4) / 100,
+        request_id: requestId,
+        ...(res.writableFinished ? {} : { aborted: true }),
+      };
+      logger.log(
+        json
+          ? entry
+          : `${entry.method} ${entry.path} ${entry.status} ${entry.duration_ms}ms id=${requestId}` +
+              (entry.aborted ? ' (aborted)' : ''),
+      );
+    });
+    next();
+  };
+}

@@ -1,0 +1,107 @@
+import { isIP } from 'node:net';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'verbose'] as const;
+export type LogLevelName = (typeof LOG_LEVELS)[number];
+
+export type DatabaseTarget = { type: 'sqlite'; path: string } | { type: 'postgres'; url: string };
+
+/** The validated environment. Keys keep their variable names so `ConfigService.get('PORT')` reads naturally. */
+export interface Env {
+  NODE_ENV: string;
+  PORT: number;
+  HOST: string;
+  APP_NAME: string;
+  DATABASE_URL: string;
+  DATABASE: DatabaseTarget;
+  DEFAULT_MODEL_NAME: string;
+  LOG_LEVEL: LogLevelName;
+  CORS_ORIGINS: string[];
+  SQLITE_SYNCHRONOUS: 'FULL' | 'NORMAL';
+}
+
+/** Raised for a bad environment value; its message is the one line printed before exiting. */
+export class ConfigError extends Error {
+  constructor(variable: string, problem: string) {
+    super(`Invalid configuration: ${variable} ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function text(env: Record<string, unknown>, name: string, fallback: string): string {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
+  if (typeof value !== 'string') throw new ConfigError(name, 'must be a string');
+  return value.trim();
+}
+
+function oneOf<T extends string>(
+  env: Record<string, unknown>,
+  name: string,
+  allowed: readonly T[],
+  fallback: T,
+): T {
+  const value = text(env, name, fallback);
+  const match = allowed.find((a) => a.toLowerCase() === value.toLowerCase());
+  if (!match) throw new ConfigError(name, `must be one of ${allowed.join(', ')} (got '${value}')`);
+  return match;
+}
+
+export function parseDatabaseUrl(url: string): DatabaseTarget {
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    if (!path) throw new ConfigError('DATABASE_URL', "needs a file path after 'sqlite:'");
+    return { type: 'sqlite', path };
+  }
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    try {
+      new URL(url);
+    } catch {
+      throw new ConfigError('DATABASE_URL', 'is not a valid postgres:// URL');
+    }
+    return { type: 'postgres', url };
+  }
+  throw new ConfigError(
+    'DATABASE_URL',
+    "must start with 'sqlite:' (e.g. sqlite:./data/chat.sqlite) or 'postgres://'",
+  );
+}
+
+/** The `validate` function of `ConfigModule`: checks every variable, fills defaults, throws `ConfigError`. */
+export function validateEnv(env: Record<string, unknown>): Env {
+  const portText = text(env, 'PORT', '8000');
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port < 1 || port > 65535) {
+    throw new ConfigError('PORT', `must be an integer from 1 to 65535 (got '${portText}')`);
+  }
+  const host = text(env, 'HOST', '127.0.0.1');
+  if (host !== 'localhost' && isIP(host) === 0) {
+    throw new ConfigError('HOST', `must be an IP address or 'localhost' (got '${host}')`);
+  }
+  const databaseUrl = text(env, 'DATABASE_URL', 'sqlite:./data/chat.sqlite');
+  const corsOrigins = text(env, 'CORS_ORIGINS', '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '');
+  for (const origin of corsOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError(
+        'CORS_ORIGINS',
+        `has an invalid origin '${origin}' (use scheme://host[:port])`,
+      );
+    }
+  }
+  const appName = text(env, 'APP_NAME', 'Chat Sessions API');
+  const defaultModelName = text(env, 'DEFAULT_MODEL_NAME', 'default');
+  return {
+    NODE_ENV: text(env, 'NODE_ENV', 'development'),
+    PORT: port,
+    HOST: host,
+    APP_NAME: appName,
+    DATABASE_URL: databaseUrl,
+    DATABASE: parseDatabaseUrl(databaseUrl),
+    DEFAULT_MODEL_NAME: defaultModelName,
+    LOG_LEVEL: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+    CORS_ORIGINS: corsOrigins,
+    SQLITE_SYNCHRONOUS: oneOf(env, 'SQLITE_SYNCHRONOUS', ['FULL', 'NORMAL'] as const, 'FULL'),
+  };
+}

@@ -1,0 +1,103 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { Mutex } from 'async-mutex';
+import { DataSource, EntityManager } from 'typeorm';
+
+type Work<T> = (manager: EntityManager) => Promise<T>;
+
+interface PendingWrite {
+  work: Work<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Upper bound on the writes one SQLite commit carries, so a burst cannot build one huge batch. */
+export const MAX_WRITES_PER_COMMIT = 64;
+
+/**
+ * Every database access of the app goes through here.
+ *
+ * PostgreSQL: each unit of work gets a pooled connection and its own transaction; correctness comes
+ * from the database (transactions, row locks), so nothing is serialized in the process.
+ *
+ * SQLite: TypeORM's SQLite drivers share one connection between all requests, so two overlapping
+ * transactions would run as one: a rollback in one silently undoes the other's acknowledged writes,
+ * and reads see uncommitted rows. So every unit of work runs alone behind a process-wide lock.
+ * Writes that queue up while the lock is held are committed together (group commit): one
+ * transaction, each write inside its own savepoint, so a failing write rolls back alone while the
+ * others commit with a single fsync. A write's promise settles only after that COMMIT returned, so
+ * an acknowledged write is on disk. better-sqlite3 runs each statement synchronously, so holding
+ * the lock costs microtask hops, never I/O waits of other requests.
+ */
+@Injectable()
+export class DatabaseService {
+  readonly isSqlite: boolean;
+  private readonly lock = new Mutex();
+  private queue: PendingWrite[] = [];
+
+  constructor(@InjectDataSource() readonly dataSource: DataSource) {
+    this.isSqlite = dataSource.options.type === 'better-sqlite3';
+  }
+
+  /**
+   * SQL written once with `?` placeholders, in the driver's own placeholder style. The hot paths use
+   * statements built once at start-up instead of regenerating SQL through the query builder on every
+   * request; TypeORM still owns the connection, the transactions and the schema.
+   */
+  sql(text: string): string {
+    if (this.isSqlite) return text;
+    let n = 0;
+    return text.replace(/\?/g, () => `$${++n}`);
+  }
+
+  /** Runs `work` in a transaction: all of it commits, or none of it does. */
+  write<T>(work: Work<T>): Promise<T> {
+    if (!this.isSqlite) return this.dataSource.transaction(work);
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      if (this.queue.length === 1) this.scheduleCommit();
+    });
+  }
+
+  /** Runs `work` outside a transaction; on SQLite it never observes a write in progress. */
+  read<T>(work: Work<T>): Promise<T> {
+    if (!this.isSqlite) return work(this.dataSource.manager);
+    return this.lock.runExclusive(() => work(this.dataSource.manager));
+  }
+
+  /**
+   * Commits on the next turn of the event loop rather than at once: requests that have already
+   * arrived get to queue their writes first, so under load one COMMIT carries many of them.
+   */
+  private scheduleCommit(): void {
+    setImmediate(() => void this.lock.runExclusive(() => this.commitQueued()));
+  }
+
+  private async commitQueued(): Promise<void> {
+    const batch = this.queue.splice(0, MAX_WRITES_PER_COMMIT);
+    if (this.queue.length > 0) this.scheduleCommit();
+    const outcomes: Outcome[] = [];
+    try {
+      await this.dataSource.transaction(async (manager) => {
+        for (const pending of batch) {
+          try {
+            // A nested transaction on the same connection is a SAVEPOINT.
+            outcomes.push({ ok: true, value: await manager.transaction(pending.work) });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      });
+    } catch (error) {
+      for (const pending of batch) pending.reject(error);
+      return;
+    }
+    batch.forEach((pending, i) => {
+      const outcome = outcomes[i];
+      if (outcome.ok) pending.resolve(outcome.value);
+      else pending.reject(outcome.error);
+    });
+  }
+}

@@ -1,0 +1,42 @@
+import { ConfigService } from '@nestjs/config';
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { AppModule } from './app.module';
+import { configureApp } from './app.setup';
+import type { Env } from './config/env.validation';
+
+/** Start-up failures end with one readable line and a non-zero exit, not a bare stack dump. */
+function fail(context: string, error: unknown): never {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`${context}: ${message.split('\n')[0]}\n`);
+  process.exit(1);
+}
+
+async function bootstrap(): Promise<void> {
+  const appModule = await AppModule.forRoot().catch((error) => fail('Configuration error', error));
+  const app = await NestFactory.create<NestExpressApplication>(appModule, {
+    bodyParser: false,
+    bufferLogs: true,
+    autoFlushLogs: false,
+    abortOnError: false,
+  }).catch((error) => fail('Start-up failed', error));
+  configureApp(app);
+
+  const config = app.get<ConfigService<Env, true>>(ConfigService);
+  const port = config.get('PORT', { infer: true });
+  const host = config.get('HOST', { infer: true });
+  await app
+    .listen(port, host)
+    .catch((error: NodeJS.ErrnoException) =>
+      fail(
+        'Start-up failed',
+        error.code === 'EADDRINUSE'
+          ? new Error(`port ${port} on ${host} is already in use`)
+          : error,
+      ),
+    );
+  new Logger('Bootstrap').log(`Listening on http://${host}:${port} (API docs at /docs)`);
+}
+
+void bootstrap();

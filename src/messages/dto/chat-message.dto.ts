@@ -1,0 +1,84 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Transform } from 'class-transformer';
+import { IsIn, IsOptional, IsString, Length, ValidateIf } from 'class-validator';
+import {
+  IsBoundedJsonObject,
+  type JsonObject,
+  METADATA_MAX_BYTES,
+  METADATA_MAX_DEPTH,
+} from '../../common/json-bounds';
+import { LimitQuery, SkipQuery } from '../../common/pagination';
+import { isoTimestamp } from '../../common/timestamps';
+import { ChatMessage, MESSAGE_ROLES, type MessageRole } from '../chat-message.entity';
+
+export const CONTENT_MAX_LENGTH = 100_000;
+
+export class CreateChatMessageDto {
+  @ApiProperty({
+    minLength: 1,
+    maxLength: CONTENT_MAX_LENGTH,
+    description: 'The message text, stored verbatim: 1–100,000 characters.',
+    example: 'What is the capital of France?',
+  })
+  @IsString()
+  @Length(1, CONTENT_MAX_LENGTH, {
+    message: `content must be 1 to ${CONTENT_MAX_LENGTH} characters long`,
+  })
+  readonly content: string;
+
+  @ApiPropertyOptional({ enum: MESSAGE_ROLES, default: 'user' })
+  @ValidateIf((_, value) => value !== undefined)
+  @IsIn(MESSAGE_ROLES, { message: `role must be one of ${MESSAGE_ROLES.join(', ')}` })
+  readonly role?: MessageRole;
+
+  @ApiPropertyOptional({
+    type: 'object',
+    additionalProperties: true,
+    nullable: true,
+    description: `Free-form JSON object: at most ${METADATA_MAX_BYTES} bytes serialized, ${METADATA_MAX_DEPTH} levels deep.`,
+    example: { source: 'web', tokens: 12 },
+  })
+  @IsOptional()
+  @Transform(({ obj }: { obj: Record<string, unknown> }) => obj.metadata) // stored verbatim
+  @IsBoundedJsonObject({ maxBytes: METADATA_MAX_BYTES, maxDepth: METADATA_MAX_DEPTH })
+  readonly metadata?: JsonObject | null;
+}
+
+export class ListMessagesQueryDto {
+  @SkipQuery()
+  readonly skip: number = 0;
+
+  @LimitQuery(1000)
+  readonly limit: number = 1000;
+}
+
+export class ChatMessageDto {
+  @ApiProperty({ type: 'integer', description: 'Unique across all sessions; never reused.' })
+  id: number;
+
+  @ApiProperty({ format: 'uuid' })
+  session_id: string;
+
+  @ApiProperty({ format: 'date-time', example: '2026-01-31T12:05:00.000Z' })
+  timestamp: string;
+
+  @ApiProperty({ enum: MESSAGE_ROLES })
+  role: MessageRole;
+
+  @ApiProperty()
+  content: string;
+
+  @ApiProperty({ type: 'object', additionalProperties: true, nullable: true })
+  metadata: object | null;
+}
+
+export function mapChatMessage(message: ChatMessage): ChatMessageDto {
+  return {
+    id: message.id,
+    session_id: message.session_id,
+    timestamp: isoTimestamp(message.timestamp),
+    role: message.role,
+    content: message.content,
+    metadata: message.metadata,
+  };
+}

@@ -1,0 +1,31 @@
+import { Column, Entity, Index, OneToMany, PrimaryColumn } from 'typeorm';
+import { ChatMessage } from '../messages/chat-message.entity';
+import { epochMs } from '../database/epoch-ms.transformer';
+
+@Entity('sessions')
+@Index('idx_sessions_recency', ['last_updated_at', 'created_at', 'id'])
+export class Session {
+  @PrimaryColumn({ type: 'varchar', length: 36 })
+  id: string;
+
+  @Column({ type: 'text', nullable: true })
+  name: string | null;
+
+  @Column({ type: 'bigint', transformer: epochMs })
+  created_at: number;
+
+  @Column({ type: 'bigint', transformer: epochMs })
+  last_updated_at: number;
+
+  @Column({ type: 'text', nullable: true })
+  llm_model_name: string | null;
+
+  @Column({ type: 'simple-json', nullable: true })
+  rag_document_ids: string[] | null;
+
+  @Column({ type: 'integer', default: 0 })
+  message_count: number;
+
+  @OneToMany(() => ChatMessage, (message) => message.session)
+  messages?: ChatMessage[];
+}
