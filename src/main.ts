@@ -1,7 +1,8 @@
-import { ConfigService } from '@nestjs/config';
 import { Logger } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { Server } from 'node:http';
 import { AppModule } from './app.module';
 import { configureApp } from './app.setup';
 import type { Env } from './config/env.validation';
@@ -22,13 +23,15 @@ async function bootstrap(): Promise<void> {
     abortOnError: false,
   }).catch((error) => fail('Start-up failed', error));
   configureApp(app);
+  await app.init().catch((error) => fail('Start-up failed', error));
 
   const config = app.get<ConfigService<Env, true>>(ConfigService);
   const port = config.get('PORT', { infer: true });
   const host = config.get('HOST', { infer: true });
-  await app
-    .listen(port, host)
-    .catch((error: NodeJS.ErrnoException) =>
+  // Listening on the server itself: Nest's listen() would log the failure a second time.
+  const server = app.getHttpServer();
+  await new Promise<void>((resolve) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
       fail(
         'Start-up failed',
         error.code === 'EADDRINUSE'
@@ -36,6 +39,8 @@ async function bootstrap(): Promise<void> {
           : error,
       ),
     );
+    server.listen(port, host, resolve);
+  });
   new Logger('Bootstrap').log(`Listening on http://${host}:${port} (API docs at /docs)`);
 }
 

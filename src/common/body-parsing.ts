@@ -6,6 +6,7 @@ import { instanceOf, problem, sendProblem } from './problem';
 /** Deeper bodies are refused before any code walks them (the contract's deepest field is 17 levels). */
 export const BODY_MAX_DEPTH = 32;
 const WITH_BODY = new Set(['POST', 'PUT', 'PATCH']);
+const JSON_TYPES = ['application/json', 'application/*+json'];
 
 function hasBody(req: Request): boolean {
   const length = req.headers['content-length'];
@@ -13,7 +14,7 @@ function hasBody(req: Request): boolean {
 }
 
 function isJson(req: Request): boolean {
-  return Boolean(req.is(['application/json', 'application/*+json']));
+  return Boolean(req.is(JSON_TYPES));
 }
 
 class BodyProblem extends Error {
@@ -47,7 +48,7 @@ const checkParsedBody: RequestHandler = (req, _res, next) => {
 
 /** The JSON body pipeline: content-type check, size-limited strict parse, depth guard. */
 export function jsonBody(limit: string): RequestHandler[] {
-  return [requireJson, express.json({ limit, strict: true }), checkParsedBody];
+  return [requireJson, express.json({ limit, strict: true, type: JSON_TYPES }), checkParsedBody];
 }
 
 interface HttpError {

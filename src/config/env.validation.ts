@@ -53,11 +53,14 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
     return { type: 'sqlite', path };
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
+    let host = '';
     try {
-      new URL(url);
+      host = new URL(url).hostname;
     } catch {
-      throw new ConfigError('DATABASE_URL', 'is not a valid postgres:// URL');
+      // reported below
     }
+    if (!host)
+      throw new ConfigError('DATABASE_URL', 'is not a valid postgres://user:pass@host:port/db URL');
     return { type: 'postgres', url };
   }
   throw new ConfigError(

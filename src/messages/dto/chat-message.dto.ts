@@ -1,5 +1,4 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Transform } from 'class-transformer';
 import { IsIn, IsOptional, IsString, Length, ValidateIf } from 'class-validator';
 import {
   IsBoundedJsonObject,
@@ -8,6 +7,7 @@ import {
   METADATA_MAX_DEPTH,
 } from '../../common/json-bounds';
 import { LimitQuery, SkipQuery } from '../../common/pagination';
+import { RawJson } from '../../common/validation.pipe';
 import { isoTimestamp } from '../../common/timestamps';
 import { ChatMessage, MESSAGE_ROLES, type MessageRole } from '../chat-message.entity';
 
@@ -39,7 +39,7 @@ export class CreateChatMessageDto {
     example: { source: 'web', tokens: 12 },
   })
   @IsOptional()
-  @Transform(({ obj }: { obj: Record<string, unknown> }) => obj.metadata) // stored verbatim
+  @RawJson()
   @IsBoundedJsonObject({ maxBytes: METADATA_MAX_BYTES, maxDepth: METADATA_MAX_DEPTH })
   readonly metadata?: JsonObject | null;
 }

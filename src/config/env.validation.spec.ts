@@ -1,0 +1,75 @@
+import { ConfigError, validateEnv } from './env.validation';
+
+describe('validateEnv', () => {
+  it('fills the contract defaults', () => {
+    expect(validateEnv({})).toEqual({
+      NODE_ENV: 'development',
+      PORT: 8000,
+      HOST: '127.0.0.1',
+      APP_NAME: 'Chat Sessions API',
+      DATABASE_URL: 'sqlite:./data/chat.sqlite',
+      DATABASE: { type: 'sqlite', path: './data/chat.sqlite' },
+      DEFAULT_MODEL_NAME: 'default',
+      LOG_LEVEL: 'info',
+      CORS_ORIGINS: [],
+      SQLITE_SYNCHRONOUS: 'FULL',
+    });
+  });
+
+  it('reads every variable', () => {
+    const env = validateEnv({
+      PORT: '9000',
+      HOST: '0.0.0.0',
+      APP_NAME: 'My Chat',
+      DATABASE_URL: 'postgres://u:p@localhost:5432/chat',
+      DEFAULT_MODEL_NAME: 'gpt-x',
+      LOG_LEVEL: 'DEBUG',
+      CORS_ORIGINS: 'https://a.example, http://localhost:3000',
+      SQLITE_SYNCHRONOUS: 'normal',
+    });
+    expect(env).toMatchObject({
+      PORT: 9000,
+      HOST: '0.0.0.0',
+      APP_NAME: 'My Chat',
+      DATABASE: { type: 'postgres', url: 'postgres://u:p@localhost:5432/chat' },
+      DEFAULT_MODEL_NAME: 'gpt-x',
+      LOG_LEVEL: 'debug',
+      CORS_ORIGINS: ['https://a.example', 'http://localhost:3000'],
+      SQLITE_SYNCHRONOUS: 'NORMAL',
+    });
+  });
+
+  it.each([
+    ['sqlite::memory:', { type: 'sqlite', path: ':memory:' }],
+    ['sqlite:/var/lib/chat.db', { type: 'sqlite', path: '/var/lib/chat.db' }],
+    ['sqlite:///var/lib/chat.db', { type: 'sqlite', path: '/var/lib/chat.db' }],
+    ['postgresql://localhost/chat', { type: 'postgres', url: 'postgresql://localhost/chat' }],
+  ])('parses DATABASE_URL %s', (url, target) => {
+    expect(validateEnv({ DATABASE_URL: url }).DATABASE).toEqual(target);
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '0'],
+    ['PORT', '65536'],
+    ['PORT', '80.5'],
+    ['HOST', 'not a host'],
+    ['DATABASE_URL', 'mysql://localhost/db'],
+    ['DATABASE_URL', 'sqlite:'],
+    ['DATABASE_URL', 'postgres://'],
+    ['LOG_LEVEL', 'loud'],
+    ['CORS_ORIGINS', 'not-an-origin'],
+    ['SQLITE_SYNCHRONOUS', 'OFF'],
+  ])('refuses %s=%s with one line naming the variable', (name, value) => {
+    let error: unknown;
+    try {
+      validateEnv({ [name]: value });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message).toMatch(new RegExp(`^Invalid configuration: ${name} `));
+    expect(message).not.toContain('\n');
+  });
+});

@@ -1,0 +1,166 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DataSource, EntityManager } from 'typeorm';
+import { buildDataSourceOptions } from './database.options';
+import { DatabaseService, MAX_WRITES_PER_COMMIT } from './database.service';
+
+async function openDatabase(): Promise<DataSource> {
+  const dataSource = new DataSource(
+    buildDataSourceOptions({
+      DATABASE: { type: 'sqlite', path: ':memory:' },
+      SQLITE_SYNCHRONOUS: 'FULL',
+    }),
+  );
+  await dataSource.initialize();
+  await dataSource.runMigrations();
+  return dataSource;
+}
+
+function insertSession(manager: EntityManager, id: string): Promise<unknown> {
+  return manager.query(
+    `INSERT INTO "sessions" ("id", "name", "created_at", "last_updated_at", "message_count")
+     VALUES (?, ?, 0, 0, 0)`,
+    [id, id],
+  );
+}
+
+async function sessionIds(dataSource: DataSource): Promise<string[]> {
+  const rows: { id: string }[] = await dataSource.query(
+    'SELECT "id" FROM "sessions" ORDER BY "id"',
+  );
+  return rows.map((r) => r.id);
+}
+
+/** A seeded pseudo-random sequence, so every run injects the same failures and delays. */
+function* seeded(seed: number): Generator<number> {
+  let x = seed;
+  for (;;) {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    yield x / 2 ** 31;
+  }
+}
+
+describe('DatabaseService on SQLite', () => {
+  let dataSource: DataSource;
+  let db: DatabaseService;
+
+  beforeEach(async () => {
+    dataSource = await openDatabase();
+    db = new DatabaseService(dataSource);
+  });
+  afterEach(() => dataSource.destroy());
+
+  it('keeps exactly the writes it acknowledged when hundreds overlap with rollbacks and delays', async () => {
+    const random = seeded(42);
+    const plan = Array.from({ length: 300 }, (_, i) => ({
+      id: `s${String(i).padStart(3, '0')}`,
+      fails: random.next().value! < 0.3,
+      delayMs: random.next().value! < 0.2 ? Math.floor(random.next().value! * 5) : -1,
+    }));
+
+    const results = await Promise.allSettled(
+      plan.map((p) =>
+        db.write(async (manager) => {
+          await insertSession(manager, p.id);
+          if (p.delayMs >= 0) await sleep(p.delayMs); // the event loop turns while the write is open
+          if (p.fails) throw new Error(`injected failure ${p.id}`);
+          return p.id;
+        }),
+      ),
+    );
+
+    const acknowledged = plan.filter((_, i) => results[i].status === 'fulfilled').map((p) => p.id);
+    expect(acknowledged).toEqual(plan.filter((p) => !p.fails).map((p) => p.id));
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(
+      plan.filter((p) => p.fails).length,
+    );
+    expect(await sessionIds(dataSource)).toEqual(acknowledged);
+  });
+
+  it('never lets a read see a write that is still open or later rolls back', async () => {
+    let stop = false;
+    let doomedSeen = 0;
+    let reads = 0;
+    const reader = (async () => {
+      while (!stop) {
+        const rows: { n: number }[] = await db.read((m) =>
+          m.query(`SELECT COUNT(*) AS "n" FROM "sessions" WHERE "name" LIKE 'doomed%'`),
+        );
+        doomedSeen += rows[0].n;
+        reads++;
+        await sleep(0);
+      }
+    })();
+    const writes: Promise<unknown>[] = [];
+    for (let wave = 0; wave < 10; wave++) {
+      for (let i = wave * 10; i < wave * 10 + 10; i++) {
+        writes.push(
+          db.write(async (manager) => {
+            await insertSession(manager, i % 2 ? `doomed${i}` : `kept${i}`);
+            await sleep(1);
+            if (i % 2) throw new Error('rolled back');
+          }),
+        );
+      }
+      await sleep(2);
+    }
+    await Promise.allSettled(writes);
+    stop = true;
+    await reader;
+    expect(reads).toBeGreaterThan(1);
+    expect(doomedSeen).toBe(0);
+    expect(await sessionIds(dataSource)).toHaveLength(50);
+  });
+
+  it('commits writes that queue up together, each in its own savepoint', async () => {
+    const queries: string[] = [];
+    const original = dataSource.driver.createQueryRunner('master');
+    const query = original.query.bind(original);
+    jest.spyOn(original, 'query').mockImplementation((sql: string, ...rest: unknown[]) => {
+      queries.push(sql);
+      return (query as (...args: unknown[]) => Promise<unknown>)(sql, ...rest);
+    });
+    const n = MAX_WRITES_PER_COMMIT + 6;
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        db.write((m) => insertSession(m, `b${String(i).padStart(3, '0')}`)),
+      ),
+    );
+    expect(queries.filter((q) => q === 'COMMIT')).toHaveLength(2);
+    expect(queries.filter((q) => q.startsWith('SAVEPOINT'))).toHaveLength(n);
+    expect(await sessionIds(dataSource)).toHaveLength(n);
+  });
+
+  it('rejects every write of a batch whose COMMIT fails, and keeps none of them', async () => {
+    // A deferred foreign key is only checked at COMMIT, so this batch's commit fails as a whole.
+    await dataSource.query('PRAGMA defer_foreign_keys = ON');
+    const writes = [
+      db.write((m) => insertSession(m, 'a')),
+      db.write((m) =>
+        m.query(
+          `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content") VALUES ('ghost', 1, 'user', 'x')`,
+        ),
+      ),
+    ];
+    const results = await Promise.allSettled(writes);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(await sessionIds(dataSource)).toEqual([]);
+    expect(await db.write((m) => insertSession(m, 'after'))).toBeDefined();
+    expect(await sessionIds(dataSource)).toEqual(['after']);
+  });
+
+  it('control: the same overlapping workload on bare TypeORM transactions loses or breaks writes', async () => {
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 50 }, (_, i) =>
+        dataSource.transaction(async (manager) => {
+          await insertSession(manager, `c${String(i).padStart(2, '0')}`);
+          await sleep(i % 3);
+          if (i % 5 === 0) throw new Error('injected');
+        }),
+      ),
+    );
+    const acknowledged = outcomes.filter((o) => o.status === 'fulfilled').length;
+    const stored = (await sessionIds(dataSource)).length;
+    // 40 writes should succeed; sharing one connection, some fail or vanish after being acknowledged.
+    expect(acknowledged !== 40 || stored !== 40).toBe(true);
+  });
+});

@@ -1,0 +1,33 @@
+import type { DatabaseService } from '../../src/database/database.service';
+
+/**
+ * The store's invariants, checked straight in the database: no message without its session, every
+ * session's message_count equal to its real count, and last_updated_at equal to its newest message's
+ * timestamp (or created_at when it has none). Returns the violations; an empty list means all hold.
+ */
+export async function invariantViolations(db: DatabaseService): Promise<string[]> {
+  const orphans: { id: number }[] = await db.read((m) =>
+    m.query(
+      `SELECT m."id" FROM "chat_messages" m LEFT JOIN "sessions" s ON s."id" = m."session_id"
+       WHERE s."id" IS NULL`,
+    ),
+  );
+  const miscounted: { id: string }[] = await db.read((m) =>
+    m.query(
+      `SELECT s."id" FROM "sessions" s
+       WHERE s."message_count" <> (SELECT COUNT(*) FROM "chat_messages" m WHERE m."session_id" = s."id")`,
+    ),
+  );
+  const stale: { id: string }[] = await db.read((m) =>
+    m.query(
+      `SELECT s."id" FROM "sessions" s
+       WHERE s."last_updated_at" <> COALESCE(
+         (SELECT MAX(m."timestamp") FROM "chat_messages" m WHERE m."session_id" = s."id"), s."created_at")`,
+    ),
+  );
+  return [
+    ...orphans.map((o) => `orphan message ${o.id}`),
+    ...miscounted.map((s) => `wrong message_count on session ${s.id}`),
+    ...stale.map((s) => `last_updated_at is not the newest message's timestamp on session ${s.id}`),
+  ];
+}

@@ -1,0 +1,63 @@
+import { Test } from '@nestjs/testing';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { rmSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AppModule } from '../../src/app.module';
+import { configureApp } from '../../src/app.setup';
+import { DatabaseService } from '../../src/database/database.service';
+
+export interface TestApp {
+  app: NestExpressApplication;
+  http: Server;
+  db: DatabaseService;
+  close(): Promise<void>;
+}
+
+/**
+ * Boots the real AppModule with the production middleware (`configureApp`) and the real migrations,
+ * on a fresh in-memory SQLite database unless `env.DATABASE_URL` says otherwise.
+ */
+export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  Object.assign(process.env, { DATABASE_URL: 'sqlite::memory:', LOG_LEVEL: 'warn', ...env });
+  const moduleRef = await Test.createTestingModule({
+    imports: [await AppModule.forRoot()],
+  }).compile();
+  const app = moduleRef.createNestApplication<NestExpressApplication>({ bodyParser: false });
+  configureApp(app);
+  await app.init();
+  return {
+    app,
+    http: app.getHttpServer(),
+    db: app.get(DatabaseService),
+    close: () => app.close(),
+  };
+}
+
+/** Empties every table (messages go with their sessions) so each test starts from a clean database. */
+export async function resetDatabase(db: DatabaseService): Promise<void> {
+  await db.write(async (manager) => {
+    await manager.query('DELETE FROM "sessions"');
+  });
+}
+
+/** Counts rows straight from the database, bypassing the API. */
+export async function countRows(
+  db: DatabaseService,
+  table: 'sessions' | 'chat_messages',
+): Promise<number> {
+  const [{ n }]: { n: number | string }[] = await db.read((m) =>
+    m.query(`SELECT COUNT(*) AS "n" FROM "${table}"`),
+  );
+  return Number(n);
+}
+
+/** A database file path unique to this test process, for tests that need a real file (WAL, restarts). */
+export function temporaryDatabasePath(name: string): string {
+  return join(tmpdir(), `chat-sessions-${name}-${process.pid}-${Date.now()}.sqlite`);
+}
+
+export function removeDatabaseFiles(path: string): void {
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+}
