@@ -1,6 +1,7 @@
 import { Controller, Get } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { ApiOkResponse, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { ApiProblems } from './common/problem.dto';
 import type { Env } from './config/env.validation';
 
 export class StatusDto {
@@ -25,6 +26,7 @@ export class AppController {
 
   @Get()
   @ApiOkResponse({ type: StatusDto })
+  @ApiProblems()
   status(): StatusDto {
     return { message: this.welcome, status: 'running', timestamp: new Date().toISOString() };
   }

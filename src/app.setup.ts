@@ -3,6 +3,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
 import { bodyErrorHandler, jsonBody } from './common/body-parsing';
+import { closeRequestBodies } from './common/openapi';
 import { TOTAL_COUNT_HEADER } from './common/pagination';
 import { requestLogger } from './common/request-logger';
 import type { Env } from './config/env.validation';
@@ -36,16 +37,18 @@ export function configureApp(app: NestExpressApplication): NestExpressApplicatio
   app.use(bodyErrorHandler);
 
   const appName = config.get('APP_NAME', { infer: true });
-  const document = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle(appName)
-      .setDescription(
-        'Stores chat conversations: sessions and their messages. Errors are RFC 9457 problem documents ' +
-          '(application/problem+json). Every path also answers with a trailing slash.',
-      )
-      .setVersion('1.1.0')
-      .build(),
+  const document = closeRequestBodies(
+    SwaggerModule.createDocument(
+      app,
+      new DocumentBuilder()
+        .setTitle(appName)
+        .setDescription(
+          'Stores chat conversations: sessions and their messages. Errors are RFC 9457 problem documents ' +
+            '(application/problem+json). Every path also answers with a trailing slash.',
+        )
+        .setVersion('1.1.0')
+        .build(),
+    ),
   );
   SwaggerModule.setup('docs', app, document, {
     jsonDocumentUrl: 'docs-json',

@@ -3,7 +3,7 @@ import { freePort, runServerToExit } from './helpers/server-process';
 
 /** Start-up of the built server: a bad environment ends it with one clear line and a non-zero exit. */
 describe('Start-up (e2e, built server)', () => {
-  it.each([
+  it.each<[Record<string, string>, RegExp]>([
     [{ PORT: 'eighty' }, /^Configuration error: Invalid configuration: PORT must be an integer/],
     [
       { DATABASE_URL: 'mysql://x/y' },

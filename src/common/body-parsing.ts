@@ -46,9 +46,15 @@ const checkParsedBody: RequestHandler = (req, _res, next) => {
   next();
 };
 
-/** The JSON body pipeline: content-type check, size-limited strict parse, depth guard. */
+/**
+ * The JSON body pipeline: content-type check, size-limited strict parse, depth guard. Only methods
+ * that take a body are parsed; a body sent with GET or DELETE is ignored, as HTTP gives it no meaning.
+ */
 export function jsonBody(limit: string): RequestHandler[] {
-  return [requireJson, express.json({ limit, strict: true, type: JSON_TYPES }), checkParsedBody];
+  const parse = express.json({ limit, strict: true, type: JSON_TYPES });
+  const parseWithBody: RequestHandler = (req, res, next) =>
+    WITH_BODY.has(req.method) ? parse(req, res, next) : next();
+  return [requireJson, parseWithBody, checkParsedBody];
 }
 
 interface HttpError {

@@ -1,5 +1,11 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
-import { ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBody,
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { Response } from 'express';
 import { TOTAL_COUNT_HEADER, totalCountHeader } from '../common/pagination';
 import { ApiProblems, BODY_PROBLEMS } from '../common/problem.dto';
@@ -12,6 +18,7 @@ export class SessionsController {
   constructor(private readonly sessions: SessionsService) {}
 
   @Post()
+  @ApiBody({ type: CreateSessionDto, required: false })
   @ApiCreatedResponse({ type: SessionDto, description: 'The new session.' })
   @ApiProblems(...BODY_PROBLEMS)
   async create(@Body() dto: CreateSessionDto): Promise<SessionDto> {

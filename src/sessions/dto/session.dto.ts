@@ -28,6 +28,7 @@ export class CreateSessionDto {
     type: [String],
     nullable: true,
     maxItems: 100,
+    items: { type: 'string', minLength: 1, maxLength: 200 },
     description:
       'Ids of documents the session may use for retrieval: at most 100, each 1–200 characters.',
     example: ['doc-1', 'doc-2'],
