@@ -38,7 +38,10 @@ describe('Sessions (e2e)', () => {
         last_updated_at: res.body.created_at,
         llm_model_name: 'gpt-test',
         rag_document_ids: null,
+        metadata_tags: null,
         message_count: 0,
+        archived: false,
+        pinned: false,
       });
       expect(Object.keys(res.body)).toEqual([
         'id',
@@ -47,7 +50,10 @@ describe('Sessions (e2e)', () => {
         'last_updated_at',
         'llm_model_name',
         'rag_document_ids',
+        'metadata_tags',
         'message_count',
+        'archived',
+        'pinned',
       ]);
     });
 

@@ -58,3 +58,41 @@ export function IsBoundedJsonObject(
     });
   };
 }
+
+export const TAGS_MAX_KEYS = 16;
+export const TAG_KEY_MAX = 64;
+export const TAG_VALUE_MAX = 512;
+
+/** Why `value` is not valid session tags, naming the offending key; `null` when it is valid. */
+export function metadataTagsProblem(value: unknown): string | null {
+  if (!isPlainObject(value)) return 'metadata_tags must be an object of string values';
+  const entries = Object.entries(value);
+  if (entries.length > TAGS_MAX_KEYS) {
+    return `metadata_tags has ${entries.length} keys; at most ${TAGS_MAX_KEYS} are allowed`;
+  }
+  for (const [key, tag] of entries) {
+    if ([...key].length < 1 || [...key].length > TAG_KEY_MAX) {
+      return `metadata_tags key '${key.slice(0, 80)}' must be 1 to ${TAG_KEY_MAX} characters long`;
+    }
+    if (typeof tag !== 'string' || [...tag].length > TAG_VALUE_MAX) {
+      return `metadata_tags['${key}'] must be a string of at most ${TAG_VALUE_MAX} characters`;
+    }
+  }
+  return null;
+}
+
+/** Session tags: at most 16 keys of 1–64 characters, string values of at most 512 characters. */
+export function IsMetadataTags(options?: ValidationOptions): PropertyDecorator {
+  return (target: object, propertyName: string | symbol) => {
+    registerDecorator({
+      name: 'isMetadataTags',
+      target: target.constructor,
+      propertyName: String(propertyName),
+      options,
+      validator: {
+        validate: (value: unknown) => metadataTagsProblem(value) === null,
+        defaultMessage: (args) => metadataTagsProblem(args?.value) ?? 'invalid metadata_tags',
+      },
+    });
+  };
+}

@@ -1,12 +1,13 @@
 import { applyDecorators } from '@nestjs/common';
+import type { Response } from 'express';
 import { ApiPropertyOptional } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { IsInt, Max, Min } from 'class-validator';
+import { IsInt, IsOptional, Max, Min } from 'class-validator';
 
 export const MAX_PAGE_SIZE = 1000;
 
 /** Query strings arrive as text: only a plain run of digits (with an optional minus) becomes a number. */
-const toInteger = Transform(({ value }: { value: unknown }) =>
+export const toInteger = Transform(({ value }: { value: unknown }) =>
   typeof value === 'string' && /^-?\d{1,16}$/.test(value) ? Number(value) : value,
 );
 
@@ -20,6 +21,7 @@ export function SkipQuery(): PropertyDecorator {
       description: 'Number of items to skip (offset paging).',
     }),
     toInteger,
+    IsOptional(),
     IsInt({ message: 'skip must be a non-negative integer' }),
     Min(0, { message: 'skip must be a non-negative integer' }),
     Max(Number.MAX_SAFE_INTEGER, { message: 'skip is too large' }),
@@ -47,12 +49,38 @@ export function LimitQuery(fallback: number): PropertyDecorator {
 /** The response header that carries the size of the whole list a query selects. */
 export const TOTAL_COUNT_HEADER = 'X-Total-Count';
 
-/** The OpenAPI description of `X-Total-Count` for a list response. */
-export function totalCountHeader(description: string) {
-  return { [TOTAL_COUNT_HEADER]: { description, schema: { type: 'integer' } } };
+/** The OpenAPI description of a list response's headers. */
+export function listHeaders(totalDescription: string) {
+  return {
+    [TOTAL_COUNT_HEADER]: {
+      description: totalDescription,
+      required: true,
+      schema: { type: 'integer' },
+    },
+    Link: {
+      description:
+        'RFC 8288 `<…>; rel="next"` when the page is full: the next page by cursor, as a path and query relative to the server root. Absent on the last page.',
+      required: false,
+      schema: { type: 'string' },
+    },
+  };
 }
 
 export interface Page<T> {
   items: T[];
+  /** The size of the whole list the filters select, ignoring paging. */
   total: number;
+  /** Query parameters of the next page, when this page is full. */
+  next?: Record<string, string | number>;
+}
+
+/** `X-Total-Count`, and `Link: <path?query>; rel="next"` when there is a next page. */
+export function setPageHeaders(res: Response, path: string, page: Page<unknown>): void {
+  res.setHeader(TOTAL_COUNT_HEADER, page.total);
+  if (page.next) {
+    const query = new URLSearchParams(
+      Object.entries(page.next).map(([key, value]): [string, string] => [key, String(value)]),
+    );
+    res.setHeader('Link', `<${path}?${query.toString()}>; rel="next"`);
+  }
 }

@@ -3,6 +3,7 @@ import { ConfigService } from '@nestjs/config';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import type { Env } from '../config/env.validation';
 import { buildDataSourceOptions } from './database.options';
+import { CursorService } from './cursor.service';
 import { DatabaseService } from './database.service';
 
 @Global()
@@ -20,7 +21,7 @@ import { DatabaseService } from './database.service';
       }),
     }),
   ],
-  providers: [DatabaseService],
-  exports: [DatabaseService],
+  providers: [DatabaseService, CursorService],
+  exports: [DatabaseService, CursorService],
 })
 export class DatabaseModule {}

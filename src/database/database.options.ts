@@ -4,8 +4,9 @@ import type { Env } from '../config/env.validation';
 import { ChatMessage } from '../messages/chat-message.entity';
 import { Session } from '../sessions/session.entity';
 import { migrations } from './migrations';
+import { Setting } from './setting.entity';
 
-export const entities = [Session, ChatMessage];
+export const entities = [Session, ChatMessage, Setting];
 
 /**
  * The one place that turns configuration into TypeORM options: the app and `ormconfig.ts` (the CLI)

@@ -36,6 +36,7 @@ export class DatabaseService {
   readonly isSqlite: boolean;
   private readonly lock = new Mutex();
   private queue: PendingWrite[] = [];
+  private readonly postgresSql = new Map<string, string>();
 
   constructor(@InjectDataSource() readonly dataSource: DataSource) {
     this.isSqlite = dataSource.options.type === 'better-sqlite3';
@@ -48,8 +49,13 @@ export class DatabaseService {
    */
   sql(text: string): string {
     if (this.isSqlite) return text;
-    let n = 0;
-    return text.replace(/\?/g, () => `$${++n}`);
+    let converted = this.postgresSql.get(text);
+    if (converted === undefined) {
+      let n = 0;
+      converted = text.replace(/\?/g, () => `$${++n}`);
+      this.postgresSql.set(text, converted);
+    }
+    return converted;
   }
 
   /** Runs `work` in a transaction: all of it commits, or none of it does. */

@@ -1,7 +1,13 @@
-import { Body, Controller, Get, Param, Post, Query, Res } from '@nestjs/common';
-import { ApiCreatedResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import {
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiParam,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { Response } from 'express';
-import { TOTAL_COUNT_HEADER, totalCountHeader } from '../common/pagination';
+import { listHeaders, setPageHeaders } from '../common/pagination';
 import { ApiProblems, BODY_PROBLEMS } from '../common/problem.dto';
 import {
   ChatMessageDto,
@@ -32,8 +38,9 @@ export class MessagesController {
   @Get()
   @ApiOkResponse({
     type: [ChatMessageDto],
-    description: 'Oldest first; equal timestamps in insertion order.',
-    headers: totalCountHeader('Number of messages in the session, ignoring skip/limit.'),
+    description:
+      'Ordered by timestamp, then id (insertion order), oldest first unless order=desc. Page by `skip` or by `after`/`before`.',
+    headers: listHeaders('Number of messages in the session, ignoring paging.'),
   })
   @ApiProblems(400, 404)
   async list(
@@ -42,7 +49,29 @@ export class MessagesController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<ChatMessageDto[]> {
     const page = await this.messages.list(id, query);
-    res.setHeader(TOTAL_COUNT_HEADER, page.total);
+    setPageHeaders(res, `/api/v1/sessions/${encodeURIComponent(id)}/messages`, page);
     return page.items.map(mapChatMessage);
+  }
+
+  @Get(':message_id')
+  @ApiParam({ name: 'message_id', type: 'integer' })
+  @ApiOkResponse({ type: ChatMessageDto })
+  @ApiProblems(404)
+  async get(
+    @Param('id') id: string,
+    @Param('message_id') messageId: string,
+  ): Promise<ChatMessageDto> {
+    return mapChatMessage(await this.messages.get(id, messageId));
+  }
+
+  @Delete(':message_id')
+  @HttpCode(204)
+  @ApiParam({ name: 'message_id', type: 'integer' })
+  @ApiNoContentResponse({
+    description: 'The message is gone; message_count drops, last_updated_at stays.',
+  })
+  @ApiProblems(404)
+  async remove(@Param('id') id: string, @Param('message_id') messageId: string): Promise<void> {
+    await this.messages.remove(id, messageId);
   }
 }

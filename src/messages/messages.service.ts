@@ -1,5 +1,6 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, NotFoundException } from '@nestjs/common';
 import { Page } from '../common/pagination';
+import { ValidationProblemException } from '../common/validation.pipe';
 import { DatabaseService } from '../database/database.service';
 import { sessionNotFound } from '../sessions/sessions.service';
 import { ChatMessage, MessageRole } from './chat-message.entity';
@@ -26,11 +27,26 @@ function toMessage(row: MessageRow): ChatMessage {
   };
 }
 
+function messageNotFound(sessionId: string, messageId: string): NotFoundException {
+  return new NotFoundException(
+    `Message with ID '${messageId}' not found in session '${sessionId}'.`,
+  );
+}
+
+/** A message id from the path: anything but a plain positive integer names no message. */
+function parseMessageId(text: string): number | null {
+  return /^\d{1,15}$/.test(text) ? Number(text) : null;
+}
+
 const COLUMNS = `"id", "session_id", "timestamp", "role", "content", "metadata"`;
+const KEY = `("timestamp", "id")`;
 
 @Injectable()
 export class MessagesService {
-  private readonly sql: Record<'touch' | 'insert' | 'count' | 'page', string>;
+  private readonly sql: Record<
+    'touch' | 'insert' | 'count' | 'position' | 'get' | 'untouch' | 'delete',
+    string
+  >;
 
   constructor(private readonly db: DatabaseService) {
     this.sql = {
@@ -48,11 +64,17 @@ export class MessagesService {
          VALUES (?, ?, ?, ?, ?) RETURNING "id"`,
       ),
       count: db.sql(`SELECT "message_count" FROM "sessions" WHERE "id" = ?`),
-      // Oldest first; messages stamped in the same millisecond keep their insertion (id) order.
-      page: db.sql(
-        `SELECT ${COLUMNS} FROM "chat_messages" WHERE "session_id" = ?
-         ORDER BY "timestamp" ASC, "id" ASC LIMIT ? OFFSET ?`,
+      position: db.sql(
+        `SELECT "timestamp", "id" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
       ),
+      get: db.sql(`SELECT ${COLUMNS} FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`),
+      // The session row first (as appends do), then the message: one lock order for every write.
+      untouch: db.sql(
+        `UPDATE "sessions" SET "message_count" = "message_count" - 1
+         WHERE "id" = ? AND EXISTS (SELECT 1 FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?)
+         RETURNING "id"`,
+      ),
+      delete: db.sql(`DELETE FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`),
     };
   }
 
@@ -87,18 +109,98 @@ export class MessagesService {
     });
   }
 
+  /**
+   * Ordered by (timestamp, id), ascending or descending. Offset paging with `skip`; keyset paging
+   * with `after` / `before` (message ids of this session). `before` alone returns the `limit`
+   * messages nearest to it, still in the list's order. A full page names the next one by `after`.
+   */
   list(sessionId: string, query: ListMessagesQueryDto): Promise<Page<ChatMessage>> {
+    const keyset = query.after !== undefined || query.before !== undefined;
+    if (keyset && query.skip !== undefined) {
+      throw new ValidationProblemException([
+        { field: 'skip', message: 'skip cannot be combined with after or before' },
+      ]);
+    }
+    const ascending = query.order === 'asc';
     return this.db.read(async (manager) => {
       const [session]: { message_count: number | string }[] = await manager.query(this.sql.count, [
         sessionId,
       ]);
       if (!session) throw sessionNotFound(sessionId);
-      const rows: MessageRow[] = await manager.query(this.sql.page, [
-        sessionId,
+
+      const conditions = [`"session_id" = ?`];
+      const params: unknown[] = [sessionId];
+      for (const param of ['after', 'before'] as const) {
+        const id = query[param];
+        if (id === undefined) continue;
+        const [position]: { timestamp: number | string; id: number }[] = await manager.query(
+          this.sql.position,
+          [id, sessionId],
+        );
+        if (!position) {
+          throw new ValidationProblemException([
+            { field: param, message: `${param} names message ${id}, which is not in this session` },
+          ]);
+        }
+        // "after" means later in the list's order: later in time when ascending, earlier when not.
+        const later = (param === 'after') === ascending;
+        conditions.push(`${KEY} ${later ? '>' : '<'} (?, ?)`);
+        params.push(Number(position.timestamp), Number(position.id));
+      }
+      // `before` alone: read backwards from the cursor to get the nearest messages, then flip.
+      const backwards = query.before !== undefined && query.after === undefined;
+      const direction = ascending !== backwards ? 'ASC' : 'DESC';
+      const sql = this.db.sql(
+        `SELECT ${COLUMNS} FROM "chat_messages" WHERE ${conditions.join(' AND ')}
+         ORDER BY "timestamp" ${direction}, "id" ${direction} LIMIT ? OFFSET ?`,
+      );
+      const rows: MessageRow[] = await manager.query(sql, [
+        ...params,
         query.limit,
-        query.skip,
+        query.skip ?? 0,
       ]);
-      return { items: rows.map(toMessage), total: Number(session.message_count) };
+      const items = rows.map(toMessage);
+      if (backwards) items.reverse();
+      const last = items.at(-1);
+      return {
+        items,
+        total: Number(session.message_count),
+        next:
+          last && items.length === query.limit
+            ? {
+                after: last.id,
+                ...(query.before === undefined ? {} : { before: query.before }),
+                limit: query.limit,
+                order: query.order,
+              }
+            : undefined,
+      };
     });
+  }
+
+  async get(sessionId: string, messageId: string): Promise<ChatMessage> {
+    const id = parseMessageId(messageId);
+    const [row]: MessageRow[] =
+      id === null ? [] : await this.db.read((m) => m.query(this.sql.get, [id, sessionId]));
+    if (!row) throw messageNotFound(sessionId, messageId);
+    return toMessage(row);
+  }
+
+  /** `message_count` drops by one; `last_updated_at` stays (it tracks activity, not content). */
+  async remove(sessionId: string, messageId: string): Promise<void> {
+    const id = parseMessageId(messageId);
+    const removed =
+      id !== null &&
+      (await this.db.write(async (manager) => {
+        const touched: unknown[] = await manager.query(this.sql.untouch, [
+          sessionId,
+          id,
+          sessionId,
+        ]);
+        if (touched.length === 0) return false;
+        await manager.query(this.sql.delete, [id, sessionId]);
+        return true;
+      }));
+    if (!removed) throw messageNotFound(sessionId, messageId);
   }
 }

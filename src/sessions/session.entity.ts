@@ -4,6 +4,7 @@ import { epochMs } from '../database/epoch-ms.transformer';
 
 @Entity('sessions')
 @Index('idx_sessions_recency', ['last_updated_at', 'created_at', 'id'])
+@Index('idx_sessions_archived_recency', ['archived', 'last_updated_at', 'created_at', 'id'])
 export class Session {
   @PrimaryColumn({ type: 'varchar', length: 36 })
   id: string;
@@ -23,8 +24,17 @@ export class Session {
   @Column({ type: 'simple-json', nullable: true })
   rag_document_ids: string[] | null;
 
+  @Column({ type: 'simple-json', nullable: true })
+  metadata_tags: Record<string, string> | null;
+
   @Column({ type: 'integer', default: 0 })
   message_count: number;
+
+  @Column({ type: 'boolean', default: false })
+  archived: boolean;
+
+  @Column({ type: 'boolean', default: false })
+  pinned: boolean;
 
   @OneToMany(() => ChatMessage, (message) => message.session)
   messages?: ChatMessage[];

@@ -1,4 +1,15 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  Param,
+  Patch,
+  Post,
+  Query,
+  Res,
+} from '@nestjs/common';
 import {
   ApiBody,
   ApiCreatedResponse,
@@ -7,13 +18,21 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { Response } from 'express';
-import { TOTAL_COUNT_HEADER, totalCountHeader } from '../common/pagination';
+import { listHeaders, setPageHeaders } from '../common/pagination';
 import { ApiProblems, BODY_PROBLEMS } from '../common/problem.dto';
-import { CreateSessionDto, ListSessionsQueryDto, mapSession, SessionDto } from './dto/session.dto';
+import {
+  CreateSessionDto,
+  ListSessionsQueryDto,
+  mapSession,
+  SessionDto,
+  UpdateSessionDto,
+} from './dto/session.dto';
 import { SessionsService } from './sessions.service';
 
+const PATH = '/api/v1/sessions';
+
 @ApiTags('sessions')
-@Controller('api/v1/sessions')
+@Controller(PATH)
 export class SessionsController {
   constructor(private readonly sessions: SessionsService) {}
 
@@ -28,8 +47,9 @@ export class SessionsController {
   @Get()
   @ApiOkResponse({
     type: [SessionDto],
-    headers: totalCountHeader('Number of sessions the query matches, ignoring skip/limit.'),
-    description: 'Most recently active first.',
+    headers: listHeaders('Number of sessions the filters match, ignoring paging.'),
+    description:
+      'Most recently active first (ties: newest created_at, then id). Page by `skip` or by `cursor`. A session that gets new activity moves to the front: a cursor walk already past it does not see it again.',
   })
   @ApiProblems(400)
   async list(
@@ -37,7 +57,7 @@ export class SessionsController {
     @Res({ passthrough: true }) res: Response,
   ): Promise<SessionDto[]> {
     const page = await this.sessions.list(query);
-    res.setHeader(TOTAL_COUNT_HEADER, page.total);
+    setPageHeaders(res, PATH, page);
     return page.items.map(mapSession);
   }
 
@@ -46,6 +66,18 @@ export class SessionsController {
   @ApiProblems(404)
   async get(@Param('id') id: string): Promise<SessionDto> {
     return mapSession(await this.sessions.get(id));
+  }
+
+  @Patch(':id')
+  @ApiBody({ type: UpdateSessionDto, required: false })
+  @ApiOkResponse({
+    type: SessionDto,
+    description:
+      'Fields left out are unchanged; a field given replaces the old value whole; null clears a nullable field. Does not move last_updated_at.',
+  })
+  @ApiProblems(404, ...BODY_PROBLEMS)
+  async update(@Param('id') id: string, @Body() dto: UpdateSessionDto): Promise<SessionDto> {
+    return mapSession(await this.sessions.update(id, dto));
   }
 
   @Delete(':id')

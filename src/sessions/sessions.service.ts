@@ -3,15 +3,17 @@ import { ConfigService } from '@nestjs/config';
 import { randomUUID } from 'node:crypto';
 import type { Env } from '../config/env.validation';
 import { Page } from '../common/pagination';
+import { ValidationProblemException } from '../common/validation.pipe';
+import { CursorService } from '../database/cursor.service';
 import { DatabaseService } from '../database/database.service';
-import { CreateSessionDto, ListSessionsQueryDto } from './dto/session.dto';
+import { CreateSessionDto, ListSessionsQueryDto, UpdateSessionDto } from './dto/session.dto';
 import { Session } from './session.entity';
 
 export function sessionNotFound(id: string): NotFoundException {
   return new NotFoundException(`Session with ID '${id}' not found.`);
 }
 
-/** A `sessions` row as the drivers return it (PostgreSQL returns BIGINT as text). */
+/** A `sessions` row as the drivers return it (PostgreSQL: BIGINT as text; SQLite: booleans as 0/1). */
 interface SessionRow {
   id: string;
   name: string | null;
@@ -19,7 +21,18 @@ interface SessionRow {
   last_updated_at: number | string;
   llm_model_name: string | null;
   rag_document_ids: string | null;
+  metadata_tags: string | null;
   message_count: number | string;
+  archived: boolean | number;
+  pinned: boolean | number;
+}
+
+function parseJson<T>(text: string | null): T | null {
+  return text === null ? null : (JSON.parse(text) as T);
+}
+
+function toJson(value: unknown): string | null {
+  return value === null || value === undefined ? null : JSON.stringify(value);
 }
 
 function toSession(row: SessionRow): Session {
@@ -29,33 +42,56 @@ function toSession(row: SessionRow): Session {
     created_at: Number(row.created_at),
     last_updated_at: Number(row.last_updated_at),
     llm_model_name: row.llm_model_name,
-    rag_document_ids:
-      row.rag_document_ids === null ? null : (JSON.parse(row.rag_document_ids) as string[]),
+    rag_document_ids: parseJson<string[]>(row.rag_document_ids),
+    metadata_tags: parseJson<Record<string, string>>(row.metadata_tags),
     message_count: Number(row.message_count),
+    archived: Boolean(row.archived),
+    pinned: Boolean(row.pinned),
   };
 }
 
-const COLUMNS = `"id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "message_count"`;
+const COLUMNS = `"id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned"`;
+/** The list order: newest activity first; ties by newest creation, then id. Total and stable. */
+const ORDER = `ORDER BY "last_updated_at" DESC, "created_at" DESC, "id" DESC`;
+
+/** The position of a session in the list order, as carried by a cursor. */
+type SessionKey = [lastUpdatedAt: number, createdAt: number, id: string];
+
+function isSessionKey(value: unknown): value is SessionKey {
+  return (
+    Array.isArray(value) &&
+    value.length === 3 &&
+    Number.isSafeInteger(value[0]) &&
+    Number.isSafeInteger(value[1]) &&
+    typeof value[2] === 'string'
+  );
+}
 
 @Injectable()
 export class SessionsService {
   private readonly defaultModelName: string;
-  private readonly sql: Record<'insert' | 'page' | 'count' | 'get' | 'delete', string>;
+  private readonly sql: Record<'insert' | 'get' | 'update' | 'delete', string>;
 
   constructor(
     private readonly db: DatabaseService,
+    private readonly cursors: CursorService,
     config: ConfigService<Env, true>,
   ) {
     this.defaultModelName = config.get('DEFAULT_MODEL_NAME', { infer: true });
     this.sql = {
-      insert: db.sql(`INSERT INTO "sessions" (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-      // Newest activity first; ties by newest creation, then id: a total, stable order.
-      page: db.sql(
-        `SELECT ${COLUMNS} FROM "sessions"
-         ORDER BY "last_updated_at" DESC, "created_at" DESC, "id" DESC LIMIT ? OFFSET ?`,
-      ),
-      count: db.sql(`SELECT COUNT(*) AS "total" FROM "sessions"`),
+      insert: db.sql(`INSERT INTO "sessions" (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       get: db.sql(`SELECT ${COLUMNS} FROM "sessions" WHERE "id" = ?`),
+      // One statement for every PATCH: each field has a "given?" flag; a field not given keeps its
+      // value. It never touches last_updated_at, which tracks conversation activity.
+      update: db.sql(
+        `UPDATE "sessions" SET
+           "name" = CASE WHEN ? THEN ? ELSE "name" END,
+           "rag_document_ids" = CASE WHEN ? THEN ? ELSE "rag_document_ids" END,
+           "metadata_tags" = CASE WHEN ? THEN ? ELSE "metadata_tags" END,
+           "archived" = CASE WHEN ? THEN ? ELSE "archived" END,
+           "pinned" = CASE WHEN ? THEN ? ELSE "pinned" END
+         WHERE "id" = ? RETURNING ${COLUMNS}`,
+      ),
       // Messages go with the session through the foreign key's ON DELETE CASCADE.
       delete: db.sql(`DELETE FROM "sessions" WHERE "id" = ? RETURNING "id"`),
     };
@@ -70,9 +106,11 @@ export class SessionsService {
       last_updated_at: now,
       llm_model_name: this.defaultModelName,
       rag_document_ids: dto.rag_document_ids ?? null,
+      metadata_tags: dto.metadata_tags ?? null,
       message_count: 0,
+      archived: dto.archived ?? false,
+      pinned: dto.pinned ?? false,
     };
-    const { rag_document_ids: ragIds } = session;
     await this.db.write((manager) =>
       manager.query(this.sql.insert, [
         session.id,
@@ -80,23 +118,92 @@ export class SessionsService {
         now,
         now,
         session.llm_model_name,
-        ragIds === null ? null : JSON.stringify(ragIds),
+        toJson(session.rag_document_ids),
+        toJson(session.metadata_tags),
         0,
+        session.archived,
+        session.pinned,
       ]),
     );
     return session;
   }
 
+  /** Offset (`skip`) or keyset (`cursor`) paging over the filtered list; `next` continues by cursor. */
   list(query: ListSessionsQueryDto): Promise<Page<Session>> {
+    if (query.cursor !== undefined && query.skip !== undefined) {
+      throw new ValidationProblemException([
+        { field: 'skip', message: 'skip cannot be combined with cursor' },
+      ]);
+    }
+    const after = query.cursor === undefined ? null : this.decodeCursor(query.cursor);
+    const filters: string[] = [];
+    const params: unknown[] = [];
+    if (query.archived !== 'any') {
+      filters.push(`"archived" = ?`);
+      params.push(query.archived === 'true');
+    }
+    if (query.pinned !== undefined) {
+      filters.push(`"pinned" = ?`);
+      params.push(query.pinned === 'true');
+    }
+    const countSql = this.db.sql(`SELECT COUNT(*) AS "total" FROM "sessions" ${where(filters)}`);
+    const countParams = [...params];
+    if (after) {
+      filters.push(`("last_updated_at", "created_at", "id") < (?, ?, ?)`);
+      params.push(...after);
+    }
+    const pageSql = this.db.sql(
+      `SELECT ${COLUMNS} FROM "sessions" ${where(filters)} ${ORDER} LIMIT ? OFFSET ?`,
+    );
+    params.push(query.limit, query.skip ?? 0);
+
     return this.db.read(async (manager) => {
-      const rows: SessionRow[] = await manager.query(this.sql.page, [query.limit, query.skip]);
-      const [{ total }]: { total: number | string }[] = await manager.query(this.sql.count);
-      return { items: rows.map(toSession), total: Number(total) };
+      const rows: SessionRow[] = await manager.query(pageSql, params);
+      const [{ total }]: { total: number | string }[] = await manager.query(countSql, countParams);
+      const items = rows.map(toSession);
+      const last = items.at(-1);
+      return {
+        items,
+        total: Number(total),
+        next:
+          last && items.length === query.limit
+            ? {
+                cursor: this.cursors.encode({
+                  v: 1,
+                  k: [last.last_updated_at, last.created_at, last.id],
+                }),
+                limit: query.limit,
+                archived: query.archived,
+                ...(query.pinned === undefined ? {} : { pinned: query.pinned }),
+              }
+            : undefined,
+      };
     });
   }
 
   async get(id: string): Promise<Session> {
     const [row]: SessionRow[] = await this.db.read((manager) => manager.query(this.sql.get, [id]));
+    if (!row) throw sessionNotFound(id);
+    return toSession(row);
+  }
+
+  async update(id: string, dto: UpdateSessionDto): Promise<Session> {
+    const given = (value: unknown) => value !== undefined;
+    const [row]: SessionRow[] = await this.db.write((manager) =>
+      manager.query(this.sql.update, [
+        given(dto.name),
+        dto.name ?? null,
+        given(dto.rag_document_ids),
+        toJson(dto.rag_document_ids),
+        given(dto.metadata_tags),
+        toJson(dto.metadata_tags),
+        given(dto.archived),
+        dto.archived ?? false,
+        given(dto.pinned),
+        dto.pinned ?? false,
+        id,
+      ]),
+    );
     if (!row) throw sessionNotFound(id);
     return toSession(row);
   }
@@ -107,4 +214,18 @@ export class SessionsService {
     );
     if (deleted.length === 0) throw sessionNotFound(id);
   }
+
+  private decodeCursor(cursor: string): SessionKey {
+    const payload = this.cursors.decode(cursor) as { v?: unknown; k?: unknown };
+    if (payload?.v !== 1 || !isSessionKey(payload.k)) {
+      throw new ValidationProblemException([
+        { field: 'cursor', message: 'cursor is not a session list cursor' },
+      ]);
+    }
+    return payload.k;
+  }
+}
+
+function where(conditions: string[]): string {
+  return conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
 }

@@ -1,12 +1,13 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsOptional, IsString, Length, ValidateIf } from 'class-validator';
+import { applyDecorators } from '@nestjs/common';
+import { IsIn, IsInt, IsOptional, IsString, Length, ValidateIf } from 'class-validator';
 import {
   IsBoundedJsonObject,
   type JsonObject,
   METADATA_MAX_BYTES,
   METADATA_MAX_DEPTH,
 } from '../../common/json-bounds';
-import { LimitQuery, SkipQuery } from '../../common/pagination';
+import { LimitQuery, SkipQuery, toInteger } from '../../common/pagination';
 import { RawJson } from '../../common/validation.pipe';
 import { isoTimestamp } from '../../common/timestamps';
 import { ChatMessage, MESSAGE_ROLES, type MessageRole } from '../chat-message.entity';
@@ -44,12 +45,41 @@ export class CreateChatMessageDto {
   readonly metadata?: JsonObject | null;
 }
 
+const messageCursor = (param: string, description: string) =>
+  applyDecorators(
+    ApiPropertyOptional({ type: 'integer', description }),
+    toInteger,
+    IsOptional(),
+    IsInt({ message: `${param} must be a message id` }),
+  );
+
 export class ListMessagesQueryDto {
   @SkipQuery()
-  readonly skip: number = 0;
+  readonly skip?: number;
 
   @LimitQuery(1000)
   readonly limit: number = 1000;
+
+  @messageCursor(
+    'after',
+    'Keyset paging: only messages strictly after this message, in the list order. Not with `skip`.',
+  )
+  readonly after?: number;
+
+  @messageCursor(
+    'before',
+    'Keyset paging: the `limit` messages nearest before this message, still in the list order. Not with `skip`.',
+  )
+  readonly before?: number;
+
+  @ApiPropertyOptional({
+    enum: ['asc', 'desc'],
+    default: 'asc',
+    description: '`asc`: oldest first; `desc`: newest first.',
+  })
+  @IsOptional()
+  @IsIn(['asc', 'desc'], { message: 'order must be asc or desc' })
+  readonly order: 'asc' | 'desc' = 'asc';
 }
 
 export class ChatMessageDto {

@@ -1,0 +1,53 @@
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { ValidationProblemException } from '../common/validation.pipe';
+import { DatabaseService } from './database.service';
+
+/**
+ * Opaque list cursors: base64url JSON, then an HMAC-SHA256 signature. The key lives in the database
+ * (created by a migration), so every process of a deployment signs and accepts the same cursors,
+ * and a cursor forged or edited by a client is refused with a 400, never trusted.
+ */
+@Injectable()
+export class CursorService implements OnModuleInit {
+  private key: Buffer;
+
+  constructor(private readonly db: DatabaseService) {}
+
+  async onModuleInit(): Promise<void> {
+    const rows: { value: string }[] = await this.db.read((m) =>
+      m.query(this.db.sql(`SELECT "value" FROM "settings" WHERE "key" = ?`), [
+        'cursor_signing_key',
+      ]),
+    );
+    if (!rows[0])
+      throw new Error('The settings table has no cursor_signing_key: run the migrations.');
+    this.key = Buffer.from(rows[0].value, 'base64url');
+  }
+
+  encode(payload: unknown): string {
+    const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
+    return `${body}.${this.sign(body).toString('base64url')}`;
+  }
+
+  /** The payload of a cursor this deployment issued; a 400 naming `param` for anything else. */
+  decode(token: string, param = 'cursor'): unknown {
+    const invalid = new ValidationProblemException([
+      { field: param, message: `${param} is malformed or was not issued by this server` },
+    ]);
+    const [body, signature, extra] = token.split('.');
+    if (!body || !signature || extra !== undefined) throw invalid;
+    const given = Buffer.from(signature, 'base64url');
+    const expected = this.sign(body);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw invalid;
+    try {
+      return JSON.parse(Buffer.from(body, 'base64url').toString()) as unknown;
+    } catch {
+      throw invalid;
+    }
+  }
+
+  private sign(body: string): Buffer {
+    return createHmac('sha256', this.key).update(body).digest();
+  }
+}
