@@ -1,0 +1,98 @@
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { buildDataSourceOptions } from '../src/database/database.options';
+import { migrations } from '../src/database/migrations';
+import { createTestApp, removeDatabaseFiles, temporaryDatabasePath } from './helpers/test-app';
+import { invariantViolations } from './helpers/invariants';
+
+/** A database built by an older migration set, then opened by the current app. */
+async function databaseAtMigration(path: string, count: number): Promise<DataSource> {
+  const options = buildDataSourceOptions({
+    DATABASE: { type: 'sqlite', path },
+    SQLITE_SYNCHRONOUS: 'FULL',
+  });
+  const dataSource = new DataSource({ ...options, migrations: migrations.slice(0, count) });
+  await dataSource.initialize();
+  await dataSource.runMigrations();
+  return dataSource;
+}
+
+describe('Migrations (e2e)', () => {
+  const dbFile = temporaryDatabasePath('migrations');
+  afterEach(() => removeDatabaseFiles(dbFile));
+
+  it('upgrades a v1 database in place without losing data', async () => {
+    const v1 = await databaseAtMigration(dbFile, 1);
+    await v1.query(
+      `INSERT INTO "sessions" ("id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "message_count")
+       VALUES ('11111111-1111-4111-8111-111111111111', 'old', 1000, 3000, 'm', '["d1"]', 2)`,
+    );
+    await v1.query(
+      `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata")
+       VALUES ('11111111-1111-4111-8111-111111111111', 2000, 'user', 'hello', NULL),
+              ('11111111-1111-4111-8111-111111111111', 3000, 'assistant', 'hi', '{"k":1}')`,
+    );
+    await v1.destroy();
+
+    const t = await createTestApp({ DATABASE_URL: `sqlite:${dbFile}` });
+    try {
+      const id = '11111111-1111-4111-8111-111111111111';
+      const session = await request(t.http).get(`/api/v1/sessions/${id}`);
+      expect(session.body).toEqual({
+        id,
+        name: 'old',
+        created_at: '1970-01-01T00:00:01.000Z',
+        last_updated_at: '1970-01-01T00:00:03.000Z',
+        llm_model_name: 'm',
+        rag_document_ids: ['d1'],
+        metadata_tags: null,
+        message_count: 2,
+        archived: false,
+        pinned: false,
+      });
+      const history = await request(t.http).get(`/api/v1/sessions/${id}/messages`);
+      expect(
+        history.body.map((m: { content: string; metadata: unknown }) => [m.content, m.metadata]),
+      ).toEqual([
+        ['hello', null],
+        ['hi', { k: 1 }],
+      ]);
+      // The new columns work on the upgraded rows.
+      const patched = await request(t.http)
+        .patch(`/api/v1/sessions/${id}`)
+        .send({ archived: true, metadata_tags: { a: 'b' } });
+      expect(patched.body).toMatchObject({
+        archived: true,
+        metadata_tags: { a: 'b' },
+        last_updated_at: '1970-01-01T00:00:03.000Z',
+      });
+      expect(await invariantViolations(t.db)).toEqual([]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('reverts the newest migration and applies it again, keeping the v1 data', async () => {
+    const db = await databaseAtMigration(dbFile, migrations.length);
+    await db.query(
+      `INSERT INTO "sessions" ("id", "created_at", "last_updated_at", "message_count") VALUES ('s', 1, 1, 0)`,
+    );
+    await db.undoLastMigration();
+    const columns: { name: string }[] = await db.query(`PRAGMA table_info("sessions")`);
+    expect(columns.map((c) => c.name)).not.toContain('archived');
+    await db.runMigrations();
+    const rows: unknown[] = await db.query(`SELECT "id", "archived" FROM "sessions"`);
+    expect(rows).toEqual([{ id: 's', archived: 0 }]);
+    await db.destroy();
+  });
+
+  it('records every migration, so a restart runs none again', async () => {
+    const db = await databaseAtMigration(dbFile, migrations.length);
+    expect(await db.showMigrations()).toBe(false);
+    const executed: { name: string }[] = await db.query(
+      `SELECT "name" FROM "migrations" ORDER BY "id"`,
+    );
+    expect(executed.map((m) => m.name)).toEqual(migrations.map((m) => m.name));
+    await db.destroy();
+  });
+});
