@@ -1,11 +1,5 @@
-import {
-  countRows,
-  createTestApp,
-  removeDatabaseFiles,
-  resetDatabase,
-  temporaryDatabasePath,
-  TestApp,
-} from './helpers/test-app';
+import { freshDatabaseUrl } from './helpers/database-target';
+import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 import { invariantViolations } from './helpers/invariants';
 
 interface Reply {
@@ -15,19 +9,15 @@ interface Reply {
 
 /** Hundreds of real HTTP requests in flight at once against a listening server. */
 describe('Concurrency (e2e)', () => {
-  const dbFile = temporaryDatabasePath('concurrency');
   let t: TestApp;
   let base: string;
 
   beforeAll(async () => {
-    t = await createTestApp({ DATABASE_URL: `sqlite:${dbFile}` });
+    t = await createTestApp({ DATABASE_URL: await freshDatabaseUrl('concurrency') });
     await t.app.listen(0, '127.0.0.1');
     base = await t.app.getUrl();
   });
-  afterAll(async () => {
-    await t.close();
-    removeDatabaseFiles(dbFile);
-  });
+  afterAll(() => t.close());
   beforeEach(() => resetDatabase(t.db));
 
   async function call(method: string, path: string, body?: unknown): Promise<Reply> {
@@ -135,7 +125,7 @@ describe('Concurrency (e2e)', () => {
     const stored: { id: number; session_id: string }[] = await t.db.read((m) =>
       m.query('SELECT "id", "session_id" FROM "chat_messages"'),
     );
-    const storedIds = new Set(stored.map((s) => s.id));
+    const storedIds = new Set(stored.map((s) => Number(s.id)));
     const acknowledgedSurvivors = appends.filter(
       (a) => a.reply.status === 201 && !doomed.has(a.session),
     );

@@ -59,7 +59,7 @@ describe('Messages (e2e)', () => {
         '  leading and trailing spaces\n\ttabs  ',
         'a'.repeat(100_000),
         '😀'.repeat(100_000),
-        '\u0000 nul and \u202e override',
+        '\u202e right-to-left override and zero\u200bwidth space',
       ];
       for (const content of contents) {
         const res = await request(t.http).post(messagesOf(sessionId)).send({ content });
@@ -121,6 +121,7 @@ describe('Messages (e2e)', () => {
       [{}, 'content'],
       [{ content: '' }, 'content'],
       [{ content: 'a'.repeat(100_001) }, 'content'],
+      [{ content: 'nul \u0000 inside' }, 'content'],
       [{ content: 42 }, 'content'],
       [{ content: null }, 'content'],
       [{ content: ['a'] }, 'content'],
@@ -226,9 +227,9 @@ describe('Messages (e2e)', () => {
     it('defaults to 1000 per page', async () => {
       await t.db.write((m) =>
         m.query(
-          `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1001)
+          t.db.sql(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1001)
            INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content")
-           SELECT ?, i, 'user', 'x' FROM n`,
+           SELECT ?, i, 'user', 'x' FROM n`),
           [sessionId],
         ),
       );

@@ -1,28 +1,38 @@
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
 import { migrations } from '../src/database/migrations';
-import { createTestApp, removeDatabaseFiles, temporaryDatabasePath } from './helpers/test-app';
+import { freshDatabaseUrl } from './helpers/database-target';
 import { invariantViolations } from './helpers/invariants';
+import { createTestApp } from './helpers/test-app';
 
-/** A database built by an older migration set, then opened by the current app. */
-async function databaseAtMigration(path: string, count: number): Promise<DataSource> {
-  const options = buildDataSourceOptions({
-    DATABASE: { type: 'sqlite', path },
-    SQLITE_SYNCHRONOUS: 'FULL',
-  });
+/** A database built by an older migration set (the first `count` migrations). */
+async function databaseAtMigration(url: string, count: number): Promise<DataSource> {
+  const options = buildDataSourceOptions(validateEnv({ DATABASE_URL: url }));
   const dataSource = new DataSource({ ...options, migrations: migrations.slice(0, count) });
   await dataSource.initialize();
   await dataSource.runMigrations();
   return dataSource;
 }
 
+async function columnsOf(dataSource: DataSource, table: string): Promise<string[]> {
+  const runner = dataSource.createQueryRunner();
+  try {
+    return ((await runner.getTable(table))?.columns ?? []).map((c) => c.name);
+  } finally {
+    await runner.release();
+  }
+}
+
 describe('Migrations (e2e)', () => {
-  const dbFile = temporaryDatabasePath('migrations');
-  afterEach(() => removeDatabaseFiles(dbFile));
+  let url: string;
+  beforeEach(async () => {
+    url = await freshDatabaseUrl('migrations');
+  });
 
   it('upgrades a v1 database in place without losing data', async () => {
-    const v1 = await databaseAtMigration(dbFile, 1);
+    const v1 = await databaseAtMigration(url, 1);
     await v1.query(
       `INSERT INTO "sessions" ("id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "message_count")
        VALUES ('11111111-1111-4111-8111-111111111111', 'old', 1000, 3000, 'm', '["d1"]', 2)`,
@@ -34,7 +44,7 @@ describe('Migrations (e2e)', () => {
     );
     await v1.destroy();
 
-    const t = await createTestApp({ DATABASE_URL: `sqlite:${dbFile}` });
+    const t = await createTestApp({ DATABASE_URL: url });
     try {
       const id = '11111111-1111-4111-8111-111111111111';
       const session = await request(t.http).get(`/api/v1/sessions/${id}`);
@@ -73,21 +83,23 @@ describe('Migrations (e2e)', () => {
   });
 
   it('reverts the newest migration and applies it again, keeping the v1 data', async () => {
-    const db = await databaseAtMigration(dbFile, migrations.length);
+    const db = await databaseAtMigration(url, migrations.length);
     await db.query(
       `INSERT INTO "sessions" ("id", "created_at", "last_updated_at", "message_count") VALUES ('s', 1, 1, 0)`,
     );
     await db.undoLastMigration();
-    const columns: { name: string }[] = await db.query(`PRAGMA table_info("sessions")`);
-    expect(columns.map((c) => c.name)).not.toContain('archived');
+    expect(await columnsOf(db, 'sessions')).not.toContain('archived');
     await db.runMigrations();
-    const rows: unknown[] = await db.query(`SELECT "id", "archived" FROM "sessions"`);
-    expect(rows).toEqual([{ id: 's', archived: 0 }]);
+    expect(await columnsOf(db, 'sessions')).toContain('archived');
+    const rows: { id: string; archived: unknown }[] = await db.query(
+      `SELECT "id", "archived" FROM "sessions"`,
+    );
+    expect(rows.map((r) => [r.id, Boolean(r.archived)])).toEqual([['s', false]]);
     await db.destroy();
   });
 
   it('records every migration, so a restart runs none again', async () => {
-    const db = await databaseAtMigration(dbFile, migrations.length);
+    const db = await databaseAtMigration(url, migrations.length);
     expect(await db.showMigrations()).toBe(false);
     const executed: { name: string }[] = await db.query(
       `SELECT "name" FROM "migrations" ORDER BY "id"`,

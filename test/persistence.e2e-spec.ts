@@ -1,19 +1,17 @@
 import http from 'node:http';
 import request from 'supertest';
-import {
-  createTestApp,
-  removeDatabaseFiles,
-  temporaryDatabasePath,
-  TestApp,
-} from './helpers/test-app';
+import { freshDatabaseUrl } from './helpers/database-target';
+import { createTestApp, TestApp } from './helpers/test-app';
 import { invariantViolations } from './helpers/invariants';
 
 describe('Persistence (e2e)', () => {
-  const dbFile = temporaryDatabasePath('persistence');
-  afterAll(() => removeDatabaseFiles(dbFile));
+  let databaseUrl: string;
+  beforeAll(async () => {
+    databaseUrl = await freshDatabaseUrl('persistence');
+  });
 
   it('keeps sessions and messages across a restart on the same file', async () => {
-    const first: TestApp = await createTestApp({ DATABASE_URL: `sqlite:${dbFile}` });
+    const first: TestApp = await createTestApp({ DATABASE_URL: databaseUrl });
     const session = (
       await request(first.http)
         .post('/api/v1/sessions')
@@ -29,7 +27,7 @@ describe('Persistence (e2e)', () => {
     const before = (await request(first.http).get(`/api/v1/sessions/${session.id}`)).body;
     await first.close();
 
-    const second = await createTestApp({ DATABASE_URL: `sqlite:${dbFile}` });
+    const second = await createTestApp({ DATABASE_URL: databaseUrl });
     try {
       const after = await request(second.http).get(`/api/v1/sessions/${session.id}`);
       expect(after.body).toEqual(before);
@@ -48,7 +46,7 @@ describe('Persistence (e2e)', () => {
   });
 
   it('finishes a request that is in flight when the app shuts down', async () => {
-    const t = await createTestApp({ DATABASE_URL: `sqlite:${dbFile}` });
+    const t = await createTestApp({ DATABASE_URL: databaseUrl });
     await t.app.listen(0, '127.0.0.1');
     const base = await t.app.getUrl();
     const session = (await request(t.http).post('/api/v1/sessions').send({})).body;
@@ -82,7 +80,7 @@ describe('Persistence (e2e)', () => {
     expect(JSON.parse(res.text)).toMatchObject({ content: 'in flight' });
     await closing;
 
-    const reopened = await createTestApp({ DATABASE_URL: `sqlite:${dbFile}` });
+    const reopened = await createTestApp({ DATABASE_URL: databaseUrl });
     try {
       const stored = await request(reopened.http).get(`/api/v1/sessions/${session.id}/messages`);
       expect(stored.body).toHaveLength(1);

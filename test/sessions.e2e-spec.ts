@@ -93,6 +93,7 @@ describe('Sessions (e2e)', () => {
       [{ name: '   ' }, 'name'],
       [{ name: 'n'.repeat(201) }, 'name'],
       [{ name: 42 }, 'name'],
+      [{ name: 'nul \u0000 inside' }, 'name'],
       [{ rag_document_ids: 'doc-1' }, 'rag_document_ids'],
       [{ rag_document_ids: [''] }, 'rag_document_ids'],
       [{ rag_document_ids: ['d'.repeat(201)] }, 'rag_document_ids'],
@@ -254,7 +255,7 @@ describe('Sessions (e2e)', () => {
       expect((await request(t.http).get(`/api/v1/sessions/${s.id}`)).status).toBe(404);
       expect((await request(t.http).get(`/api/v1/sessions/${s.id}/messages`)).status).toBe(404);
       const rows: unknown[] = await t.db.read((m) =>
-        m.query('SELECT "id" FROM "chat_messages" WHERE "session_id" = ?', [s.id]),
+        m.query(t.db.sql('SELECT "id" FROM "chat_messages" WHERE "session_id" = ?'), [s.id]),
       );
       expect(rows).toEqual([]);
       const kept = await request(t.http).get(`/api/v1/sessions/${other.id}/messages`);

@@ -1,4 +1,4 @@
-import { registerDecorator, ValidationOptions } from 'class-validator';
+import { Matches, registerDecorator, ValidationOptions } from 'class-validator';
 
 export type JsonValue =
   string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -95,4 +95,15 @@ export function IsMetadataTags(options?: ValidationOptions): PropertyDecorator {
       },
     });
   };
+}
+
+/**
+ * Text columns refuse U+0000: PostgreSQL cannot store it in text, and the two databases must accept
+ * the same input. (Inside JSON fields it is escaped, so metadata may carry it.)
+ */
+export function NoNulCharacters(): PropertyDecorator {
+  // eslint-disable-next-line no-control-regex -- matching U+0000 is the point
+  return Matches(/^[^\u0000]*$/, {
+    message: ({ property }) => `${property} must not contain NUL (U+0000) characters`,
+  });
 }

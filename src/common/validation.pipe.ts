@@ -5,7 +5,7 @@ import {
   PipeTransform,
   Type,
 } from '@nestjs/common';
-import { plainToInstance } from 'class-transformer';
+import { Exclude, plainToInstance } from 'class-transformer';
 import { validate, ValidationError } from 'class-validator';
 import { isPlainObject } from './json-bounds';
 import { FieldError } from './problem';
@@ -25,17 +25,13 @@ function fieldErrors(errors: ValidationError[], parent = ''): FieldError[] {
   });
 }
 
-const RAW_JSON_FIELDS = Symbol('rawJsonFields');
-
 /**
- * Marks a free-form JSON field: the pipe hands it to the DTO untouched (class-transformer neither
- * copies nor walks it), so it reads back exactly as sent, whatever its keys.
+ * Marks a free-form JSON field: class-transformer leaves it out (so it neither copies nor walks
+ * it) and the pipe hands the DTO the raw value, which reads back exactly as sent, whatever its keys.
+ * Being class-transformer metadata, the mark survives PartialType and friends.
  */
 export function RawJson(): PropertyDecorator {
-  return (target, property) => {
-    const fields = (Reflect.getMetadata(RAW_JSON_FIELDS, target.constructor) as string[]) ?? [];
-    Reflect.defineMetadata(RAW_JSON_FIELDS, [...fields, String(property)], target.constructor);
-  };
+  return Exclude({ toClassOnly: true });
 }
 
 /** Keys that would reach into an object's prototype machinery; never fields of a DTO. */
@@ -70,14 +66,11 @@ export class AppValidationPipe implements PipeTransform {
         );
       }
     }
-    const rawFields = (Reflect.getMetadata(RAW_JSON_FIELDS, metatype) as string[]) ?? [];
-    const plain: Record<string, unknown> = { ...value };
-    const raw: Record<string, unknown> = {};
-    for (const field of rawFields.filter((f) => Object.hasOwn(plain, f))) {
-      raw[field] = plain[field];
-      delete plain[field];
+    const dto = plainToInstance(metatype, value) as Record<string, unknown>;
+    // Fields class-transformer left out (@RawJson) take their raw value.
+    for (const key of Object.keys(value)) {
+      if (dto[key] === undefined) dto[key] = value[key];
     }
-    const dto = Object.assign(plainToInstance(metatype, plain), raw);
     const errors = await validate(dto, {
       whitelist: true,
       forbidNonWhitelisted: isBody,

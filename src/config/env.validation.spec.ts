@@ -13,6 +13,10 @@ describe('validateEnv', () => {
       LOG_LEVEL: 'info',
       CORS_ORIGINS: [],
       SQLITE_SYNCHRONOUS: 'FULL',
+      DB_POOL_SIZE: 10,
+      DB_CONNECT_TIMEOUT_MS: 5000,
+      DB_STATEMENT_TIMEOUT_MS: 30_000,
+      DB_STARTUP_TIMEOUT_MS: 30_000,
     });
   });
 
@@ -60,6 +64,8 @@ describe('validateEnv', () => {
     ['LOG_LEVEL', 'loud'],
     ['CORS_ORIGINS', 'not-an-origin'],
     ['SQLITE_SYNCHRONOUS', 'OFF'],
+    ['DB_POOL_SIZE', '0'],
+    ['DB_STATEMENT_TIMEOUT_MS', '-1'],
   ])('refuses %s=%s with one line naming the variable', (name, value) => {
     let error: unknown;
     try {

@@ -17,6 +17,10 @@ export interface Env {
   LOG_LEVEL: LogLevelName;
   CORS_ORIGINS: string[];
   SQLITE_SYNCHRONOUS: 'FULL' | 'NORMAL';
+  DB_POOL_SIZE: number;
+  DB_CONNECT_TIMEOUT_MS: number;
+  DB_STATEMENT_TIMEOUT_MS: number;
+  DB_STARTUP_TIMEOUT_MS: number;
 }
 
 /** Raised for a bad environment value; its message is the one line printed before exiting. */
@@ -46,6 +50,21 @@ function oneOf<T extends string>(
   return match;
 }
 
+function integer(
+  env: Record<string, unknown>,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const value = text(env, name, String(fallback));
+  const parsed = Number(value);
+  if (!/^\d+$/.test(value) || parsed < min || parsed > max) {
+    throw new ConfigError(name, `must be an integer from ${min} to ${max} (got '${value}')`);
+  }
+  return parsed;
+}
+
 export function parseDatabaseUrl(url: string): DatabaseTarget {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
@@ -71,11 +90,7 @@ export function parseDatabaseUrl(url: string): DatabaseTarget {
 
 /** The `validate` function of `ConfigModule`: checks every variable, fills defaults, throws `ConfigError`. */
 export function validateEnv(env: Record<string, unknown>): Env {
-  const portText = text(env, 'PORT', '8000');
-  const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port < 1 || port > 65535) {
-    throw new ConfigError('PORT', `must be an integer from 1 to 65535 (got '${portText}')`);
-  }
+  const port = integer(env, 'PORT', 8000, 1, 65535);
   const host = text(env, 'HOST', '127.0.0.1');
   if (host !== 'localhost' && isIP(host) === 0) {
     throw new ConfigError('HOST', `must be an IP address or 'localhost' (got '${host}')`);
@@ -106,5 +121,9 @@ export function validateEnv(env: Record<string, unknown>): Env {
     LOG_LEVEL: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
     CORS_ORIGINS: corsOrigins,
     SQLITE_SYNCHRONOUS: oneOf(env, 'SQLITE_SYNCHRONOUS', ['FULL', 'NORMAL'] as const, 'FULL'),
+    DB_POOL_SIZE: integer(env, 'DB_POOL_SIZE', 10, 1, 1000),
+    DB_CONNECT_TIMEOUT_MS: integer(env, 'DB_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
+    DB_STATEMENT_TIMEOUT_MS: integer(env, 'DB_STATEMENT_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    DB_STARTUP_TIMEOUT_MS: integer(env, 'DB_STARTUP_TIMEOUT_MS', 30_000, 0, 3_600_000),
   };
 }

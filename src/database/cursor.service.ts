@@ -1,7 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { ValidationProblemException } from '../common/validation.pipe';
-import { DatabaseService } from './database.service';
+import { DatabaseService, queryRows } from './database.service';
 
 /**
  * Opaque list cursors: base64url JSON, then an HMAC-SHA256 signature. The key lives in the database
@@ -16,7 +16,7 @@ export class CursorService implements OnModuleInit {
 
   async onModuleInit(): Promise<void> {
     const rows: { value: string }[] = await this.db.read((m) =>
-      m.query(this.db.sql(`SELECT "value" FROM "settings" WHERE "key" = ?`), [
+      queryRows(m, this.db.sql(`SELECT "value" FROM "settings" WHERE "key" = ?`), [
         'cursor_signing_key',
       ]),
     );
@@ -27,7 +27,7 @@ export class CursorService implements OnModuleInit {
 
   encode(payload: unknown): string {
     const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
-    return `${body}.${this.sign(body).toString('base64url')}`;
+    return `${body}.${this.sign(body)}`;
   }
 
   /** The payload of a cursor this deployment issued; a 400 naming `param` for anything else. */
@@ -37,8 +37,10 @@ export class CursorService implements OnModuleInit {
     ]);
     const [body, signature, extra] = token.split('.');
     if (!body || !signature || extra !== undefined) throw invalid;
-    const given = Buffer.from(signature, 'base64url');
-    const expected = this.sign(body);
+    // Compared as text: base64url decoding ignores a last character's spare bits, so comparing
+    // decoded bytes would accept more than one spelling of a signature.
+    const given = Buffer.from(signature);
+    const expected = Buffer.from(this.sign(body));
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw invalid;
     try {
       return JSON.parse(Buffer.from(body, 'base64url').toString()) as unknown;
@@ -47,7 +49,7 @@ export class CursorService implements OnModuleInit {
     }
   }
 
-  private sign(body: string): Buffer {
-    return createHmac('sha256', this.key).update(body).digest();
+  private sign(body: string): string {
+    return createHmac('sha256', this.key).update(body).digest('base64url');
   }
 }

@@ -1,5 +1,5 @@
-import type { DataSourceOptions } from 'typeorm';
 import type Database from 'better-sqlite3';
+import type { DataSourceOptions } from 'typeorm';
 import type { Env } from '../config/env.validation';
 import { ChatMessage } from '../messages/chat-message.entity';
 import { Session } from '../sessions/session.entity';
@@ -8,13 +8,20 @@ import { Setting } from './setting.entity';
 
 export const entities = [Session, ChatMessage, Setting];
 
+export type DatabaseEnv = Pick<
+  Env,
+  | 'DATABASE'
+  | 'SQLITE_SYNCHRONOUS'
+  | 'DB_POOL_SIZE'
+  | 'DB_CONNECT_TIMEOUT_MS'
+  | 'DB_STATEMENT_TIMEOUT_MS'
+>;
+
 /**
  * The one place that turns configuration into TypeORM options: the app and `ormconfig.ts` (the CLI)
  * both call it, so they cannot drift. `synchronize` is off everywhere; the schema is the migrations'.
  */
-export function buildDataSourceOptions(
-  env: Pick<Env, 'DATABASE' | 'SQLITE_SYNCHRONOUS'>,
-): DataSourceOptions {
+export function buildDataSourceOptions(env: DatabaseEnv): DataSourceOptions {
   const common = {
     entities,
     migrations,
@@ -23,7 +30,18 @@ export function buildDataSourceOptions(
   } as const;
   const target = env.DATABASE;
   if (target.type === 'postgres') {
-    return { ...common, type: 'postgres', url: target.url };
+    return {
+      ...common,
+      type: 'postgres',
+      url: target.url,
+      poolSize: env.DB_POOL_SIZE,
+      connectTimeoutMS: env.DB_CONNECT_TIMEOUT_MS,
+      extra: {
+        // Server-side limits: a runaway statement, or a transaction left idle, cannot hold locks forever.
+        statement_timeout: env.DB_STATEMENT_TIMEOUT_MS || undefined,
+        idle_in_transaction_session_timeout: env.DB_STATEMENT_TIMEOUT_MS || undefined,
+      },
+    };
   }
   const inMemory = target.path === ':memory:';
   return {

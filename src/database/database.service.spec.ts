@@ -1,14 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource, EntityManager } from 'typeorm';
+import { validateEnv } from '../config/env.validation';
 import { buildDataSourceOptions } from './database.options';
 import { DatabaseService, MAX_WRITES_PER_COMMIT } from './database.service';
 
 async function openDatabase(): Promise<DataSource> {
   const dataSource = new DataSource(
-    buildDataSourceOptions({
-      DATABASE: { type: 'sqlite', path: ':memory:' },
-      SQLITE_SYNCHRONOUS: 'FULL',
-    }),
+    buildDataSourceOptions(validateEnv({ DATABASE_URL: 'sqlite::memory:' })),
   );
   await dataSource.initialize();
   await dataSource.runMigrations();

@@ -13,6 +13,22 @@ interface PendingWrite {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
+/**
+ * The rows a statement returns, on either driver. TypeORM's PostgreSQL runner answers UPDATE and
+ * DELETE with `[rows, affectedCount]` instead of the rows (SQLite and every SELECT/INSERT answer the
+ * rows), so `UPDATE … RETURNING` needs this to read the same everywhere.
+ */
+export async function queryRows<T>(
+  manager: EntityManager,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
+  const result: unknown = await manager.query(sql, params);
+  if (!Array.isArray(result)) return [];
+  const pair = result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number';
+  return (pair ? result[0] : result) as T[];
+}
+
 /** Upper bound on the writes one SQLite commit carries, so a burst cannot build one huge batch. */
 export const MAX_WRITES_PER_COMMIT = 64;
 

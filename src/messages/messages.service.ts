@@ -1,7 +1,7 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
 import { Page } from '../common/pagination';
 import { ValidationProblemException } from '../common/validation.pipe';
-import { DatabaseService } from '../database/database.service';
+import { DatabaseService, queryRows } from '../database/database.service';
 import { sessionNotFound } from '../sessions/sessions.service';
 import { ChatMessage, MessageRole } from './chat-message.entity';
 import { CreateChatMessageDto, ListMessagesQueryDto } from './dto/chat-message.dto';
@@ -70,11 +70,11 @@ export class MessagesService {
       get: db.sql(`SELECT ${COLUMNS} FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`),
       // The session row first (as appends do), then the message: one lock order for every write.
       untouch: db.sql(
-        `UPDATE "sessions" SET "message_count" = "message_count" - 1
-         WHERE "id" = ? AND EXISTS (SELECT 1 FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?)
-         RETURNING "id"`,
+        `UPDATE "sessions" SET "message_count" = "message_count" - 1 WHERE "id" = ? RETURNING "id"`,
       ),
-      delete: db.sql(`DELETE FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`),
+      delete: db.sql(
+        `DELETE FROM "chat_messages" WHERE "id" = ? AND "session_id" = ? RETURNING "id"`,
+      ),
     };
   }
 
@@ -86,7 +86,8 @@ export class MessagesService {
   append(sessionId: string, dto: CreateChatMessageDto): Promise<ChatMessage> {
     return this.db.write(async (manager) => {
       const now = Date.now();
-      const [touched]: { last_updated_at: number | string }[] = await manager.query(
+      const [touched]: { last_updated_at: number | string }[] = await queryRows(
+        manager,
         this.sql.touch,
         [now, now, sessionId],
       );
@@ -98,7 +99,7 @@ export class MessagesService {
         content: dto.content,
         metadata: dto.metadata ?? null,
       };
-      const [inserted]: { id: number }[] = await manager.query(this.sql.insert, [
+      const [inserted]: { id: number }[] = await queryRows(manager, this.sql.insert, [
         sessionId,
         message.timestamp,
         message.role,
@@ -123,9 +124,11 @@ export class MessagesService {
     }
     const ascending = query.order === 'asc';
     return this.db.read(async (manager) => {
-      const [session]: { message_count: number | string }[] = await manager.query(this.sql.count, [
-        sessionId,
-      ]);
+      const [session]: { message_count: number | string }[] = await queryRows(
+        manager,
+        this.sql.count,
+        [sessionId],
+      );
       if (!session) throw sessionNotFound(sessionId);
 
       const conditions = [`"session_id" = ?`];
@@ -133,7 +136,8 @@ export class MessagesService {
       for (const param of ['after', 'before'] as const) {
         const id = query[param];
         if (id === undefined) continue;
-        const [position]: { timestamp: number | string; id: number }[] = await manager.query(
+        const [position]: { timestamp: number | string; id: number }[] = await queryRows(
+          manager,
           this.sql.position,
           [id, sessionId],
         );
@@ -154,7 +158,7 @@ export class MessagesService {
         `SELECT ${COLUMNS} FROM "chat_messages" WHERE ${conditions.join(' AND ')}
          ORDER BY "timestamp" ${direction}, "id" ${direction} LIMIT ? OFFSET ?`,
       );
-      const rows: MessageRow[] = await manager.query(sql, [
+      const rows: MessageRow[] = await queryRows(manager, sql, [
         ...params,
         query.limit,
         query.skip ?? 0,
@@ -181,26 +185,24 @@ export class MessagesService {
   async get(sessionId: string, messageId: string): Promise<ChatMessage> {
     const id = parseMessageId(messageId);
     const [row]: MessageRow[] =
-      id === null ? [] : await this.db.read((m) => m.query(this.sql.get, [id, sessionId]));
+      id === null ? [] : await this.db.read((m) => queryRows(m, this.sql.get, [id, sessionId]));
     if (!row) throw messageNotFound(sessionId, messageId);
     return toMessage(row);
   }
 
-  /** `message_count` drops by one; `last_updated_at` stays (it tracks activity, not content). */
+  /**
+   * `message_count` drops by one; `last_updated_at` stays (it tracks activity, not content). The
+   * count is decremented first (locking the session row, as appends do), and the transaction rolls
+   * back if the message is not there — e.g. a concurrent DELETE of the same message got it first.
+   */
   async remove(sessionId: string, messageId: string): Promise<void> {
     const id = parseMessageId(messageId);
-    const removed =
-      id !== null &&
-      (await this.db.write(async (manager) => {
-        const touched: unknown[] = await manager.query(this.sql.untouch, [
-          sessionId,
-          id,
-          sessionId,
-        ]);
-        if (touched.length === 0) return false;
-        await manager.query(this.sql.delete, [id, sessionId]);
-        return true;
-      }));
-    if (!removed) throw messageNotFound(sessionId, messageId);
+    if (id === null) throw messageNotFound(sessionId, messageId);
+    await this.db.write(async (manager) => {
+      const touched = await queryRows(manager, this.sql.untouch, [sessionId]);
+      if (touched.length === 0) throw messageNotFound(sessionId, messageId);
+      const deleted = await queryRows(manager, this.sql.delete, [id, sessionId]);
+      if (deleted.length === 0) throw messageNotFound(sessionId, messageId);
+    });
   }
 }

@@ -5,7 +5,7 @@ import type { Env } from '../config/env.validation';
 import { Page } from '../common/pagination';
 import { ValidationProblemException } from '../common/validation.pipe';
 import { CursorService } from '../database/cursor.service';
-import { DatabaseService } from '../database/database.service';
+import { DatabaseService, queryRows } from '../database/database.service';
 import { CreateSessionDto, ListSessionsQueryDto, UpdateSessionDto } from './dto/session.dto';
 import { Session } from './session.entity';
 
@@ -112,7 +112,7 @@ export class SessionsService {
       pinned: dto.pinned ?? false,
     };
     await this.db.write((manager) =>
-      manager.query(this.sql.insert, [
+      queryRows(manager, this.sql.insert, [
         session.id,
         session.name,
         now,
@@ -158,8 +158,12 @@ export class SessionsService {
     params.push(query.limit, query.skip ?? 0);
 
     return this.db.read(async (manager) => {
-      const rows: SessionRow[] = await manager.query(pageSql, params);
-      const [{ total }]: { total: number | string }[] = await manager.query(countSql, countParams);
+      const rows: SessionRow[] = await queryRows(manager, pageSql, params);
+      const [{ total }]: { total: number | string }[] = await queryRows(
+        manager,
+        countSql,
+        countParams,
+      );
       const items = rows.map(toSession);
       const last = items.at(-1);
       return {
@@ -182,7 +186,9 @@ export class SessionsService {
   }
 
   async get(id: string): Promise<Session> {
-    const [row]: SessionRow[] = await this.db.read((manager) => manager.query(this.sql.get, [id]));
+    const [row]: SessionRow[] = await this.db.read((manager) =>
+      queryRows(manager, this.sql.get, [id]),
+    );
     if (!row) throw sessionNotFound(id);
     return toSession(row);
   }
@@ -190,7 +196,7 @@ export class SessionsService {
   async update(id: string, dto: UpdateSessionDto): Promise<Session> {
     const given = (value: unknown) => value !== undefined;
     const [row]: SessionRow[] = await this.db.write((manager) =>
-      manager.query(this.sql.update, [
+      queryRows(manager, this.sql.update, [
         given(dto.name),
         dto.name ?? null,
         given(dto.rag_document_ids),
@@ -210,7 +216,7 @@ export class SessionsService {
 
   async remove(id: string): Promise<void> {
     const deleted: unknown[] = await this.db.write((manager) =>
-      manager.query(this.sql.delete, [id]),
+      queryRows(manager, this.sql.delete, [id]),
     );
     if (deleted.length === 0) throw sessionNotFound(id);
   }

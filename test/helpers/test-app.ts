@@ -1,12 +1,10 @@
 import { Test } from '@nestjs/testing';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { rmSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { AppModule } from '../../src/app.module';
 import { configureApp } from '../../src/app.setup';
 import { DatabaseService } from '../../src/database/database.service';
+import { freshDatabaseUrl, onPostgres } from './database-target';
 
 export interface TestApp {
   app: NestExpressApplication;
@@ -17,10 +15,13 @@ export interface TestApp {
 
 /**
  * Boots the real AppModule with the production middleware (`configureApp`) and the real migrations,
- * on a fresh in-memory SQLite database unless `env.DATABASE_URL` says otherwise.
+ * on a fresh database (in-memory SQLite, or a new PostgreSQL schema) unless `env.DATABASE_URL` says
+ * otherwise.
  */
 export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
-  Object.assign(process.env, { DATABASE_URL: 'sqlite::memory:', LOG_LEVEL: 'warn', ...env });
+  const databaseUrl =
+    env.DATABASE_URL ?? (onPostgres ? await freshDatabaseUrl('app') : 'sqlite::memory:');
+  Object.assign(process.env, { LOG_LEVEL: 'warn', ...env, DATABASE_URL: databaseUrl });
   const moduleRef = await Test.createTestingModule({
     imports: [await AppModule.forRoot()],
   }).compile();
@@ -51,13 +52,4 @@ export async function countRows(
     m.query(`SELECT COUNT(*) AS "n" FROM "${table}"`),
   );
   return Number(n);
-}
-
-/** A database file path unique to this test process, for tests that need a real file (WAL, restarts). */
-export function temporaryDatabasePath(name: string): string {
-  return join(tmpdir(), `chat-sessions-${name}-${process.pid}-${Date.now()}.sqlite`);
-}
-
-export function removeDatabaseFiles(path: string): void {
-  for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
 }

@@ -8,11 +8,14 @@ export class CreateSessionsAndMessages1795557600000 implements MigrationInterfac
   name = 'CreateSessionsAndMessages1795557600000';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    const postgres = queryRunner.connection.driver.options.type === 'postgres';
+    // Ids compare byte by byte on both databases (ORDER BY id, cursors), whatever the server locale.
+    const binary = postgres ? { collation: 'C' } : {};
     await queryRunner.createTable(
       new Table({
         name: 'sessions',
         columns: [
-          { name: 'id', type: 'varchar', length: '36', isPrimary: true },
+          { name: 'id', type: 'varchar', length: '36', isPrimary: true, ...binary },
           { name: 'name', type: 'text', isNullable: true },
           { name: 'created_at', type: 'bigint' },
           { name: 'last_updated_at', type: 'bigint' },
@@ -34,12 +37,14 @@ export class CreateSessionsAndMessages1795557600000 implements MigrationInterfac
         columns: [
           {
             name: 'id',
-            type: 'integer',
+            // SQLite only auto-increments an INTEGER PRIMARY KEY (64-bit there); PostgreSQL's
+            // INTEGER would run out at 2^31 messages, so it gets BIGINT (BIGSERIAL).
+            type: postgres ? 'bigint' : 'integer',
             isPrimary: true,
             isGenerated: true,
             generationStrategy: 'increment',
           },
-          { name: 'session_id', type: 'varchar', length: '36' },
+          { name: 'session_id', type: 'varchar', length: '36', ...binary },
           { name: 'timestamp', type: 'bigint' },
           { name: 'role', type: 'varchar', length: '16' },
           { name: 'content', type: 'text' },

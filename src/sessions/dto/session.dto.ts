@@ -13,6 +13,7 @@ import {
 } from 'class-validator';
 import {
   IsMetadataTags,
+  NoNulCharacters,
   TAGS_MAX_KEYS,
   TAG_KEY_MAX,
   TAG_VALUE_MAX,
@@ -46,6 +47,7 @@ export class CreateSessionDto {
   @IsOptional()
   @trim
   @IsString()
+  @NoNulCharacters()
   @Length(1, 200, { message: 'name must be 1 to 200 characters long after trimming' })
   readonly name?: string | null;
 
@@ -96,9 +98,11 @@ export class CreateSessionDto {
 
 /**
  * PATCH: a field left out is unchanged, a field given replaces the old value whole (tags too),
- * `null` clears a nullable field. `{}` is a valid no-op.
+ * `null` clears a nullable field (and is refused for the flags). `{}` is a valid no-op.
  */
-export class UpdateSessionDto extends PartialType(CreateSessionDto) {}
+export class UpdateSessionDto extends PartialType(CreateSessionDto, {
+  skipNullProperties: false,
+}) {}
 
 export const ARCHIVED_FILTERS = ['false', 'true', 'any'] as const;
 export type ArchivedFilter = (typeof ARCHIVED_FILTERS)[number];

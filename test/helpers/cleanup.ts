@@ -1,0 +1,3 @@
+import { dropTestDatabases } from './database-target';
+
+afterAll(() => dropTestDatabases());
