@@ -7,6 +7,7 @@ import { ProblemFilter } from './common/problem.filter';
 import { AppValidationPipe } from './common/validation.pipe';
 import { validateEnv } from './config/env.validation';
 import { DatabaseModule } from './database/database.module';
+import { HealthModule } from './health/health.module';
 import { MessagesModule } from './messages/messages.module';
 import { SessionsModule } from './sessions/sessions.module';
 
@@ -25,6 +26,7 @@ export class AppModule {
         DatabaseModule,
         SessionsModule,
         MessagesModule,
+        HealthModule,
       ],
       controllers: [AppController],
       providers: [

@@ -29,6 +29,8 @@ const OPERATIONS: [string, number[]][] = [
   ['PATCH /api/v1/sessions/{id}', [200, 400, 404, 413, 415, 500]],
   ['GET /api/v1/sessions/{id}/messages/{message_id}', [200, 404, 500]],
   ['DELETE /api/v1/sessions/{id}/messages/{message_id}', [204, 404, 500]],
+  ['GET /health/live', [200, 500]],
+  ['GET /health/ready', [200, 500, 503]],
 ];
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;

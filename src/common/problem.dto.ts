@@ -44,6 +44,7 @@ const WHEN: Record<number, string> = {
   404: 'Unknown id.',
   413: 'Body over the size limit.',
   415: 'Body is not JSON.',
+  503: 'Not ready: a dependency (the database) does not answer.',
   500: 'Unexpected error; details go to the log, never to the body.',
 };
 
