@@ -21,7 +21,9 @@ function workerCount(): number {
   if (text === '') return availableParallelism();
   const count = Number(text);
   if (!/^\d+$/.test(text) || count < 1 || count > 256) {
-    exitWith(`Invalid configuration: CLUSTER_WORKERS must be an integer from 1 to 256 (got '${text}')`);
+    exitWith(
+      `Invalid configuration: CLUSTER_WORKERS must be an integer from 1 to 256 (got '${text}')`,
+    );
   }
   return count;
 }
@@ -55,9 +57,13 @@ function primary(): void {
       // A worker that dies while starting (bad database, port in use) would only die again.
       stopping = true;
       for (const other of startedAt.keys()) other.kill('SIGTERM');
-      exitWith(`Worker ${worker.process.pid} failed during start-up (exit ${code ?? signal}); stopping.`);
+      exitWith(
+        `Worker ${worker.process.pid} failed during start-up (exit ${code ?? signal}); stopping.`,
+      );
     }
-    process.stderr.write(`Worker ${worker.process.pid} exited (${code ?? signal}); starting a new one\n`);
+    process.stderr.write(
+      `Worker ${worker.process.pid} exited (${code ?? signal}); starting a new one\n`,
+    );
     fork();
   });
 

@@ -25,7 +25,10 @@ export class DatabaseHealthIndicator {
         throw new Error(`no answer within ${TIMEOUT_MS} ms`);
       });
       await Promise.race([ping, timeout]);
-      return indicator.up({ driver: this.db.isSqlite ? 'sqlite' : 'postgres', latency_ms: Date.now() - started });
+      return indicator.up({
+        driver: this.db.isSqlite ? 'sqlite' : 'postgres',
+        latency_ms: Date.now() - started,
+      });
     } catch (error) {
       return indicator.down({ message: error instanceof Error ? error.message : String(error) });
     }
