@@ -11,9 +11,10 @@
  *                                      (default 2; 0 skips it). The JIT needs it: cold numbers
  *                                      are far worse and say little about a running service.
  *   BENCH_DATABASE_URL --database-url  DATABASE_URL of our server (default: a fresh SQLite file),
- *                                      e.g. postgres://postgres@127.0.0.1:5432/test
- *   BENCH_PROCESSES    --processes     processes of our server (default 1; more needs a cluster
- *                                      entry point, which does not exist yet)
+ *                                      e.g. postgres://root@127.0.0.1:5432/test; the bench works
+ *                                      in a schema of its own there and drops it at the end
+ *   BENCH_PROCESSES    --processes     processes of our server (default 1; more runs
+ *                                      dist/cluster.js and needs PostgreSQL)
  * e.g. `npm run bench -- --connections 64 --duration 10`
  *
  * Results go to stdout, progress and the servers' own output to stderr. The exit code is non-zero
@@ -28,6 +29,7 @@ import { assertAlive, killAllNow, peakRssMiB, stopAll } from './processes';
 import { formatMiB, machineInfo, type Row, table, targetNote } from './report';
 import { SCENARIOS, type Scenario } from './scenarios';
 import { type Fixture, seed, sessionCount } from './seed';
+import { benchSchema, dropBenchSchemas } from './postgres';
 import { ensureBuilt, type Server, serverEntry, startBaseline, startOurServer } from './servers';
 
 interface Target {
@@ -87,10 +89,12 @@ async function prepare(server: Server): Promise<Target> {
 
 async function run(config: BenchConfig, tmp: string): Promise<number> {
   // Fails before the build when the requested mode does not exist.
-  serverEntry(config.processes);
+  serverEntry(config.processes, config.databaseUrl);
   await ensureBuilt();
-  const ourDatabase = config.databaseUrl ?? `sqlite:${join(tmp, 'bench.sqlite')}`;
-  console.log(`${machineInfo(config, redact(ourDatabase))}\n`);
+  const ourDatabase = config.databaseUrl
+    ? await benchSchema(config.databaseUrl)
+    : `sqlite:${join(tmp, 'bench.sqlite')}`;
+  console.log(`${machineInfo(config, redact(config.databaseUrl ?? ourDatabase))}\n`);
 
   const ours = await prepare(await startOurServer(ourDatabase, config));
   const baseline = await prepare(await startBaseline(join(tmp, 'baseline.sqlite')));
@@ -121,6 +125,7 @@ async function main(): Promise<void> {
   const tmp = mkdtempSync(join(tmpdir(), 'chat-bench-'));
   const cleanUp = async () => {
     await stopAll();
+    await dropBenchSchemas();
     rmSync(tmp, { recursive: true, force: true });
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

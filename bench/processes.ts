@@ -104,14 +104,32 @@ export function assertAlive(child: ChildProcess, name: string): void {
   }
 }
 
-/** Peak resident set size (VmHWM) in MiB, or undefined where /proc is not available. */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Peak resident set size (VmHWM) in MiB of a process and its children (the workers of a cluster),
+ * added up; undefined where /proc is not available.
+ */
 export function peakRssMiB(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status)?.[1];
-    return kib === undefined ? undefined : Number(kib) / 1024;
-  } catch {
-    return undefined;
+  let total = 0;
+  for (const each of [pid, ...childPids(pid)]) {
+    try {
+      const status = readFileSync(`/proc/${each}/status`, 'utf8');
+      const kib = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status)?.[1];
+      if (kib !== undefined) total += Number(kib) / 1024;
+    } catch {
+      if (each === pid) return undefined;
+    }
   }
+  return total;
 }

@@ -36,19 +36,20 @@ export async function ensureBuilt(): Promise<void> {
 }
 
 /**
- * The script that starts our service with `processes` processes. Several processes need a cluster
- * entry point (src/cluster.ts → dist/cluster.js), which does not exist yet; this is the one place to
- * change when it does, including the variable that passes the count (WEB_CONCURRENCY is a guess).
+ * The script that starts our service with `processes` processes: dist/main.js for one, the cluster
+ * entry point (dist/cluster.js, `npm run start:cluster`) for more, which needs PostgreSQL.
  */
-export function serverEntry(processes: number): { script: string; env: NodeJS.ProcessEnv } {
+export function serverEntry(
+  processes: number,
+  databaseUrl: string | undefined,
+): { script: string; env: NodeJS.ProcessEnv } {
   if (processes === 1) return { script: join(ROOT, 'dist', 'main.js'), env: {} };
-  if (!existsSync(join(ROOT, 'src', 'cluster.ts'))) {
+  if (!databaseUrl || !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new Error(
-      `BENCH_PROCESSES=${processes}: multi-process mode is not implemented yet ` +
-        '(the server has no cluster entry point, src/cluster.ts). Run with BENCH_PROCESSES=1.',
+      `BENCH_PROCESSES=${processes} needs BENCH_DATABASE_URL=postgres://…: SQLite is single-process.`,
     );
   }
-  return { script: join(ROOT, 'dist', 'cluster.js'), env: { WEB_CONCURRENCY: String(processes) } };
+  return { script: join(ROOT, 'dist', 'cluster.js'), env: { CLUSTER_WORKERS: String(processes) } };
 }
 
 async function startServer(
@@ -67,7 +68,7 @@ async function startServer(
 }
 
 export function startOurServer(databaseUrl: string, config: BenchConfig): Promise<Server> {
-  const entry = serverEntry(config.processes);
+  const entry = serverEntry(config.processes, databaseUrl);
   return startServer('our server', [entry.script], {
     ...entry.env,
     DATABASE_URL: databaseUrl,

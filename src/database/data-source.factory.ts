@@ -45,8 +45,30 @@ async function connect(options: DataSourceOptions, startupTimeoutMs: number): Pr
   }
 }
 
+/**
+ * A database migrated by a newer release than this code has changes this code does not know; running
+ * on it could corrupt data, so start-up stops instead (deploy the newer code, or restore a backup).
+ */
+async function refuseNewerSchema(dataSource: DataSource): Promise<void> {
+  const runner = dataSource.createQueryRunner();
+  try {
+    if (!(await runner.hasTable('migrations'))) return;
+    const executed: { name: string }[] = await runner.query(`SELECT "name" FROM "migrations"`);
+    const known = new Set(dataSource.migrations.map((m) => m.name));
+    const unknown = executed.map((m) => m.name).filter((name) => !known.has(name));
+    if (unknown.length > 0) {
+      throw new Error(
+        `the database was migrated by newer code (unknown migrations: ${unknown.join(', ')}); refusing to start`,
+      );
+    }
+  } finally {
+    await runner.release();
+  }
+}
+
 async function migrate(dataSource: DataSource): Promise<void> {
   if (dataSource.options.type !== 'postgres') {
+    await refuseNewerSchema(dataSource);
     await dataSource.runMigrations();
     return;
   }
@@ -54,6 +76,7 @@ async function migrate(dataSource: DataSource): Promise<void> {
   await lock.connect();
   try {
     await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    await refuseNewerSchema(dataSource);
     await dataSource.runMigrations();
   } finally {
     await lock.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
