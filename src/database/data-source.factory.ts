@@ -53,7 +53,7 @@ async function refuseNewerSchema(dataSource: DataSource): Promise<void> {
   const runner = dataSource.createQueryRunner();
   try {
     if (!(await runner.hasTable('migrations'))) return;
-    const executed: { name: string }[] = await runner.query(`SELECT "name" FROM "migrations"`);
+    const executed = (await runner.query(`SELECT "name" FROM "migrations"`)) as { name: string }[];
     const known = new Set(dataSource.migrations.map((m) => m.name));
     const unknown = executed.map((m) => m.name).filter((name) => !known.has(name));
     if (unknown.length > 0) {
