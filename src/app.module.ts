@@ -2,12 +2,14 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { AppController } from './app.controller';
+import { AuthModule } from './auth/auth.module';
 import { GracefulShutdown } from './common/graceful-shutdown';
 import { ProblemFilter } from './common/problem.filter';
 import { AppValidationPipe } from './common/validation.pipe';
 import { validateEnv } from './config/env.validation';
 import { DatabaseModule } from './database/database.module';
 import { HealthModule } from './health/health.module';
+import { IdempotencyModule } from './idempotency/idempotency.module';
 import { MessagesModule } from './messages/messages.module';
 import { SessionsModule } from './sessions/sessions.module';
 
@@ -24,6 +26,8 @@ export class AppModule {
       imports: [
         await ConfigModule.forRoot({ isGlobal: true, cache: true, validate: validateEnv }),
         DatabaseModule,
+        AuthModule,
+        IdempotencyModule,
         SessionsModule,
         MessagesModule,
         HealthModule,

@@ -6,6 +6,10 @@ import { AppModule } from './app.module';
 import { configureApp } from './app.setup';
 import type { Env } from './config/env.validation';
 
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
 /** Start-up failures end with one readable line and a non-zero exit, not a bare stack dump. */
 function fail(context: string, error: unknown): never {
   const message = error instanceof Error ? error.message : String(error);
@@ -40,7 +44,13 @@ async function bootstrap(): Promise<void> {
     );
     server.listen(port, host, resolve);
   });
-  new Logger('Bootstrap').log(`Listening on http://${host}:${port} (API docs at /docs)`);
+  const logger = new Logger('Bootstrap');
+  logger.log(`Listening on http://${host}:${port} (API docs at /docs)`);
+  if (config.get('AUTH_MODE', { infer: true }) === 'none' && !isLoopback(host)) {
+    logger.warn(
+      `AUTH_MODE=none on ${host}: anyone who can reach this address can read and change every conversation. Use AUTH_MODE=api-key, or bind to 127.0.0.1.`,
+    );
+  }
 }
 
 void bootstrap();

@@ -118,5 +118,26 @@ async function call(base: string, method: string, path: string, body?: unknown):
         expect(Number(session.last_updated_at)).toBe(stamps.at(-1));
       }
     }, 60_000);
+
+    it('lets one of two concurrent requests with the same Idempotency-Key write, across processes', async () => {
+      const before: { n: string }[] = await db.query('SELECT COUNT(*) AS "n" FROM "sessions"');
+      const replies = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          fetch(`${servers[i % 2].base}/api/v1/sessions`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', 'Idempotency-Key': 'cross-process' },
+            body: JSON.stringify({ name: 'once' }),
+          }).then(async (res) => ({
+            status: res.status,
+            body: (await res.json()) as { id?: string },
+          })),
+        ),
+      );
+      expect(replies.filter((r) => r.status !== 201 && r.status !== 409)).toEqual([]);
+      const ids = new Set(replies.filter((r) => r.status === 201).map((r) => r.body.id));
+      expect(ids.size).toBe(1);
+      const after: { n: string }[] = await db.query('SELECT COUNT(*) AS "n" FROM "sessions"');
+      expect(Number(after[0].n) - Number(before[0].n)).toBe(1);
+    });
   },
 );

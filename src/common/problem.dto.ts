@@ -41,9 +41,13 @@ export class ProblemDto {
 
 const WHEN: Record<number, string> = {
   400: 'Invalid body field, unknown body field, malformed JSON or bad query parameter.',
+  401: 'Missing, unknown or revoked API key (AUTH_MODE=api-key); sent with WWW-Authenticate: Bearer.',
   404: 'Unknown id.',
   413: 'Body over the size limit.',
+  409: 'A request with this Idempotency-Key is still being processed.',
   415: 'Body is not JSON.',
+  422: 'Idempotency-Key reused with a different request body.',
+  429: 'Over the rate limit; Retry-After says when to retry.',
   503: 'Not ready: a dependency (the database) does not answer.',
   500: 'Unexpected error; details go to the log, never to the body.',
 };

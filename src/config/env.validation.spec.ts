@@ -17,7 +17,17 @@ describe('validateEnv', () => {
       DB_CONNECT_TIMEOUT_MS: 5000,
       DB_STATEMENT_TIMEOUT_MS: 30_000,
       DB_STARTUP_TIMEOUT_MS: 30_000,
+      AUTH_MODE: 'none',
+      RATE_LIMIT_PER_MINUTE: 0,
+      REDIS_URL: null,
     });
+  });
+
+  it('limits requests by default only with API keys', () => {
+    expect(validateEnv({ AUTH_MODE: 'api-key' }).RATE_LIMIT_PER_MINUTE).toBe(600);
+    expect(validateEnv({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '0' }).RATE_LIMIT_PER_MINUTE).toBe(0);
+    expect(validateEnv({ RATE_LIMIT_PER_MINUTE: '30' }).RATE_LIMIT_PER_MINUTE).toBe(30);
+    expect(validateEnv({ REDIS_URL: 'redis://127.0.0.1:6379' }).REDIS_URL).toBe('redis://127.0.0.1:6379');
   });
 
   it('reads every variable', () => {
@@ -65,6 +75,9 @@ describe('validateEnv', () => {
     ['CORS_ORIGINS', 'not-an-origin'],
     ['SQLITE_SYNCHRONOUS', 'OFF'],
     ['DB_POOL_SIZE', '0'],
+    ['AUTH_MODE', 'basic'],
+    ['RATE_LIMIT_PER_MINUTE', 'lots'],
+    ['REDIS_URL', 'http://localhost:6379'],
     ['DB_STATEMENT_TIMEOUT_MS', '-1'],
   ])('refuses %s=%s with one line naming the variable', (name, value) => {
     let error: unknown;

@@ -21,6 +21,9 @@ export interface Env {
   DB_CONNECT_TIMEOUT_MS: number;
   DB_STATEMENT_TIMEOUT_MS: number;
   DB_STARTUP_TIMEOUT_MS: number;
+  AUTH_MODE: 'none' | 'api-key';
+  RATE_LIMIT_PER_MINUTE: number;
+  REDIS_URL: string | null;
 }
 
 /** Raised for a bad environment value; its message is the one line printed before exiting. */
@@ -109,6 +112,11 @@ export function validateEnv(env: Record<string, unknown>): Env {
     }
   }
   const appName = text(env, 'APP_NAME', 'Chat Sessions API');
+  const authMode = oneOf(env, 'AUTH_MODE', ['none', 'api-key'] as const, 'none');
+  const redisUrl = text(env, 'REDIS_URL', '');
+  if (redisUrl !== '' && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) {
+    throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL (got '${redisUrl}')`);
+  }
   const defaultModelName = text(env, 'DEFAULT_MODEL_NAME', 'default');
   return {
     NODE_ENV: text(env, 'NODE_ENV', 'development'),
@@ -125,5 +133,15 @@ export function validateEnv(env: Record<string, unknown>): Env {
     DB_CONNECT_TIMEOUT_MS: integer(env, 'DB_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
     DB_STATEMENT_TIMEOUT_MS: integer(env, 'DB_STATEMENT_TIMEOUT_MS', 30_000, 0, 3_600_000),
     DB_STARTUP_TIMEOUT_MS: integer(env, 'DB_STARTUP_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    AUTH_MODE: authMode,
+    // One local user has no one to be limited against; shared deployments get a default limit.
+    RATE_LIMIT_PER_MINUTE: integer(
+      env,
+      'RATE_LIMIT_PER_MINUTE',
+      authMode === 'api-key' ? 600 : 0,
+      0,
+      1_000_000,
+    ),
+    REDIS_URL: redisUrl === '' ? null : redisUrl,
   };
 }

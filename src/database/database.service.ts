@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Mutex } from 'async-mutex';
 import { DataSource, EntityManager } from 'typeorm';
+import { takeWriteHooks } from './write-hooks';
 
 type Work<T> = (manager: EntityManager) => Promise<T>;
 
@@ -74,8 +75,21 @@ export class DatabaseService {
     return converted;
   }
 
-  /** Runs `work` in a transaction: all of it commits, or none of it does. */
+  /**
+   * Runs `work` in a transaction: all of it commits, or none of it does. Write hooks registered by
+   * the caller (see write-hooks.ts) run in the same transaction.
+   */
   write<T>(work: Work<T>): Promise<T> {
+    const hooks = takeWriteHooks();
+    if (hooks) {
+      const inner = work;
+      work = async (manager) => {
+        await hooks.before?.(manager);
+        const result = await inner(manager);
+        await hooks.after?.(manager, result);
+        return result;
+      };
+    }
     if (!this.isSqlite) return this.dataSource.transaction(work);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });

@@ -1,5 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import {
+  ApiBearerAuth,
   ApiCreatedResponse,
   ApiNoContentResponse,
   ApiOkResponse,
@@ -7,6 +8,7 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { Response } from 'express';
+import { Owner } from '../auth/owner.decorator';
 import { listHeaders, setPageHeaders } from '../common/pagination';
 import { ApiProblems, BODY_PROBLEMS } from '../common/problem.dto';
 import {
@@ -15,9 +17,12 @@ import {
   ListMessagesQueryDto,
   mapChatMessage,
 } from './dto/chat-message.dto';
+import { Idempotent } from '../idempotency/idempotent.decorator';
 import { MessagesService } from './messages.service';
 
 @ApiTags('messages')
+@ApiBearerAuth()
+@ApiProblems(401, 429)
 @Controller('api/v1/sessions/:id/messages')
 export class MessagesController {
   constructor(private readonly messages: MessagesService) {}
@@ -28,11 +33,13 @@ export class MessagesController {
     description: "The stored message; the session's last_updated_at is now its timestamp.",
   })
   @ApiProblems(404, ...BODY_PROBLEMS)
+  @Idempotent(mapChatMessage)
   async append(
+    @Owner() owner: string,
     @Param('id') id: string,
     @Body() dto: CreateChatMessageDto,
   ): Promise<ChatMessageDto> {
-    return mapChatMessage(await this.messages.append(id, dto));
+    return mapChatMessage(await this.messages.append(owner, id, dto));
   }
 
   @Get()
@@ -44,11 +51,12 @@ export class MessagesController {
   })
   @ApiProblems(400, 404)
   async list(
+    @Owner() owner: string,
     @Param('id') id: string,
     @Query() query: ListMessagesQueryDto,
     @Res({ passthrough: true }) res: Response,
   ): Promise<ChatMessageDto[]> {
-    const page = await this.messages.list(id, query);
+    const page = await this.messages.list(owner, id, query);
     setPageHeaders(res, `/api/v1/sessions/${encodeURIComponent(id)}/messages`, page);
     return page.items.map(mapChatMessage);
   }
@@ -58,10 +66,11 @@ export class MessagesController {
   @ApiOkResponse({ type: ChatMessageDto })
   @ApiProblems(404)
   async get(
+    @Owner() owner: string,
     @Param('id') id: string,
     @Param('message_id') messageId: string,
   ): Promise<ChatMessageDto> {
-    return mapChatMessage(await this.messages.get(id, messageId));
+    return mapChatMessage(await this.messages.get(owner, id, messageId));
   }
 
   @Delete(':message_id')
@@ -71,7 +80,11 @@ export class MessagesController {
     description: 'The message is gone; message_count drops, last_updated_at stays.',
   })
   @ApiProblems(404)
-  async remove(@Param('id') id: string, @Param('message_id') messageId: string): Promise<void> {
-    await this.messages.remove(id, messageId);
+  async remove(
+    @Owner() owner: string,
+    @Param('id') id: string,
+    @Param('message_id') messageId: string,
+  ): Promise<void> {
+    await this.messages.remove(owner, id, messageId);
   }
 }

@@ -57,20 +57,27 @@ export class MessagesService {
       touch: db.sql(
         `UPDATE "sessions" SET "message_count" = "message_count" + 1,
            "last_updated_at" = CASE WHEN "last_updated_at" + 1 > ? THEN "last_updated_at" + 1 ELSE ? END
-         WHERE "id" = ? RETURNING "last_updated_at"`,
+         WHERE "id" = ? AND "owner_id" = ? RETURNING "last_updated_at"`,
       ),
       insert: db.sql(
         `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata")
          VALUES (?, ?, ?, ?, ?) RETURNING "id"`,
       ),
-      count: db.sql(`SELECT "message_count" FROM "sessions" WHERE "id" = ?`),
+      // Every statement reaches messages through their session's owner: another owner's session or
+      // message is indistinguishable from a missing one.
+      count: db.sql(`SELECT "message_count" FROM "sessions" WHERE "id" = ? AND "owner_id" = ?`),
       position: db.sql(
         `SELECT "timestamp", "id" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
       ),
-      get: db.sql(`SELECT ${COLUMNS} FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`),
+      get: db.sql(
+        `SELECT ${COLUMNS.replace(/"(\w+)"/g, 'm."$1"')} FROM "chat_messages" m
+         JOIN "sessions" s ON s."id" = m."session_id"
+         WHERE m."id" = ? AND m."session_id" = ? AND s."owner_id" = ?`,
+      ),
       // The session row first (as appends do), then the message: one lock order for every write.
       untouch: db.sql(
-        `UPDATE "sessions" SET "message_count" = "message_count" - 1 WHERE "id" = ? RETURNING "id"`,
+        `UPDATE "sessions" SET "message_count" = "message_count" - 1
+         WHERE "id" = ? AND "owner_id" = ? RETURNING "id"`,
       ),
       delete: db.sql(
         `DELETE FROM "chat_messages" WHERE "id" = ? AND "session_id" = ? RETURNING "id"`,
@@ -83,13 +90,13 @@ export class MessagesService {
    * racing a DELETE of its session is either stored before the delete (and removed by it) or
    * answered 404 — never acknowledged and lost, never left orphaned.
    */
-  append(sessionId: string, dto: CreateChatMessageDto): Promise<ChatMessage> {
+  append(owner: string, sessionId: string, dto: CreateChatMessageDto): Promise<ChatMessage> {
     return this.db.write(async (manager) => {
       const now = Date.now();
       const [touched]: { last_updated_at: number | string }[] = await queryRows(
         manager,
         this.sql.touch,
-        [now, now, sessionId],
+        [now, now, sessionId, owner],
       );
       if (!touched) throw sessionNotFound(sessionId);
       const message: Omit<ChatMessage, 'id'> = {
@@ -115,7 +122,7 @@ export class MessagesService {
    * with `after` / `before` (message ids of this session). `before` alone returns the `limit`
    * messages nearest to it, still in the list's order. A full page names the next one by `after`.
    */
-  list(sessionId: string, query: ListMessagesQueryDto): Promise<Page<ChatMessage>> {
+  list(owner: string, sessionId: string, query: ListMessagesQueryDto): Promise<Page<ChatMessage>> {
     const keyset = query.after !== undefined || query.before !== undefined;
     if (keyset && query.skip !== undefined) {
       throw new ValidationProblemException([
@@ -127,7 +134,7 @@ export class MessagesService {
       const [session]: { message_count: number | string }[] = await queryRows(
         manager,
         this.sql.count,
-        [sessionId],
+        [sessionId, owner],
       );
       if (!session) throw sessionNotFound(sessionId);
 
@@ -182,10 +189,10 @@ export class MessagesService {
     });
   }
 
-  async get(sessionId: string, messageId: string): Promise<ChatMessage> {
+  async get(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
     const id = parseMessageId(messageId);
     const [row]: MessageRow[] =
-      id === null ? [] : await this.db.read((m) => queryRows(m, this.sql.get, [id, sessionId]));
+      id === null ? [] : await this.db.read((m) => queryRows(m, this.sql.get, [id, sessionId, owner]));
     if (!row) throw messageNotFound(sessionId, messageId);
     return toMessage(row);
   }
@@ -195,11 +202,11 @@ export class MessagesService {
    * count is decremented first (locking the session row, as appends do), and the transaction rolls
    * back if the message is not there — e.g. a concurrent DELETE of the same message got it first.
    */
-  async remove(sessionId: string, messageId: string): Promise<void> {
+  async remove(owner: string, sessionId: string, messageId: string): Promise<void> {
     const id = parseMessageId(messageId);
     if (id === null) throw messageNotFound(sessionId, messageId);
     await this.db.write(async (manager) => {
-      const touched = await queryRows(manager, this.sql.untouch, [sessionId]);
+      const touched = await queryRows(manager, this.sql.untouch, [sessionId, owner]);
       if (touched.length === 0) throw messageNotFound(sessionId, messageId);
       const deleted = await queryRows(manager, this.sql.delete, [id, sessionId]);
       if (deleted.length === 0) throw messageNotFound(sessionId, messageId);

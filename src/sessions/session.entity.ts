@@ -3,11 +3,21 @@ import { ChatMessage } from '../messages/chat-message.entity';
 import { epochMs } from '../database/epoch-ms.transformer';
 
 @Entity('sessions')
-@Index('idx_sessions_recency', ['last_updated_at', 'created_at', 'id'])
-@Index('idx_sessions_archived_recency', ['archived', 'last_updated_at', 'created_at', 'id'])
+@Index('idx_sessions_owner_recency', ['owner_id', 'last_updated_at', 'created_at', 'id'])
+@Index('idx_sessions_owner_archived_recency', [
+  'owner_id',
+  'archived',
+  'last_updated_at',
+  'created_at',
+  'id',
+])
 export class Session {
   @PrimaryColumn({ type: 'varchar', length: 36 })
   id: string;
+
+  /** Who the session belongs to: an API key's owner, or `local` when AUTH_MODE=none. */
+  @Column({ type: 'varchar', length: 200, default: 'local' })
+  owner_id: string;
 
   @Column({ type: 'text', nullable: true })
   name: string | null;

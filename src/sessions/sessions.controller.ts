@@ -11,6 +11,7 @@ import {
   Res,
 } from '@nestjs/common';
 import {
+  ApiBearerAuth,
   ApiBody,
   ApiCreatedResponse,
   ApiNoContentResponse,
@@ -18,6 +19,7 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { Response } from 'express';
+import { Owner } from '../auth/owner.decorator';
 import { listHeaders, setPageHeaders } from '../common/pagination';
 import { ApiProblems, BODY_PROBLEMS } from '../common/problem.dto';
 import {
@@ -27,11 +29,14 @@ import {
   SessionDto,
   UpdateSessionDto,
 } from './dto/session.dto';
+import { Idempotent } from '../idempotency/idempotent.decorator';
 import { SessionsService } from './sessions.service';
 
 const PATH = '/api/v1/sessions';
 
 @ApiTags('sessions')
+@ApiBearerAuth()
+@ApiProblems(401, 429)
 @Controller(PATH)
 export class SessionsController {
   constructor(private readonly sessions: SessionsService) {}
@@ -40,8 +45,9 @@ export class SessionsController {
   @ApiBody({ type: CreateSessionDto, required: false })
   @ApiCreatedResponse({ type: SessionDto, description: 'The new session.' })
   @ApiProblems(...BODY_PROBLEMS)
-  async create(@Body() dto: CreateSessionDto): Promise<SessionDto> {
-    return mapSession(await this.sessions.create(dto));
+  @Idempotent(mapSession)
+  async create(@Owner() owner: string, @Body() dto: CreateSessionDto): Promise<SessionDto> {
+    return mapSession(await this.sessions.create(owner, dto));
   }
 
   @Get()
@@ -53,10 +59,11 @@ export class SessionsController {
   })
   @ApiProblems(400)
   async list(
+    @Owner() owner: string,
     @Query() query: ListSessionsQueryDto,
     @Res({ passthrough: true }) res: Response,
   ): Promise<SessionDto[]> {
-    const page = await this.sessions.list(query);
+    const page = await this.sessions.list(owner, query);
     setPageHeaders(res, PATH, page);
     return page.items.map(mapSession);
   }
@@ -64,8 +71,8 @@ export class SessionsController {
   @Get(':id')
   @ApiOkResponse({ type: SessionDto })
   @ApiProblems(404)
-  async get(@Param('id') id: string): Promise<SessionDto> {
-    return mapSession(await this.sessions.get(id));
+  async get(@Owner() owner: string, @Param('id') id: string): Promise<SessionDto> {
+    return mapSession(await this.sessions.get(owner, id));
   }
 
   @Patch(':id')
@@ -76,15 +83,19 @@ export class SessionsController {
       'Fields left out are unchanged; a field given replaces the old value whole; null clears a nullable field. Does not move last_updated_at.',
   })
   @ApiProblems(404, ...BODY_PROBLEMS)
-  async update(@Param('id') id: string, @Body() dto: UpdateSessionDto): Promise<SessionDto> {
-    return mapSession(await this.sessions.update(id, dto));
+  async update(
+    @Owner() owner: string,
+    @Param('id') id: string,
+    @Body() dto: UpdateSessionDto,
+  ): Promise<SessionDto> {
+    return mapSession(await this.sessions.update(owner, id, dto));
   }
 
   @Delete(':id')
   @HttpCode(204)
   @ApiNoContentResponse({ description: 'The session and all its messages are gone.' })
   @ApiProblems(404)
-  async remove(@Param('id') id: string): Promise<void> {
-    await this.sessions.remove(id);
+  async remove(@Owner() owner: string, @Param('id') id: string): Promise<void> {
+    await this.sessions.remove(owner, id);
   }
 }

@@ -16,6 +16,7 @@ export function sessionNotFound(id: string): NotFoundException {
 /** A `sessions` row as the drivers return it (PostgreSQL: BIGINT as text; SQLite: booleans as 0/1). */
 interface SessionRow {
   id: string;
+  owner_id: string;
   name: string | null;
   created_at: number | string;
   last_updated_at: number | string;
@@ -38,6 +39,7 @@ function toJson(value: unknown): string | null {
 function toSession(row: SessionRow): Session {
   return {
     id: row.id,
+    owner_id: row.owner_id,
     name: row.name,
     created_at: Number(row.created_at),
     last_updated_at: Number(row.last_updated_at),
@@ -50,7 +52,7 @@ function toSession(row: SessionRow): Session {
   };
 }
 
-const COLUMNS = `"id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned"`;
+const COLUMNS = `"id", "owner_id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned"`;
 /** The list order: newest activity first; ties by newest creation, then id. Total and stable. */
 const ORDER = `ORDER BY "last_updated_at" DESC, "created_at" DESC, "id" DESC`;
 
@@ -79,8 +81,11 @@ export class SessionsService {
   ) {
     this.defaultModelName = config.get('DEFAULT_MODEL_NAME', { infer: true });
     this.sql = {
-      insert: db.sql(`INSERT INTO "sessions" (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-      get: db.sql(`SELECT ${COLUMNS} FROM "sessions" WHERE "id" = ?`),
+      insert: db.sql(
+        `INSERT INTO "sessions" (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      // Every statement names the owner: another owner's session is indistinguishable from none.
+      get: db.sql(`SELECT ${COLUMNS} FROM "sessions" WHERE "id" = ? AND "owner_id" = ?`),
       // One statement for every PATCH: each field has a "given?" flag; a field not given keeps its
       // value. It never touches last_updated_at, which tracks conversation activity.
       update: db.sql(
@@ -90,17 +95,20 @@ export class SessionsService {
            "metadata_tags" = CASE WHEN ? THEN ? ELSE "metadata_tags" END,
            "archived" = CASE WHEN ? THEN ? ELSE "archived" END,
            "pinned" = CASE WHEN ? THEN ? ELSE "pinned" END
-         WHERE "id" = ? RETURNING ${COLUMNS}`,
+         WHERE "id" = ? AND "owner_id" = ? RETURNING ${COLUMNS}`,
       ),
       // Messages go with the session through the foreign key's ON DELETE CASCADE.
-      delete: db.sql(`DELETE FROM "sessions" WHERE "id" = ? RETURNING "id"`),
+      delete: db.sql(
+        `DELETE FROM "sessions" WHERE "id" = ? AND "owner_id" = ? RETURNING "id"`,
+      ),
     };
   }
 
-  async create(dto: CreateSessionDto): Promise<Session> {
+  create(owner: string, dto: CreateSessionDto): Promise<Session> {
     const now = Date.now();
     const session: Session = {
       id: randomUUID(),
+      owner_id: owner,
       name: dto.name ?? null,
       created_at: now,
       last_updated_at: now,
@@ -111,9 +119,10 @@ export class SessionsService {
       archived: dto.archived ?? false,
       pinned: dto.pinned ?? false,
     };
-    await this.db.write((manager) =>
-      queryRows(manager, this.sql.insert, [
+    return this.db.write(async (manager) => {
+      await queryRows(manager, this.sql.insert, [
         session.id,
+        owner,
         session.name,
         now,
         now,
@@ -123,21 +132,21 @@ export class SessionsService {
         0,
         session.archived,
         session.pinned,
-      ]),
-    );
-    return session;
+      ]);
+      return session;
+    });
   }
 
   /** Offset (`skip`) or keyset (`cursor`) paging over the filtered list; `next` continues by cursor. */
-  list(query: ListSessionsQueryDto): Promise<Page<Session>> {
+  list(owner: string, query: ListSessionsQueryDto): Promise<Page<Session>> {
     if (query.cursor !== undefined && query.skip !== undefined) {
       throw new ValidationProblemException([
         { field: 'skip', message: 'skip cannot be combined with cursor' },
       ]);
     }
     const after = query.cursor === undefined ? null : this.decodeCursor(query.cursor);
-    const filters: string[] = [];
-    const params: unknown[] = [];
+    const filters = [`"owner_id" = ?`];
+    const params: unknown[] = [owner];
     if (query.archived !== 'any') {
       filters.push(`"archived" = ?`);
       params.push(query.archived === 'true');
@@ -185,15 +194,15 @@ export class SessionsService {
     });
   }
 
-  async get(id: string): Promise<Session> {
+  async get(owner: string, id: string): Promise<Session> {
     const [row]: SessionRow[] = await this.db.read((manager) =>
-      queryRows(manager, this.sql.get, [id]),
+      queryRows(manager, this.sql.get, [id, owner]),
     );
     if (!row) throw sessionNotFound(id);
     return toSession(row);
   }
 
-  async update(id: string, dto: UpdateSessionDto): Promise<Session> {
+  async update(owner: string, id: string, dto: UpdateSessionDto): Promise<Session> {
     const given = (value: unknown) => value !== undefined;
     const [row]: SessionRow[] = await this.db.write((manager) =>
       queryRows(manager, this.sql.update, [
@@ -208,15 +217,16 @@ export class SessionsService {
         given(dto.pinned),
         dto.pinned ?? false,
         id,
+        owner,
       ]),
     );
     if (!row) throw sessionNotFound(id);
     return toSession(row);
   }
 
-  async remove(id: string): Promise<void> {
+  async remove(owner: string, id: string): Promise<void> {
     const deleted: unknown[] = await this.db.write((manager) =>
-      queryRows(manager, this.sql.delete, [id]),
+      queryRows(manager, this.sql.delete, [id, owner]),
     );
     if (deleted.length === 0) throw sessionNotFound(id);
   }

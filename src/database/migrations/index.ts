@@ -1,8 +1,10 @@
 import { CreateSessionsAndMessages1795557600000 } from './1795557600000-create-sessions-and-messages';
 import { SessionTagsArchivePin1795564800000 } from './1795564800000-session-tags-archive-pin';
+import { OwnersApiKeysIdempotency1795568400000 } from './1795568400000-owners-api-keys-idempotency';
 
 /** Every migration, oldest first. Listed explicitly so the app, the CLI and the tests run the same set. */
 export const migrations = [
   CreateSessionsAndMessages1795557600000,
   SessionTagsArchivePin1795564800000,
+  OwnersApiKeysIdempotency1795568400000,
 ];

@@ -1,0 +1,52 @@
+import { Logger, OnModuleDestroy } from '@nestjs/common';
+import type { ThrottlerStorage } from '@nestjs/throttler';
+import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
+
+type Increment = Awaited<ReturnType<ThrottlerStorage['increment']>>;
+const WARN_EVERY_MS = 10_000;
+
+/**
+ * Rate-limit counters in Redis, shared by every process. When Redis does not answer, requests are
+ * let through (and a warning logged) rather than failed: the limiter protects the service, it must
+ * not become the reason it is down.
+ */
+export class ResilientRedisStorage implements ThrottlerStorage, OnModuleDestroy {
+  private readonly logger = new Logger('RateLimit');
+  private readonly redis: ThrottlerStorageRedisService;
+  private lastWarning = 0;
+
+  constructor(url: string) {
+    this.redis = new ThrottlerStorageRedisService(url, {
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+      connectTimeout: 2000,
+    });
+    this.redis.redis.on('error', (error: Error) => this.warn(error));
+  }
+
+  async increment(
+    key: string,
+    ttl: number,
+    limit: number,
+    blockDuration: number,
+    throttlerName: string,
+  ): Promise<Increment> {
+    try {
+      return await this.redis.increment(key, ttl, limit, blockDuration, throttlerName);
+    } catch (error) {
+      this.warn(error as Error);
+      return { totalHits: 0, timeToExpire: Math.ceil(ttl / 1000), isBlocked: false, timeToBlockExpire: 0 };
+    }
+  }
+
+  onModuleDestroy(): void {
+    this.redis.onModuleDestroy();
+  }
+
+  private warn(error: Error): void {
+    const now = Date.now();
+    if (now - this.lastWarning < WARN_EVERY_MS) return;
+    this.lastWarning = now;
+    this.logger.warn(`Redis unavailable, requests are not rate-limited meanwhile: ${error.message}`);
+  }
+}

@@ -1,0 +1,93 @@
+import {
+  CallHandler,
+  ExecutionContext,
+  Injectable,
+  NestInterceptor,
+  UnprocessableEntityException,
+} from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { Response } from 'express';
+import { createHash } from 'node:crypto';
+import { lastValueFrom, Observable, of } from 'rxjs';
+import type { OwnedRequest } from '../auth/owner.decorator';
+import { ValidationProblemException } from '../common/validation.pipe';
+import { withWriteHooks } from '../database/write-hooks';
+import {
+  AlreadyAnswered,
+  IdempotencyScope,
+  IdempotencyService,
+  inFlight,
+  StoredResponse,
+} from './idempotency.service';
+
+export const IDEMPOTENT_RESPONSE = Symbol('idempotentResponse');
+export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
+const VALID_KEY = /^[\x20-\x7e]{1,255}$/;
+
+/**
+ * `Idempotency-Key` on a POST: the first response is stored with the write (see
+ * IdempotencyService.hooks) and replayed for retries with the same key and body, with
+ * `Idempotent-Replayed: true`. Another body → 422; a retry while the first runs → 409.
+ */
+@Injectable()
+export class IdempotencyInterceptor implements NestInterceptor {
+  /** Keys being processed by this process (PostgreSQL also locks them across processes). */
+  private readonly inFlight = new Set<string>();
+
+  constructor(
+    private readonly idempotency: IdempotencyService,
+    private readonly reflector: Reflector,
+  ) {}
+
+  async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
+    const serialize = this.reflector.get<((result: unknown) => unknown) | undefined>(
+      IDEMPOTENT_RESPONSE,
+      context.getHandler(),
+    );
+    const req = context.switchToHttp().getRequest<OwnedRequest>();
+    const key = req.header(IDEMPOTENCY_HEADER);
+    if (!serialize || key === undefined) return next.handle();
+    if (!VALID_KEY.test(key)) {
+      throw new ValidationProblemException([
+        { field: IDEMPOTENCY_HEADER, message: 'Idempotency-Key must be 1 to 255 printable ASCII characters' },
+      ]);
+    }
+    const res = context.switchToHttp().getResponse<Response>();
+    const body: unknown = req.body;
+    const scope: IdempotencyScope = {
+      owner: req.owner ?? '',
+      method: req.method,
+      path: req.path.replace(/\/+$/, '') || '/',
+      key,
+      requestHash: createHash('sha256')
+        .update(typeof body === 'string' ? body : JSON.stringify(body ?? {}))
+        .digest('hex'),
+    };
+    const id = [scope.owner, scope.method, scope.path, scope.key].join('\n');
+    // Claimed before the first await, so two overlapping retries cannot both pass the check.
+    if (this.inFlight.has(id)) throw inFlight();
+    this.inFlight.add(id);
+    try {
+      const stored = await this.idempotency.lookup(scope);
+      if (stored) return of(this.replay(res, scope, stored));
+      const hooks = this.idempotency.hooks(scope, serialize);
+      return of(await withWriteHooks(hooks, () => lastValueFrom(next.handle())));
+    } catch (error) {
+      if (error instanceof AlreadyAnswered) return of(this.replay(res, scope, error.stored));
+      throw error;
+    } finally {
+      this.inFlight.delete(id);
+    }
+  }
+
+  private replay(res: Response, scope: IdempotencyScope, stored: StoredResponse): unknown {
+    if (stored.requestHash !== scope.requestHash) {
+      throw new UnprocessableEntityException(
+        'This Idempotency-Key was already used with a different request body.',
+      );
+    }
+    res.setHeader('Idempotent-Replayed', 'true');
+    res.status(stored.status);
+    return JSON.parse(stored.body) as unknown;
+  }
+}

@@ -1,0 +1,23 @@
+import { applyDecorators, SetMetadata, UseInterceptors } from '@nestjs/common';
+import { ApiHeader } from '@nestjs/swagger';
+import { ApiProblems } from '../common/problem.dto';
+import { IDEMPOTENCY_HEADER, IDEMPOTENT_RESPONSE, IdempotencyInterceptor } from './idempotency.interceptor';
+
+/**
+ * Makes a POST honour `Idempotency-Key`. `serialize` turns the service's write result into the
+ * response body (the same mapping the handler returns), so the stored response is the one sent.
+ */
+export function Idempotent<T>(serialize: (result: T) => unknown): MethodDecorator {
+  return applyDecorators(
+    SetMetadata(IDEMPOTENT_RESPONSE, serialize),
+    UseInterceptors(IdempotencyInterceptor),
+    ApiHeader({
+      name: IDEMPOTENCY_HEADER,
+      required: false,
+      description:
+        '1–255 printable ASCII characters. A retry with the same key and body within 24 hours returns the first response again (with `Idempotent-Replayed: true`) and writes nothing; another body → 422; while the first is still running → 409.',
+      schema: { type: 'string', minLength: 1, maxLength: 255 },
+    }),
+    ApiProblems(409, 422),
+  );
+}

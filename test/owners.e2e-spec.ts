@@ -1,0 +1,192 @@
+import request from 'supertest';
+import { ApiKeysService } from '../src/auth/api-keys.service';
+import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
+
+/** AUTH_MODE=api-key: keys, 401s, and two owners who cannot see each other's data. */
+describe('Owners and API keys (e2e)', () => {
+  let t: TestApp;
+  let keys: ApiKeysService;
+  let alice: string;
+  let bob: string;
+
+  beforeAll(async () => {
+    t = await createTestApp({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '0' });
+    keys = t.app.get(ApiKeysService);
+  });
+  afterAll(() => t.close());
+  beforeEach(async () => {
+    await resetDatabase(t.db);
+    alice = (await keys.create('alice')).key;
+    bob = (await keys.create('bob')).key;
+  });
+
+  const as = (key: string) => ({ Authorization: `Bearer ${key}` });
+
+  function expectUnauthorized(res: request.Response, detail: RegExp): void {
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toMatch(/^Bearer /);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.body).toEqual({
+      type: 'about:blank',
+      title: 'Unauthorized',
+      status: 401,
+      detail: expect.stringMatching(detail),
+      instance: expect.stringMatching(/^\/api\/v1\//),
+    });
+  }
+
+  describe('authentication', () => {
+    it.each([
+      ['no header', {}],
+      ['an empty bearer', { Authorization: 'Bearer ' }],
+      ['another scheme', { Authorization: 'Basic YWxpY2U6c2VjcmV0' }],
+      ['a malformed key', { Authorization: 'Bearer not-a-key' }],
+      ['an unknown key', { Authorization: `Bearer csk_0123456789abcdef_${'A'.repeat(43)}` }],
+    ])('answers 401 to %s on every API route', async (_, headers) => {
+      for (const [method, path] of [
+        ['get', '/api/v1/sessions'],
+        ['post', '/api/v1/sessions'],
+        ['get', '/api/v1/sessions/x'],
+        ['patch', '/api/v1/sessions/x'],
+        ['delete', '/api/v1/sessions/x'],
+        ['get', '/api/v1/sessions/x/messages'],
+        ['post', '/api/v1/sessions/x/messages'],
+        ['get', '/api/v1/sessions/x/messages/1'],
+        ['delete', '/api/v1/sessions/x/messages/1'],
+      ] as const) {
+        expectUnauthorized(await request(t.http)[method](path).set(headers).send({}), /API key/);
+      }
+    });
+
+    it('refuses a key whose secret part is wrong', async () => {
+      const forged = alice.slice(0, -4) + (alice.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+      expectUnauthorized(
+        await request(t.http).get('/api/v1/sessions').set(as(forged)),
+        /Invalid or revoked/,
+      );
+    });
+
+    it('stops a revoked key at once', async () => {
+      const { id, key } = await keys.create('carol');
+      expect((await request(t.http).get('/api/v1/sessions').set(as(key))).status).toBe(200);
+      expect(await keys.revoke(id)).toBe(true);
+      expectUnauthorized(await request(t.http).get('/api/v1/sessions').set(as(key)), /revoked/);
+      expect(await keys.revoke(id)).toBe(false);
+    });
+
+    it('keeps /, the docs and health open', async () => {
+      for (const path of ['/', '/docs-json', '/health/live', '/health/ready']) {
+        expect((await request(t.http).get(path)).status).toBe(200);
+      }
+    });
+
+    it('lists keys without their secrets, with the time of last use', async () => {
+      const created = await keys.create('dave');
+      await request(t.http).get('/api/v1/sessions').set(as(created.key));
+      const listed = (await keys.list()).find((k) => k.id === created.id);
+      expect(listed).toEqual({
+        id: created.id,
+        owner_id: 'dave',
+        created_at: expect.any(Number),
+        last_used_at: expect.any(Number),
+        revoked_at: null,
+      });
+      const stored: { secret_hash: string }[] = await t.db.read((m) =>
+        m.query(t.db.sql('SELECT "secret_hash" FROM "api_keys" WHERE "id" = ?'), [created.id]),
+      );
+      expect(stored[0].secret_hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(created.key).not.toContain(stored[0].secret_hash);
+    });
+  });
+
+  describe('two owners', () => {
+    async function aliceData() {
+      const session = (
+        await request(t.http).post('/api/v1/sessions').set(as(alice)).send({ name: 'secret plans' })
+      ).body;
+      const message = (
+        await request(t.http)
+          .post(`/api/v1/sessions/${session.id}/messages`)
+          .set(as(alice))
+          .send({ content: 'private' })
+      ).body;
+      return { session, message };
+    }
+
+    it("answers 404 for every route that names the other owner's session or message", async () => {
+      const { session, message } = await aliceData();
+      const own = `/api/v1/sessions/${session.id}`;
+      const checks: [string, request.Test][] = [
+        ['get', request(t.http).get(own)],
+        ['patch', request(t.http).patch(own).send({ name: 'mine now' })],
+        ['delete', request(t.http).delete(own)],
+        ['list messages', request(t.http).get(`${own}/messages`)],
+        ['append', request(t.http).post(`${own}/messages`).send({ content: 'intrusion' })],
+        ['get message', request(t.http).get(`${own}/messages/${message.id}`)],
+        ['delete message', request(t.http).delete(`${own}/messages/${message.id}`)],
+      ];
+      for (const [name, call] of checks) {
+        const res = await call.set(as(bob));
+        expect({ name, status: res.status }).toEqual({ name, status: 404 });
+        expect(res.body.detail).toMatch(/not found/);
+      }
+      // Nothing changed for the real owner.
+      const still = await request(t.http).get(own).set(as(alice));
+      expect(still.body).toMatchObject({ name: 'secret plans', message_count: 1 });
+      const messages = await request(t.http).get(`${own}/messages`).set(as(alice));
+      expect(messages.body.map((m: { content: string }) => m.content)).toEqual(['private']);
+    });
+
+    it('lists and counts only the caller’s sessions, also through cursors and filters', async () => {
+      await aliceData();
+      await aliceData();
+      await request(t.http).post('/api/v1/sessions').set(as(bob)).send({ name: 'bob 1' });
+      for (const query of ['', '?archived=any', '?pinned=false', '?limit=1']) {
+        const res = await request(t.http).get(`/api/v1/sessions${query}`).set(as(bob));
+        expect(res.headers['x-total-count']).toBe('1');
+        expect(res.body.map((s: { name: string }) => s.name)).toEqual(['bob 1']);
+      }
+      const page = await request(t.http).get('/api/v1/sessions?limit=1').set(as(alice));
+      expect(page.headers['x-total-count']).toBe('2');
+      const next = /<([^>]+)>/.exec(page.headers.link)![1];
+      // Alice's cursor in Bob's hands only walks Bob's list.
+      const borrowed = await request(t.http).get(next).set(as(bob));
+      expect(borrowed.status).toBe(200);
+      expect(borrowed.body.every((s: { name: string }) => s.name.startsWith('bob'))).toBe(true);
+    });
+
+    it('gives each owner sessions of their own', async () => {
+      const a = await request(t.http).post('/api/v1/sessions').set(as(alice)).send({});
+      const b = await request(t.http).post('/api/v1/sessions').set(as(bob)).send({});
+      const owners: { id: string; owner_id: string }[] = await t.db.read((m) =>
+        m.query('SELECT "id", "owner_id" FROM "sessions"'),
+      );
+      expect(Object.fromEntries(owners.map((o) => [o.id, o.owner_id]))).toEqual({
+        [a.body.id]: 'alice',
+        [b.body.id]: 'bob',
+      });
+    });
+  });
+});
+
+describe('AUTH_MODE=none (e2e)', () => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await createTestApp({ AUTH_MODE: 'none' });
+  });
+  afterAll(() => t.close());
+
+  it('serves everyone as the local owner, ignoring any Authorization header', async () => {
+    const created = await request(t.http)
+      .post('/api/v1/sessions')
+      .set('Authorization', 'Bearer whatever')
+      .send({});
+    expect(created.status).toBe(201);
+    const rows: { owner_id: string }[] = await t.db.read((m) =>
+      m.query('SELECT "owner_id" FROM "sessions"'),
+    );
+    expect(rows).toEqual([{ owner_id: 'local' }]);
+    expect((await request(t.http).get(`/api/v1/sessions/${created.body.id}`)).status).toBe(200);
+  });
+});
