@@ -71,7 +71,9 @@ export class ApiKeysService {
     }
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
-    await this.db.write((m) => queryRows(m, this.sql.insert, [id, owner, sha256(secret), Date.now()]));
+    await this.db.write((m) =>
+      queryRows(m, this.sql.insert, [id, owner, sha256(secret), Date.now()]),
+    );
     return { id, key: `csk_${id}_${secret}` };
   }
 

@@ -19,7 +19,11 @@ export class RateLimitGuard extends ThrottlerGuard {
   }
 
   /** One budget per caller across all routes (the library's default keys it per route). */
-  protected override generateKey(_context: ExecutionContext, tracker: string, name: string): string {
+  protected override generateKey(
+    _context: ExecutionContext,
+    tracker: string,
+    name: string,
+  ): string {
     return `rate:${name}:${tracker}`;
   }
 

@@ -35,7 +35,12 @@ export class ResilientRedisStorage implements ThrottlerStorage, OnModuleDestroy 
       return await this.redis.increment(key, ttl, limit, blockDuration, throttlerName);
     } catch (error) {
       this.warn(error as Error);
-      return { totalHits: 0, timeToExpire: Math.ceil(ttl / 1000), isBlocked: false, timeToBlockExpire: 0 };
+      return {
+        totalHits: 0,
+        timeToExpire: Math.ceil(ttl / 1000),
+        isBlocked: false,
+        timeToBlockExpire: 0,
+      };
     }
   }
 
@@ -47,6 +52,8 @@ export class ResilientRedisStorage implements ThrottlerStorage, OnModuleDestroy 
     const now = Date.now();
     if (now - this.lastWarning < WARN_EVERY_MS) return;
     this.lastWarning = now;
-    this.logger.warn(`Redis unavailable, requests are not rate-limited meanwhile: ${error.message}`);
+    this.logger.warn(
+      `Redis unavailable, requests are not rate-limited meanwhile: ${error.message}`,
+    );
   }
 }

@@ -25,9 +25,13 @@ describe('validateEnv', () => {
 
   it('limits requests by default only with API keys', () => {
     expect(validateEnv({ AUTH_MODE: 'api-key' }).RATE_LIMIT_PER_MINUTE).toBe(600);
-    expect(validateEnv({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '0' }).RATE_LIMIT_PER_MINUTE).toBe(0);
+    expect(
+      validateEnv({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '0' }).RATE_LIMIT_PER_MINUTE,
+    ).toBe(0);
     expect(validateEnv({ RATE_LIMIT_PER_MINUTE: '30' }).RATE_LIMIT_PER_MINUTE).toBe(30);
-    expect(validateEnv({ REDIS_URL: 'redis://127.0.0.1:6379' }).REDIS_URL).toBe('redis://127.0.0.1:6379');
+    expect(validateEnv({ REDIS_URL: 'redis://127.0.0.1:6379' }).REDIS_URL).toBe(
+      'redis://127.0.0.1:6379',
+    );
   });
 
   it('reads every variable', () => {

@@ -49,7 +49,10 @@ export class IdempotencyInterceptor implements NestInterceptor {
     if (!serialize || key === undefined) return next.handle();
     if (!VALID_KEY.test(key)) {
       throw new ValidationProblemException([
-        { field: IDEMPOTENCY_HEADER, message: 'Idempotency-Key must be 1 to 255 printable ASCII characters' },
+        {
+          field: IDEMPOTENCY_HEADER,
+          message: 'Idempotency-Key must be 1 to 255 printable ASCII characters',
+        },
       ]);
     }
     const res = context.switchToHttp().getResponse<Response>();

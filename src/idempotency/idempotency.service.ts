@@ -140,7 +140,10 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
     }
   }
 
-  private async find(manager: EntityManager, scope: IdempotencyScope): Promise<StoredResponse | null> {
+  private async find(
+    manager: EntityManager,
+    scope: IdempotencyScope,
+  ): Promise<StoredResponse | null> {
     const [row]: Row[] = await queryRows(manager, this.sql.find, [
       scope.owner,
       scope.method,
@@ -148,7 +151,9 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
       scope.key,
       Date.now() - IDEMPOTENCY_TTL_MS,
     ]);
-    return row ? { requestHash: row.request_hash, status: Number(row.status), body: row.body } : null;
+    return row
+      ? { requestHash: row.request_hash, status: Number(row.status), body: row.body }
+      : null;
   }
 }
 

@@ -1,7 +1,11 @@
 import { applyDecorators, SetMetadata, UseInterceptors } from '@nestjs/common';
 import { ApiHeader } from '@nestjs/swagger';
 import { ApiProblems } from '../common/problem.dto';
-import { IDEMPOTENCY_HEADER, IDEMPOTENT_RESPONSE, IdempotencyInterceptor } from './idempotency.interceptor';
+import {
+  IDEMPOTENCY_HEADER,
+  IDEMPOTENT_RESPONSE,
+  IdempotencyInterceptor,
+} from './idempotency.interceptor';
 
 /**
  * Makes a POST honour `Idempotency-Key`. `serialize` turns the service's write result into the

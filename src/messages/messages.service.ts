@@ -192,7 +192,9 @@ export class MessagesService {
   async get(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
     const id = parseMessageId(messageId);
     const [row]: MessageRow[] =
-      id === null ? [] : await this.db.read((m) => queryRows(m, this.sql.get, [id, sessionId, owner]));
+      id === null
+        ? []
+        : await this.db.read((m) => queryRows(m, this.sql.get, [id, sessionId, owner]));
     if (!row) throw messageNotFound(sessionId, messageId);
     return toMessage(row);
   }

@@ -98,9 +98,7 @@ export class SessionsService {
          WHERE "id" = ? AND "owner_id" = ? RETURNING ${COLUMNS}`,
       ),
       // Messages go with the session through the foreign key's ON DELETE CASCADE.
-      delete: db.sql(
-        `DELETE FROM "sessions" WHERE "id" = ? AND "owner_id" = ? RETURNING "id"`,
-      ),
+      delete: db.sql(`DELETE FROM "sessions" WHERE "id" = ? AND "owner_id" = ? RETURNING "id"`),
     };
   }
 

@@ -55,7 +55,9 @@ export class OwnersApiKeysIdempotency1795568400000 implements MigrationInterface
           { name: 'body', type: 'text' },
           { name: 'created_at', type: 'bigint' },
         ],
-        indices: [new TableIndex({ name: 'idx_idempotency_keys_created', columnNames: ['created_at'] })],
+        indices: [
+          new TableIndex({ name: 'idx_idempotency_keys_created', columnNames: ['created_at'] }),
+        ],
       }),
     );
   }
