@@ -4,12 +4,17 @@ export type Request = autocannon.Request;
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-export function post(path: string, body: unknown): Request {
-  return { method: 'POST', path, headers: JSON_HEADERS, body: JSON.stringify(body) };
+export function post(path: string, body: unknown, headers: Record<string, string> = {}): Request {
+  return {
+    method: 'POST',
+    path,
+    headers: { ...JSON_HEADERS, ...headers },
+    body: JSON.stringify(body),
+  };
 }
 
-export function get(path: string): Request {
-  return { method: 'GET', path };
+export function get(path: string, headers: Record<string, string> = {}): Request {
+  return { method: 'GET', path, headers };
 }
 
 /** A load of either a fixed number of requests (`amount`) or a fixed time (`duration`, seconds). */

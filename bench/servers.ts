@@ -67,15 +67,21 @@ async function startServer(
   return { name, url, child };
 }
 
-export function startOurServer(databaseUrl: string, config: BenchConfig): Promise<Server> {
+export function startOurServer(
+  databaseUrl: string,
+  config: BenchConfig,
+  extraEnv: NodeJS.ProcessEnv = {},
+  name = 'our server',
+): Promise<Server> {
   const entry = serverEntry(config.processes, databaseUrl);
-  return startServer('our server', [entry.script], {
+  return startServer(name, [entry.script], {
     ...entry.env,
     DATABASE_URL: databaseUrl,
     LOG_LEVEL: 'warn',
     NODE_ENV: 'production',
     // One client sending thousands of requests a second must not be throttled.
     RATE_LIMIT_PER_MINUTE: '0',
+    ...extraEnv,
   });
 }
 

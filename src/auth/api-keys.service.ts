@@ -101,7 +101,7 @@ export class ApiKeysService {
     const match = KEY_PATTERN.exec(key);
     if (!match) return null;
     const [, id, secret] = match;
-    const [row]: ApiKeyRow[] = await this.db.read((m) => queryRows(m, this.sql.find, [id]));
+    const [row]: ApiKeyRow[] = await this.db.peek((m) => queryRows(m, this.sql.find, [id]));
     if (!row || row.revoked_at !== null) return null;
     const given = Buffer.from(sha256(secret), 'hex');
     const stored = Buffer.from(row.secret_hash, 'hex');

@@ -97,6 +97,17 @@ export class DatabaseService {
     });
   }
 
+  /**
+   * A single-statement read that does not wait for the writes in progress. On SQLite it skips the
+   * lock, so it may see rows of a transaction this process has open: use it only where seeing such
+   * rows is harmless (API key lookups: the only in-process writes to api_keys are last-use times;
+   * revocations come committed from the CLI). Every request authenticates, and waiting behind each
+   * group commit would halve write throughput.
+   */
+  peek<T>(work: Work<T>): Promise<T> {
+    return work(this.dataSource.manager);
+  }
+
   /** Runs `work` outside a transaction; on SQLite it never observes a write in progress. */
   read<T>(work: Work<T>): Promise<T> {
     if (!this.isSqlite) return work(this.dataSource.manager);
