@@ -137,4 +137,36 @@ describe('Concurrency (e2e)', () => {
     expect(await countRows(t.db, 'sessions')).toBe(5);
     expect(await invariantViolations(t.db)).toEqual([]);
   });
+
+  it('keeps X-Total-Count exact under concurrent creates, deletes, archives and pins', async () => {
+    const sessions = await createSessions(40);
+    const work: Promise<Reply>[] = [];
+    for (let i = 0; i < 200; i++) {
+      const id = sessions[i % sessions.length];
+      if (i % 10 === 3) work.push(call('DELETE', `/api/v1/sessions/${id}`));
+      else if (i % 10 === 7)
+        work.push(call('POST', '/api/v1/sessions', { archived: i % 3 === 0, pinned: i % 2 === 0 }));
+      else
+        work.push(
+          call('PATCH', `/api/v1/sessions/${id}`, { archived: i % 3 === 0, pinned: i % 4 < 2 }),
+        );
+    }
+    const replies = await Promise.all(work);
+    expect(replies.filter((r) => ![200, 201, 204, 404].includes(r.status))).toEqual([]);
+    expect(await invariantViolations(t.db)).toEqual([]);
+    for (const query of [
+      'archived=any',
+      'archived=true',
+      'archived=false',
+      'archived=any&pinned=true',
+      'pinned=false',
+    ]) {
+      const res = await fetch(`${base}/api/v1/sessions?${query}&limit=1000`);
+      const listed = (await res.json()) as unknown[];
+      expect({ query, total: res.headers.get('x-total-count') }).toEqual({
+        query,
+        total: String(listed.length),
+      });
+    }
+  });
 });

@@ -16,10 +16,20 @@ async function databaseAtMigration(url: string, count: number): Promise<DataSour
   return dataSource;
 }
 
-async function columnsOf(dataSource: DataSource, table: string): Promise<string[]> {
+/** Every table and column, as `table.column`, sorted. */
+async function schemaOf(dataSource: DataSource): Promise<string[]> {
   const runner = dataSource.createQueryRunner();
   try {
-    return ((await runner.getTable(table))?.columns ?? []).map((c) => c.name);
+    const names = [
+      'sessions',
+      'chat_messages',
+      'settings',
+      'api_keys',
+      'idempotency_keys',
+      'session_counts',
+    ];
+    const tables = await runner.getTables(names);
+    return tables.flatMap((t) => t.columns.map((c) => `${t.name}.${c.name}`)).sort();
   } finally {
     await runner.release();
   }
@@ -87,11 +97,11 @@ describe('Migrations (e2e)', () => {
     await db.query(
       `INSERT INTO "sessions" ("id", "created_at", "last_updated_at", "message_count") VALUES ('s', 1, 1, 0)`,
     );
-    const before = await columnsOf(db, 'sessions');
+    const before = await schemaOf(db);
     await db.undoLastMigration();
-    expect(await columnsOf(db, 'sessions')).not.toEqual(before);
+    expect(await schemaOf(db)).not.toEqual(before);
     await db.runMigrations();
-    expect(await columnsOf(db, 'sessions')).toEqual(before);
+    expect(await schemaOf(db)).toEqual(before);
     const rows: { id: string; message_count: unknown }[] = await db.query(
       `SELECT "id", "message_count" FROM "sessions"`,
     );

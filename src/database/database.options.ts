@@ -2,11 +2,12 @@ import type Database from 'better-sqlite3';
 import type { DataSourceOptions } from 'typeorm';
 import type { Env } from '../config/env.validation';
 import { ChatMessage } from '../messages/chat-message.entity';
+import { SessionCount } from '../sessions/session-count.entity';
 import { Session } from '../sessions/session.entity';
 import { migrations } from './migrations';
 import { Setting } from './setting.entity';
 
-export const entities = [Session, ChatMessage, Setting];
+export const entities = [Session, SessionCount, ChatMessage, Setting];
 
 export type DatabaseEnv = Pick<
   Env,

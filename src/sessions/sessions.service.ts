@@ -5,6 +5,7 @@ import type { Env } from '../config/env.validation';
 import { Page } from '../common/pagination';
 import { ValidationProblemException } from '../common/validation.pipe';
 import { CursorService } from '../database/cursor.service';
+import type { EntityManager } from 'typeorm';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { CreateSessionDto, ListSessionsQueryDto, UpdateSessionDto } from './dto/session.dto';
 import { Session } from './session.entity';
@@ -27,6 +28,14 @@ interface SessionRow {
   archived: boolean | number;
   pinned: boolean | number;
 }
+
+/** The flags as the drivers return them (SQLite: 0/1). */
+interface Flags {
+  archived: boolean | number;
+  pinned: boolean | number;
+}
+
+const flags = (row: Flags) => ({ archived: Boolean(row.archived), pinned: Boolean(row.pinned) });
 
 function parseJson<T>(text: string | null): T | null {
   return text === null ? null : (JSON.parse(text) as T);
@@ -72,7 +81,7 @@ function isSessionKey(value: unknown): value is SessionKey {
 @Injectable()
 export class SessionsService {
   private readonly defaultModelName: string;
-  private readonly sql: Record<'insert' | 'get' | 'update' | 'delete', string>;
+  private readonly sql: Record<'insert' | 'get' | 'flags' | 'update' | 'delete' | 'count', string>;
 
   constructor(
     private readonly db: DatabaseService,
@@ -86,6 +95,12 @@ export class SessionsService {
       ),
       // Every statement names the owner: another owner's session is indistinguishable from none.
       get: db.sql(`SELECT ${COLUMNS} FROM "sessions" WHERE "id" = ? AND "owner_id" = ?`),
+      // PostgreSQL: lock the row, so two PATCHes of the flags move the counts one after the other.
+      flags: db.sql(
+        `SELECT "archived", "pinned" FROM "sessions" WHERE "id" = ? AND "owner_id" = ?${
+          db.isSqlite ? '' : ' FOR UPDATE'
+        }`,
+      ),
       // One statement for every PATCH: each field has a "given?" flag; a field not given keeps its
       // value. It never touches last_updated_at, which tracks conversation activity.
       update: db.sql(
@@ -98,7 +113,14 @@ export class SessionsService {
          WHERE "id" = ? AND "owner_id" = ? RETURNING ${COLUMNS}`,
       ),
       // Messages go with the session through the foreign key's ON DELETE CASCADE.
-      delete: db.sql(`DELETE FROM "sessions" WHERE "id" = ? AND "owner_id" = ? RETURNING "id"`),
+      delete: db.sql(
+        `DELETE FROM "sessions" WHERE "id" = ? AND "owner_id" = ? RETURNING "archived", "pinned"`,
+      ),
+      count: db.sql(
+        `INSERT INTO "session_counts" ("owner_id", "archived", "pinned", "n") VALUES (?, ?, ?, ?)
+         ON CONFLICT ("owner_id", "archived", "pinned")
+         DO UPDATE SET "n" = "session_counts"."n" + excluded."n"`,
+      ),
     };
   }
 
@@ -131,8 +153,23 @@ export class SessionsService {
         session.archived,
         session.pinned,
       ]);
+      await this.count(manager, owner, session.archived, session.pinned, 1);
       return session;
     });
+  }
+
+  /**
+   * Moves the session counts behind X-Total-Count by `delta` for one (archived, pinned) bucket, in
+   * the caller's transaction: every write that adds, removes or re-flags sessions calls it.
+   */
+  async count(
+    manager: EntityManager,
+    owner: string,
+    archived: boolean,
+    pinned: boolean,
+    delta: number,
+  ): Promise<void> {
+    await queryRows(manager, this.sql.count, [owner, archived, pinned, delta]);
   }
 
   /** Offset (`skip`) or keyset (`cursor`) paging over the filtered list; `next` continues by cursor. */
@@ -153,7 +190,9 @@ export class SessionsService {
       filters.push(`"pinned" = ?`);
       params.push(query.pinned === 'true');
     }
-    const countSql = this.db.sql(`SELECT COUNT(*) AS "total" FROM "sessions" ${where(filters)}`);
+    const countSql = this.db.sql(
+      `SELECT COALESCE(SUM("n"), 0) AS "total" FROM "session_counts" ${where(filters)}`,
+    );
     const countParams = [...params];
     if (after) {
       filters.push(`("last_updated_at", "created_at", "id") < (?, ?, ?)`);
@@ -202,8 +241,12 @@ export class SessionsService {
 
   async update(owner: string, id: string, dto: UpdateSessionDto): Promise<Session> {
     const given = (value: unknown) => value !== undefined;
-    const [row]: SessionRow[] = await this.db.write((manager) =>
-      queryRows(manager, this.sql.update, [
+    const flagsChange = given(dto.archived) || given(dto.pinned);
+    const row = await this.db.write(async (manager) => {
+      const [before]: Flags[] = flagsChange
+        ? await queryRows(manager, this.sql.flags, [id, owner])
+        : [];
+      const [after]: SessionRow[] = await queryRows(manager, this.sql.update, [
         given(dto.name),
         dto.name ?? null,
         given(dto.rag_document_ids),
@@ -216,17 +259,38 @@ export class SessionsService {
         dto.pinned ?? false,
         id,
         owner,
-      ]),
-    );
+      ]);
+      if (before && after) {
+        const [was, is] = [flags(before), flags(after)];
+        if (was.archived !== is.archived || was.pinned !== is.pinned) {
+          // Buckets in one fixed order, so two PATCHes moving opposite ways cannot deadlock.
+          const moves = [
+            { ...was, delta: -1 },
+            { ...is, delta: 1 },
+          ].sort(
+            (a, b) =>
+              Number(a.archived) * 2 +
+              Number(a.pinned) -
+              (Number(b.archived) * 2 + Number(b.pinned)),
+          );
+          for (const move of moves) {
+            await this.count(manager, owner, move.archived, move.pinned, move.delta);
+          }
+        }
+      }
+      return after;
+    });
     if (!row) throw sessionNotFound(id);
     return toSession(row);
   }
 
   async remove(owner: string, id: string): Promise<void> {
-    const deleted: unknown[] = await this.db.write((manager) =>
-      queryRows(manager, this.sql.delete, [id, owner]),
-    );
-    if (deleted.length === 0) throw sessionNotFound(id);
+    const removed = await this.db.write(async (manager) => {
+      const [gone]: Flags[] = await queryRows(manager, this.sql.delete, [id, owner]);
+      if (gone) await this.count(manager, owner, Boolean(gone.archived), Boolean(gone.pinned), -1);
+      return gone !== undefined;
+    });
+    if (!removed) throw sessionNotFound(id);
   }
 
   private decodeCursor(cursor: string): SessionKey {

@@ -3,7 +3,7 @@ import type { DatabaseService } from '../../src/database/database.service';
 /**
  * The store's invariants, checked straight in the database: no message without its session, every
  * session's message_count equal to its real count, and last_updated_at equal to its newest message's
- * timestamp (or created_at when it has none). Returns the violations; an empty list means all hold.
+ * timestamp (or created_at when it has none), and session_counts equal to the sessions. Returns the violations; an empty list means all hold.
  */
 export async function invariantViolations(db: DatabaseService): Promise<string[]> {
   const orphans: { id: number }[] = await db.read((m) =>
@@ -25,7 +25,22 @@ export async function invariantViolations(db: DatabaseService): Promise<string[]
          (SELECT MAX(m."timestamp") FROM "chat_messages" m WHERE m."session_id" = s."id"), s."created_at")`,
     ),
   );
+  const counts: { owner_id: string }[] = await db.read((m) =>
+    m.query(
+      `SELECT g."owner_id" FROM (
+         SELECT "owner_id", "archived", "pinned", COUNT(*) AS "n" FROM "sessions"
+         GROUP BY "owner_id", "archived", "pinned") g
+       LEFT JOIN "session_counts" c ON c."owner_id" = g."owner_id"
+         AND c."archived" = g."archived" AND c."pinned" = g."pinned"
+       WHERE c."n" IS NULL OR c."n" <> g."n"
+       UNION ALL
+       SELECT c."owner_id" FROM "session_counts" c WHERE c."n" <> (
+         SELECT COUNT(*) FROM "sessions" s WHERE s."owner_id" = c."owner_id"
+           AND s."archived" = c."archived" AND s."pinned" = c."pinned")`,
+    ),
+  );
   return [
+    ...counts.map((c) => `session_counts of owner ${c.owner_id} disagree with the sessions`),
     ...orphans.map((o) => `orphan message ${o.id}`),
     ...miscounted.map((s) => `wrong message_count on session ${s.id}`),
     ...stale.map((s) => `last_updated_at is not the newest message's timestamp on session ${s.id}`),

@@ -40,6 +40,7 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
 export async function resetDatabase(db: DatabaseService): Promise<void> {
   await db.write(async (manager) => {
     await manager.query('DELETE FROM "sessions"');
+    await manager.query('DELETE FROM "session_counts"');
   });
 }
 

@@ -1,10 +1,12 @@
 import { CreateSessionsAndMessages1795557600000 } from './1795557600000-create-sessions-and-messages';
 import { SessionTagsArchivePin1795564800000 } from './1795564800000-session-tags-archive-pin';
 import { OwnersApiKeysIdempotency1795568400000 } from './1795568400000-owners-api-keys-idempotency';
+import { SessionCounts1795570200000 } from './1795570200000-session-counts';
 
 /** Every migration, oldest first. Listed explicitly so the app, the CLI and the tests run the same set. */
 export const migrations = [
   CreateSessionsAndMessages1795557600000,
   SessionTagsArchivePin1795564800000,
   OwnersApiKeysIdempotency1795568400000,
+  SessionCounts1795570200000,
 ];

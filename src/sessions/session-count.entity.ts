@@ -1,0 +1,17 @@
+import { Column, Entity, PrimaryColumn } from 'typeorm';
+
+/** Sessions per owner and (archived, pinned): the source of the list's X-Total-Count. */
+@Entity('session_counts')
+export class SessionCount {
+  @PrimaryColumn({ type: 'varchar', length: 200 })
+  owner_id: string;
+
+  @PrimaryColumn({ type: 'boolean' })
+  archived: boolean;
+
+  @PrimaryColumn({ type: 'boolean' })
+  pinned: boolean;
+
+  @Column({ type: 'bigint' })
+  n: number;
+}
