@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { invariantViolations } from './helpers/invariants';
 import type { DatabaseService } from '../src/database/database.service';
 import { freshDatabaseUrl } from './helpers/database-target';
 import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
@@ -27,38 +28,6 @@ function notFound(instance: string) {
     detail: expect.stringContaining('not found'),
     instance,
   };
-}
-
-/**
- * The store's invariants once messages can be deleted: no orphan message, message_count equal to
- * the real count, and last_updated_at no earlier than the newest remaining message (deletes leave
- * it where it was) nor than created_at.
- */
-async function invariantViolationsWithDeletes(db: DatabaseService): Promise<string[]> {
-  const orphans: { id: number }[] = await db.read((m) =>
-    m.query(
-      `SELECT m."id" FROM "chat_messages" m LEFT JOIN "sessions" s ON s."id" = m."session_id"
-       WHERE s."id" IS NULL`,
-    ),
-  );
-  const miscounted: { id: string }[] = await db.read((m) =>
-    m.query(
-      `SELECT s."id" FROM "sessions" s
-       WHERE s."message_count" <> (SELECT COUNT(*) FROM "chat_messages" m WHERE m."session_id" = s."id")`,
-    ),
-  );
-  const stale: { id: string }[] = await db.read((m) =>
-    m.query(
-      `SELECT s."id" FROM "sessions" s
-       WHERE s."last_updated_at" < s."created_at"
-          OR s."last_updated_at" < (SELECT MAX(m."timestamp") FROM "chat_messages" m WHERE m."session_id" = s."id")`,
-    ),
-  );
-  return [
-    ...orphans.map((o) => `orphan message ${o.id}`),
-    ...miscounted.map((s) => `wrong message_count on session ${s.id}`),
-    ...stale.map((s) => `last_updated_at is before the newest message on session ${s.id}`),
-  ];
 }
 
 async function storedCounts(db: DatabaseService): Promise<Record<string, [number, number]>> {
@@ -210,7 +179,7 @@ describe('Message management, v1.1 (e2e)', () => {
         body: [],
         total: '0',
       });
-      expect(await invariantViolationsWithDeletes(t.db)).toEqual([]);
+      expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
     });
 
     it('leaves the session list order alone', async () => {
@@ -287,7 +256,7 @@ describe('Message management, v1.1 (e2e)', () => {
       expect((await session(otherId)).message_count).toBe(1);
       const own = await request(t.http).get(messageAt(otherId, foreign.id));
       expect(own.body).toEqual(foreign);
-      expect(await invariantViolationsWithDeletes(t.db)).toEqual([]);
+      expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
     });
 
     it.each([UNKNOWN_SESSION, 'not-a-uuid'])(
@@ -446,7 +415,7 @@ describe('Message management under concurrency (e2e)', () => {
     for (const r of results.filter((x) => x.kind === 'append')) {
       expect(surviving.has(r.id!)).toBe(true);
     }
-    expect(await invariantViolationsWithDeletes(t.db)).toEqual([]);
+    expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
 
     // The API agrees with the database.
     for (const [id] of seeded) {
@@ -501,6 +470,6 @@ describe('Message management under concurrency (e2e)', () => {
     expect(await storedCounts(t.db)).toEqual(
       Object.fromEntries(seeded.filter(([id]) => !doomed.has(id)).map(([id]) => [id, [20, 20]])),
     );
-    expect(await invariantViolationsWithDeletes(t.db)).toEqual([]);
+    expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
   });
 });

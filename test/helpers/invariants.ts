@@ -3,9 +3,16 @@ import type { DatabaseService } from '../../src/database/database.service';
 /**
  * The store's invariants, checked straight in the database: no message without its session, every
  * session's message_count equal to its real count, and last_updated_at equal to its newest message's
- * timestamp (or created_at when it has none), and session_counts equal to the sessions. Returns the violations; an empty list means all hold.
+ * timestamp (or created_at when it has none; no earlier than it once messages were deleted), and
+ * session_counts equal to the sessions. Returns the violations; an empty list means all hold.
  */
-export async function invariantViolations(db: DatabaseService): Promise<string[]> {
+export async function invariantViolations(
+  db: DatabaseService,
+  options: { messagesDeleted?: boolean } = {},
+): Promise<string[]> {
+  // Deleting a message leaves last_updated_at where it was: it may then be later than the newest
+  // remaining message, never earlier.
+  const newest = `COALESCE((SELECT MAX(m."timestamp") FROM "chat_messages" m WHERE m."session_id" = s."id"), s."created_at")`;
   const orphans: { id: number }[] = await db.read((m) =>
     m.query(
       `SELECT m."id" FROM "chat_messages" m LEFT JOIN "sessions" s ON s."id" = m."session_id"
@@ -20,9 +27,7 @@ export async function invariantViolations(db: DatabaseService): Promise<string[]
   );
   const stale: { id: string }[] = await db.read((m) =>
     m.query(
-      `SELECT s."id" FROM "sessions" s
-       WHERE s."last_updated_at" <> COALESCE(
-         (SELECT MAX(m."timestamp") FROM "chat_messages" m WHERE m."session_id" = s."id"), s."created_at")`,
+      `SELECT s."id" FROM "sessions" s WHERE s."last_updated_at" ${options.messagesDeleted ? '<' : '<>'} ${newest}`,
     ),
   );
   const counts: { owner_id: string }[] = await db.read((m) =>
