@@ -2,9 +2,12 @@ import { ConfigService } from '@nestjs/config';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
+import { IncomingMessage, Server, ServerResponse, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { bodyErrorHandler, jsonBody } from './common/body-parsing';
 import { closeRequestBodies } from './common/openapi';
 import { TOTAL_COUNT_HEADER } from './common/pagination';
+import { instanceOf, problem } from './common/problem';
 import { requestLogger } from './common/request-logger';
 import type { Env } from './config/env.validation';
 import { createLogger } from './logger';
@@ -56,6 +59,40 @@ export function configureApp(app: NestExpressApplication): NestExpressApplicatio
     jsonDocumentUrl: 'docs-json',
     customSiteTitle: `${appName} — API docs`,
   });
+  answerProtocolErrorsWithProblems(app.getHttpServer());
   app.enableShutdownHooks();
   return app;
+}
+
+/**
+ * Node answers a few requests before any middleware runs: malformed HTTP (400, or 431 for oversized
+ * headers) and an `Expect` it cannot meet (417). Those answers are problem documents too.
+ */
+function answerProtocolErrorsWithProblems(server: Server): void {
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify(
+      problem(
+        417,
+        `Unsupported Expect header: '${String(req.headers.expect)}'.`,
+        instanceOf(req.url ?? '/'),
+      ),
+    );
+    res.writeHead(417, {
+      'Content-Type': 'application/problem+json',
+      'Content-Length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  });
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const body = JSON.stringify(problem(status, 'Malformed HTTP request.', '/'));
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
 }

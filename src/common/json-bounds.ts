@@ -1,4 +1,4 @@
-import { Matches, registerDecorator, ValidationOptions } from 'class-validator';
+import { registerDecorator, ValidationOptions } from 'class-validator';
 
 export type JsonValue =
   string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -33,7 +33,41 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 export const METADATA_MAX_BYTES = 16 * 1024;
 export const METADATA_MAX_DEPTH = 16;
 
-/** A free-form JSON object of bounded size (serialized UTF-8 bytes) and nesting depth. */
+/** Numbers JSON cannot carry back (`1e400` parses as Infinity and would be stored as null). */
+function hasNonFiniteNumber(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (typeof node === 'number' && !Number.isFinite(node)) return true;
+    if (node !== null && typeof node === 'object')
+      stack.push(...(Object.values(node) as unknown[]));
+  }
+  return false;
+}
+
+/** Why `value` is not a bounded JSON object; `null` when it is one. */
+function jsonObjectProblem(
+  property: string,
+  value: unknown,
+  bounds: { maxBytes: number; maxDepth: number },
+): string | null {
+  if (!isPlainObject(value)) return `${property} must be a JSON object`;
+  if (jsonDepth(value, bounds.maxDepth) > bounds.maxDepth) {
+    return `${property} must be at most ${bounds.maxDepth} levels deep`;
+  }
+  if (hasNonFiniteNumber(value)) {
+    return `${property} holds a number too large for JSON to store exactly`;
+  }
+  if (Buffer.byteLength(JSON.stringify(value)) > bounds.maxBytes) {
+    return `${property} must be at most ${bounds.maxBytes} bytes serialized`;
+  }
+  return null;
+}
+
+/**
+ * A free-form JSON object of bounded size (serialized UTF-8 bytes) and nesting depth, whose
+ * numbers are finite (so it reads back exactly as sent).
+ */
 export function IsBoundedJsonObject(
   bounds: { maxBytes: number; maxDepth: number },
   options?: ValidationOptions,
@@ -45,15 +79,10 @@ export function IsBoundedJsonObject(
       propertyName: String(propertyName),
       options,
       validator: {
-        validate(value: unknown) {
-          return (
-            isPlainObject(value) &&
-            jsonDepth(value, bounds.maxDepth) <= bounds.maxDepth &&
-            Buffer.byteLength(JSON.stringify(value)) <= bounds.maxBytes
-          );
-        },
+        validate: (value: unknown) => jsonObjectProblem('', value, bounds) === null,
         defaultMessage: (args) =>
-          `${args?.property} must be a JSON object of at most ${bounds.maxBytes} bytes serialized and ${bounds.maxDepth} levels deep`,
+          jsonObjectProblem(args?.property ?? 'value', args?.value, bounds) ??
+          'invalid JSON object',
       },
     });
   };
@@ -97,13 +126,29 @@ export function IsMetadataTags(options?: ValidationOptions): PropertyDecorator {
   };
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Text a text column stores exactly: no U+0000, no unpaired surrogate. */
+export function isStorableText(text: string): boolean {
+  return !text.includes('\u0000') && !LONE_SURROGATE.test(text);
+}
+
 /**
- * Text columns refuse U+0000: PostgreSQL cannot store it in text, and the two databases must accept
- * the same input. (Inside JSON fields it is escaped, so metadata may carry it.)
+ * Text columns refuse U+0000 (PostgreSQL cannot store it in text, and both databases must accept the
+ * same input) and unpaired UTF-16 surrogates (not Unicode: UTF-8 storage would turn them into
+ * U+FFFD, so the text would not read back as sent). JSON fields escape both, so metadata may hold them.
  */
-export function NoNulCharacters(): PropertyDecorator {
-  // eslint-disable-next-line no-control-regex -- matching U+0000 is the point
-  return Matches(/^[^\u0000]*$/, {
-    message: ({ property }) => `${property} must not contain NUL (U+0000) characters`,
-  });
+export function StorableText(): PropertyDecorator {
+  return (target: object, propertyName: string | symbol) => {
+    registerDecorator({
+      name: 'storableText',
+      target: target.constructor,
+      propertyName: String(propertyName),
+      validator: {
+        validate: (value: unknown) => typeof value !== 'string' || isStorableText(value),
+        defaultMessage: (args) =>
+          `${args?.property} must be valid Unicode text without NUL (U+0000) characters`,
+      },
+    });
+  };
 }

@@ -2,12 +2,13 @@ import {
   ArgumentMetadata,
   BadRequestException,
   Injectable,
+  NotFoundException,
   PipeTransform,
   Type,
 } from '@nestjs/common';
 import { Exclude, plainToInstance } from 'class-transformer';
 import { validate, ValidationError } from 'class-validator';
-import { isPlainObject } from './json-bounds';
+import { isPlainObject, isStorableText } from './json-bounds';
 import { FieldError } from './problem';
 
 /** A 400 whose problem document lists every bad field. */
@@ -50,6 +51,12 @@ const RESERVED_KEYS = ['__proto__', 'constructor', 'prototype'];
 @Injectable()
 export class AppValidationPipe implements PipeTransform {
   async transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
+    // No id holds such characters, and PostgreSQL cannot even compare with them: a plain 404.
+    if (metadata.type === 'param' && typeof value === 'string' && !isStorableText(value)) {
+      throw new NotFoundException(
+        `Not found: the ${metadata.data ?? 'id'} holds characters no id contains.`,
+      );
+    }
     const metatype = metadata.metatype as Type<object> | undefined;
     if (!metatype || (metadata.type !== 'body' && metadata.type !== 'query')) return value;
     if (!isPlainObject(value)) {

@@ -8,7 +8,7 @@ import {
   METADATA_MAX_DEPTH,
 } from '../../common/json-bounds';
 import { LimitQuery, SkipQuery, toInteger } from '../../common/pagination';
-import { NoNulCharacters } from '../../common/json-bounds';
+import { StorableText } from '../../common/json-bounds';
 import { RawJson } from '../../common/validation.pipe';
 import { isoTimestamp } from '../../common/timestamps';
 import { ChatMessage, MESSAGE_ROLES, type MessageRole } from '../chat-message.entity';
@@ -23,7 +23,7 @@ export class CreateChatMessageDto {
     example: 'What is the capital of France?',
   })
   @IsString()
-  @NoNulCharacters()
+  @StorableText()
   @Length(1, CONTENT_MAX_LENGTH, {
     message: `content must be 1 to ${CONTENT_MAX_LENGTH} characters long`,
   })

@@ -13,7 +13,7 @@ import {
 } from 'class-validator';
 import {
   IsMetadataTags,
-  NoNulCharacters,
+  StorableText,
   TAGS_MAX_KEYS,
   TAG_KEY_MAX,
   TAG_VALUE_MAX,
@@ -47,7 +47,7 @@ export class CreateSessionDto {
   @IsOptional()
   @trim
   @IsString()
-  @NoNulCharacters()
+  @StorableText()
   @Length(1, 200, { message: 'name must be 1 to 200 characters long after trimming' })
   readonly name?: string | null;
 
