@@ -9,6 +9,7 @@ import { validateEnv } from './config/env.validation';
 import { DatabaseModule } from './database/database.module';
 import { HealthModule } from './health/health.module';
 import { MessagesModule } from './messages/messages.module';
+import { SearchModule } from './search/search.module';
 import { SessionsModule } from './sessions/sessions.module';
 
 @Module({})
@@ -26,6 +27,7 @@ export class AppModule {
         DatabaseModule,
         SessionsModule,
         MessagesModule,
+        SearchModule,
         HealthModule,
       ],
       controllers: [AppController],

@@ -235,3 +235,6 @@ export class SessionsService {
 function where(conditions: string[]): string {
   return conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
 }
+
+/** For features that read sessions next to their own rows (search, export, import). */
+export { COLUMNS as SESSION_COLUMNS, toSession, toJson, type SessionRow };
