@@ -7,7 +7,9 @@ import { ProblemFilter } from './common/problem.filter';
 import { AppValidationPipe } from './common/validation.pipe';
 import { validateEnv } from './config/env.validation';
 import { DatabaseModule } from './database/database.module';
+import { ExportModule } from './export/export.module';
 import { HealthModule } from './health/health.module';
+import { ImportModule } from './import/import.module';
 import { MessagesModule } from './messages/messages.module';
 import { SearchModule } from './search/search.module';
 import { SessionsModule } from './sessions/sessions.module';
@@ -28,6 +30,8 @@ export class AppModule {
         SessionsModule,
         MessagesModule,
         SearchModule,
+        ExportModule,
+        ImportModule,
         HealthModule,
       ],
       controllers: [AppController],
