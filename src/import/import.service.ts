@@ -36,11 +36,10 @@ function rowsPerStatement(total: number): number[] {
  * message whose id this database may have used gets a new id, as ids are never reused (its
  * session's order is by timestamp first, so it stays in place).
  *
- * While the rows are written: on PostgreSQL the transaction has a connection of its own and other
- * requests carry on. On SQLite the one connection and its lock are held (SQLite has a single writer,
- * and a second connection could not write meanwhile either); the writing yields to the event loop
- * every few milliseconds, so requests keep being received and those that need no database are
- * answered, and the reading and checking of the file, most of an import's time, holds nothing.
+ * The writing runs as a `bulkWrite` and yields to the event loop every few milliseconds: on
+ * PostgreSQL other requests carry on in full; on SQLite other reads carry on (on the main
+ * connection, seeing the state before the import) while other writes wait for the import's commit,
+ * as SQLite has a single writer. Reading and checking the file holds nothing at all.
  */
 @Injectable()
 export class ImportService {
@@ -70,7 +69,7 @@ export class ImportService {
         ? await this.db.write((m) => this.reserveIds(m, highest))
         : 0;
 
-    return this.db.write(async (manager) => {
+    return this.db.bulkWrite(async (manager) => {
       const issued =
         this.db.isSqlite && highest > 0 ? await this.sqliteHighWater(manager) : reserved;
       const pacer = new Pacer();

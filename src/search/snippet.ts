@@ -54,10 +54,12 @@ export function snippet(text: string, terms: SearchTerm[]): string {
     const cut = spans.find((s) => s.start < start && start < s.end);
     if (cut) start = Math.min(cut.end, first.start);
     if (start < text.length && isLowSurrogate(text.charCodeAt(start))) start++;
+    while (start < first.start && /\s/.test(text[start])) start++;
     end = Math.max(first.end, Math.min(text.length, start + SNIPPET_LENGTH));
     const cutEnd = spans.find((s) => s.start < end && end < s.end);
     if (cutEnd) end = Math.max(cutEnd.start, first.end);
     if (end < text.length && isLowSurrogate(text.charCodeAt(end))) end--;
+    while (end > first.end && /\s/.test(text[end - 1])) end--;
   }
   let out = start > 0 ? '…' : '';
   let position = start;
