@@ -1,7 +1,7 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Mutex } from 'async-mutex';
-import { DataSource, DataSourceOptions, EntityManager } from 'typeorm';
+import { DataSource, EntityManager } from 'typeorm';
 
 type Work<T> = (manager: EntityManager) => Promise<T>;
 
@@ -108,7 +108,7 @@ export class DatabaseService implements OnApplicationShutdown {
         ...options,
         migrations: [],
         migrationsRun: false,
-      } as DataSourceOptions)
+      })
         .initialize()
         .catch((error: unknown) => {
           this.bulkSource = undefined;
