@@ -13,6 +13,7 @@ import { buildDataSourceOptions } from '../src/database/database.options';
 
 /** Words of the generated texts: a Zipf-like mix of very common to rare made-up words. */
 const VOCABULARY = Array.from({ length: 5000 }, (_, i) => word(i));
+const TOPICS = ['travel', 'cooking', 'taxes', 'gardening', 'databases', 'music', 'health', 'chess'];
 const MARKERS = {
   /** In 10 messages: a needle. */
   rare: 'quetzalcoatl',
@@ -75,7 +76,8 @@ export function generate(from: number, to: number, perSession: number): SeedRow 
   for (let s = from; s < to; s++) {
     const id = randomUUID();
     const created = start + s * 60_000;
-    const name = `Session ${s} about ${VOCABULARY[Math.floor(next() * 200)]}`;
+    // Names use words of their own, so message searches measure message hits, not name hits.
+    const name = `Conversation ${s} on ${TOPICS[Math.floor(next() * TOPICS.length)]}`;
     let time = created;
     for (let m = 0; m < perSession; m++) {
       const n = s * perSession + m;
