@@ -97,6 +97,19 @@ describe('Search (e2e)', () => {
       await expect(hits('lisbonne')).resolves.toEqual([]);
     });
 
+    it('matches words of one or two characters whole, longer words also as prefixes', async () => {
+      const s = await session();
+      await message(s.id, 'to kale or not to kale');
+      await expect(hits('ka')).resolves.toEqual([]);
+      await expect(hits('kal')).resolves.toEqual([
+        ['to kale or not to kale', 'to [kale] or not to [kale]'],
+      ]);
+      await expect(hits('TO')).resolves.toEqual([
+        ['to kale or not to kale', '[to] kale or not [to] kale'],
+      ]);
+      await expect(hits('no')).resolves.toEqual([]);
+    });
+
     it('matches quoted phrases as phrases of whole words', async () => {
       const s = await session();
       await message(s.id, 'We leave in late May this year');
@@ -209,6 +222,38 @@ describe('Search (e2e)', () => {
       expect(found.slice(1).map((c) => c.slice(0, 15))).toEqual([
         'Another pastry ',
         'A passing menti',
+      ]);
+    });
+
+    it('ranks the newest 20,000 matches of a word found in more messages than that', async () => {
+      const best = await session();
+      await message(best.id, 'common common common');
+      const rest = await session();
+      // Bulk-inserted: 20,000 appends through the API would take minutes.
+      for (let i = 0; i < 20_000; i += 1000) {
+        const rows = Array.from({ length: 1000 }, (_, j) => [
+          rest.id,
+          3_000_000_000_000 + i + j,
+          'user',
+          `a message with the common word, number ${i + j}`,
+        ]);
+        await t.db.write((m) =>
+          m.query(
+            t.db.sql(
+              `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content") VALUES ${rows.map(() => '(?, ?, ?, ?)').join(', ')}`,
+            ),
+            rows.flat(),
+          ),
+        );
+      }
+      const top = await search({ q: 'common', limit: 1 });
+      expect(top[0].message!.content).toMatch(/^a message with the common word/);
+      // Narrowed to its session, the oldest (and best) match is ranked again.
+      const narrowed = await search({ q: 'common', limit: 1, session_id: best.id });
+      expect(narrowed[0].message!.content).toBe('common common common');
+      // A more specific query matches fewer messages and is ranked whole.
+      await expect(hits('"common common"')).resolves.toEqual([
+        ['common common common', '[common common common]'],
       ]);
     });
 

@@ -46,7 +46,7 @@ const seconds = (value: unknown): number | null | undefined =>
  * (`mapping`: node id → `{message, parent, children}`) holding every edited or regenerated branch;
  * the one the user last saw ends at `current_node`, so the history is that node and its ancestors,
  * root first. Kept: user, assistant and system messages with text (`text`, or the text parts of
- * `multimodal_text`), their string parts joined by newlines. Skipped: empty nodes, tool messages,
+ * `multimodal_text`), their non-empty string parts joined by newlines. Skipped: empty nodes, tool messages,
  * assistant messages addressed to a tool, other content types (code, browsing, reasoning…) and
  * messages hidden from the conversation. Times are the nodes' create times (seconds → ms); a node
  * without one, or with one earlier than the message before it, takes the previous message's time,
@@ -177,7 +177,9 @@ function readTurn(
   }
   if (!TEXT_CONTENT.has(content.content_type)) return undefined;
   if (!Array.isArray(content.parts)) return fail(`${path}.content.parts`, 'must be an array');
-  const text = content.parts.filter((part): part is string => typeof part === 'string').join('\n');
+  const text = content.parts
+    .filter((part): part is string => typeof part === 'string' && part !== '')
+    .join('\n');
   if (text.trim() === '') return undefined;
   if (NUL.test(text))
     return fail(`${path}.content.parts`, 'must not contain NUL (U+0000) characters');

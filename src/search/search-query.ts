@@ -1,12 +1,22 @@
 import { searchWords } from './search-text';
 
 /**
- * One condition of a search: a single word (matched as a whole word or a word's prefix) or a
- * quoted phrase (its words in sequence, each matched whole).
+ * One condition of a search: a single word (matched as a whole word or, from three characters
+ * on, as a word's prefix) or a quoted phrase (its words in sequence, each matched whole).
  */
 export interface SearchTerm {
   words: string[];
   prefix: boolean;
+}
+
+/** Scripts written without spaces: a "word" there is a whole run of text, found by its start. */
+const UNSPACED =
+  /[\p{sc=Han}\p{sc=Hiragana}\p{sc=Katakana}\p{sc=Hangul}\p{sc=Thai}\p{sc=Lao}\p{sc=Khmer}\p{sc=Myanmar}]/u;
+/** Shorter words match only whole words: as prefixes they would match a large part of the index. */
+export const MIN_PREFIX_LENGTH = 3;
+
+function matchesAsPrefix(word: string): boolean {
+  return [...word].length >= MIN_PREFIX_LENGTH || UNSPACED.test(word);
 }
 
 /**
@@ -26,7 +36,7 @@ export function parseSearchQuery(q: string): SearchTerm[] {
       if (words.length > 0) terms.set(`"${words.join(' ')}"`, { words, prefix: false });
       return;
     }
-    for (const word of words) terms.set(word, { words: [word], prefix: true });
+    for (const word of words) terms.set(word, { words: [word], prefix: matchesAsPrefix(word) });
   });
   return [...terms.values()];
 }
