@@ -1,4 +1,5 @@
 import { ApiExtension, type OpenAPIObject } from '@nestjs/swagger';
+import type { SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import type { RequestBodyObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 
 /**
@@ -18,6 +19,12 @@ export function closeRequestBodies(document: OpenAPIObject): OpenAPIObject {
   }
   return document;
 }
+
+/**
+ * `null`, for `oneOf: [{ $ref }, NULL_SCHEMA]`: OpenAPI 3.0 has no null type, and `nullable` next
+ * to an `allOf` of a `$ref` (what `nullable: true` with a class type gives) does not admit null.
+ */
+export const NULL_SCHEMA: SchemaObject = { type: 'object', nullable: true, enum: [null] };
 
 const REQUEST_BODY = 'x-request-body';
 

@@ -5,6 +5,7 @@ import { epochMs } from '../database/epoch-ms.transformer';
 @Entity('sessions')
 @Index('idx_sessions_recency', ['last_updated_at', 'created_at', 'id'])
 @Index('idx_sessions_archived_recency', ['archived', 'last_updated_at', 'created_at', 'id'])
+@Index('idx_sessions_archived_id', ['archived', 'id'])
 export class Session {
   @PrimaryColumn({ type: 'varchar', length: 36 })
   id: string;

@@ -1,4 +1,5 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiExtraModels, ApiProperty, ApiPropertyOptional, getSchemaPath } from '@nestjs/swagger';
+import { NULL_SCHEMA } from '../../common/openapi';
 
 export class ImportResultDto {
   @ApiProperty({ type: 'integer', minimum: 0, description: 'Sessions created by this import.' })
@@ -54,11 +55,12 @@ class ChatGptMessageDto {
   content: ChatGptContentDto;
 }
 
+@ApiExtraModels(ChatGptMessageDto)
 class ChatGptNodeDto {
   @ApiPropertyOptional()
   id?: string;
 
-  @ApiPropertyOptional({ type: ChatGptMessageDto, nullable: true })
+  @ApiPropertyOptional({ oneOf: [{ $ref: getSchemaPath(ChatGptMessageDto) }, NULL_SCHEMA] })
   message?: ChatGptMessageDto | null;
 
   @ApiPropertyOptional({

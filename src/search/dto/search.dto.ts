@@ -1,6 +1,7 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ApiExtraModels, ApiProperty, ApiPropertyOptional, getSchemaPath } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
+import { NULL_SCHEMA } from '../../common/openapi';
 import { toInteger } from '../../common/pagination';
 import { ChatMessage } from '../../messages/chat-message.entity';
 import { ChatMessageDto, mapChatMessage } from '../../messages/dto/chat-message.dto';
@@ -64,6 +65,7 @@ export class SearchQueryDto {
   readonly archived?: ArchivedFilter;
 }
 
+@ApiExtraModels(ChatMessageDto)
 export class SearchHitDto {
   @ApiProperty({
     type: SessionDto,
@@ -72,9 +74,8 @@ export class SearchHitDto {
   session: SessionDto;
 
   @ApiProperty({
-    type: ChatMessageDto,
-    nullable: true,
     description: "The matching message; null when the hit is the session's name.",
+    oneOf: [{ $ref: getSchemaPath(ChatMessageDto) }, NULL_SCHEMA],
   })
   message: ChatMessageDto | null;
 
