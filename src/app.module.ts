@@ -8,9 +8,12 @@ import { ProblemFilter } from './common/problem.filter';
 import { AppValidationPipe } from './common/validation.pipe';
 import { validateEnv } from './config/env.validation';
 import { DatabaseModule } from './database/database.module';
+import { ExportModule } from './export/export.module';
 import { HealthModule } from './health/health.module';
 import { IdempotencyModule } from './idempotency/idempotency.module';
+import { ImportModule } from './import/import.module';
 import { MessagesModule } from './messages/messages.module';
+import { SearchModule } from './search/search.module';
 import { SessionsModule } from './sessions/sessions.module';
 
 @Module({})
@@ -30,6 +33,9 @@ export class AppModule {
         IdempotencyModule,
         SessionsModule,
         MessagesModule,
+        SearchModule,
+        ExportModule,
+        ImportModule,
         HealthModule,
       ],
       controllers: [AppController],

@@ -4,8 +4,8 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
 import { IncomingMessage, Server, ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { bodyErrorHandler, jsonBody } from './common/body-parsing';
-import { closeRequestBodies } from './common/openapi';
+import { bodyErrorHandler, importBody, jsonBody } from './common/body-parsing';
+import { applyRequestBodies, closeRequestBodies } from './common/openapi';
 import { TOTAL_COUNT_HEADER } from './common/pagination';
 import { instanceOf, problem } from './common/problem';
 import { requestLogger } from './common/request-logger';
@@ -13,6 +13,8 @@ import type { Env } from './config/env.validation';
 import { createLogger } from './logger';
 
 export const BODY_LIMIT = '1mb';
+export const IMPORT_BODY_LIMIT = '50mb';
+export const IMPORT_PATH = '/api/v1/import';
 
 /**
  * Everything about the HTTP layer that lives on the app rather than in a module: the server and the
@@ -38,21 +40,25 @@ export function configureApp(app: NestExpressApplication): NestExpressApplicatio
       exposedHeaders: [TOTAL_COUNT_HEADER, 'Link', 'X-Request-Id'],
     });
   }
+  // The import route's own limit and types come first; the general pipeline skips what it handled.
+  app.use(IMPORT_PATH, importBody(IMPORT_BODY_LIMIT));
   app.use(jsonBody(BODY_LIMIT));
   app.use(bodyErrorHandler);
 
   const appName = config.get('APP_NAME', { infer: true });
   const document = closeRequestBodies(
-    SwaggerModule.createDocument(
-      app,
-      new DocumentBuilder()
-        .setTitle(appName)
-        .setDescription(
-          'Stores chat conversations: sessions and their messages. Errors are RFC 9457 problem documents ' +
-            '(application/problem+json). Every path also answers with a trailing slash.',
-        )
-        .setVersion('1.1.0')
-        .build(),
+    applyRequestBodies(
+      SwaggerModule.createDocument(
+        app,
+        new DocumentBuilder()
+          .setTitle(appName)
+          .setDescription(
+            'Stores chat conversations: sessions and their messages. Errors are RFC 9457 problem documents ' +
+              '(application/problem+json). Every path also answers with a trailing slash.',
+          )
+          .setVersion('1.1.0')
+          .build(),
+      ),
     ),
   );
   SwaggerModule.setup('docs', app, document, {

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
 import { migrations } from '../src/database/migrations';
-import { freshDatabaseUrl } from './helpers/database-target';
+import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { invariantViolations } from './helpers/invariants';
 import { createTestApp } from './helpers/test-app';
 
@@ -14,6 +14,15 @@ async function databaseAtMigration(url: string, count: number): Promise<DataSour
   await dataSource.initialize();
   await dataSource.runMigrations();
   return dataSource;
+}
+
+async function columnsOf(dataSource: DataSource, table: string): Promise<string[]> {
+  const runner = dataSource.createQueryRunner();
+  try {
+    return ((await runner.getTable(table))?.columns ?? []).map((c) => c.name);
+  } finally {
+    await runner.release();
+  }
 }
 
 /** Every table and column, as `table.column`, sorted. */
@@ -92,13 +101,13 @@ describe('Migrations (e2e)', () => {
     }
   });
 
-  it('reverts the newest migration and applies it again, keeping the data', async () => {
+  it('reverts every migration after the first and applies them again, keeping the v1 data', async () => {
     const db = await databaseAtMigration(url, migrations.length);
     await db.query(
       `INSERT INTO "sessions" ("id", "created_at", "last_updated_at", "message_count") VALUES ('s', 1, 1, 0)`,
     );
     const before = await schemaOf(db);
-    await db.undoLastMigration();
+    for (let i = 1; i < migrations.length; i++) await db.undoLastMigration();
     expect(await schemaOf(db)).not.toEqual(before);
     await db.runMigrations();
     expect(await schemaOf(db)).toEqual(before);
@@ -117,5 +126,66 @@ describe('Migrations (e2e)', () => {
     );
     expect(executed.map((m) => m.name)).toEqual(migrations.map((m) => m.name));
     await db.destroy();
+  });
+
+  describe('the search index migration', () => {
+    const upToSearch = migrations.findIndex((m) => m.name === 'SearchIndex1795575600000') + 1;
+    const id = '22222222-2222-4222-8222-222222222222';
+
+    async function insertConversation(db: DataSource, name: string, content: string) {
+      await db.query(
+        `INSERT INTO "sessions" ("id", "name", "created_at", "last_updated_at", "message_count") VALUES ('${id}', '${name}', 1000, 2000, 1)`,
+      );
+      await db.query(
+        `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content") VALUES ('${id}', 2000, 'user', '${content}')`,
+      );
+    }
+
+    async function searchHits(q: string): Promise<[string | null, string][]> {
+      const t = await createTestApp({ DATABASE_URL: url });
+      try {
+        const res = await request(t.http).get('/api/v1/search').query({ q });
+        expect(res.status).toBe(200);
+        const hits = res.body as { message: { content: string } | null; snippet: string }[];
+        return hits.map((hit) => [hit.message?.content ?? null, hit.snippet]);
+      } finally {
+        await t.close();
+      }
+    }
+
+    async function searchObjects(db: DataSource): Promise<string[]> {
+      if (onPostgres) {
+        return [
+          ...(await columnsOf(db, 'chat_messages')),
+          ...(await columnsOf(db, 'sessions')),
+        ].filter((column) => column.includes('search'));
+      }
+      const rows: { name: string }[] = await db.query(
+        `SELECT "name" FROM "sqlite_master" WHERE "name" LIKE '%fts%' OR "name" LIKE '%names%' ORDER BY "name"`,
+      );
+      return rows.map((r) => r.name);
+    }
+
+    it('indexes the names and messages that exist before it runs', async () => {
+      const old = await databaseAtMigration(url, upToSearch - 1);
+      await insertConversation(old, 'Café planning', 'Où est le café ?');
+      await old.destroy();
+      await expect(searchHits('CAFE')).resolves.toEqual([
+        [null, '[Café] planning'],
+        ['Où est le café ?', 'Où est le [café] ?'],
+      ]);
+    });
+
+    it('reverts cleanly, and applying it again indexes what was written meanwhile', async () => {
+      const db = await databaseAtMigration(url, upToSearch);
+      expect(await searchObjects(db)).not.toEqual([]);
+      await db.undoLastMigration();
+      expect(await searchObjects(db)).toEqual([]);
+      await insertConversation(db, 'Written while unindexed', 'naïve question');
+      await db.runMigrations();
+      await db.destroy();
+      await expect(searchHits('naive')).resolves.toEqual([['naïve question', '[naïve] question']]);
+      await expect(searchHits('unindexed')).resolves.toEqual([[null, 'Written while [unindexed]']]);
+    });
   });
 });

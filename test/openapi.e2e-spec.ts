@@ -31,7 +31,17 @@ const OPERATIONS: [string, number[]][] = [
   ['DELETE /api/v1/sessions/{id}/messages/{message_id}', [204, 401, 404, 429, 500]],
   ['GET /health/live', [200, 500]],
   ['GET /health/ready', [200, 500, 503]],
+  ['GET /api/v1/search', [200, 400, 401, 404, 429, 500]],
+  ['GET /api/v1/sessions/{id}/export', [200, 400, 401, 404, 429, 500]],
+  ['GET /api/v1/export', [200, 400, 401, 429, 500]],
+  ['POST /api/v1/import', [201, 400, 401, 409, 413, 415, 422, 429, 500]],
 ];
+
+/** The media types of each success response; JSON unless listed here. */
+const SUCCESS_TYPES: Record<string, string[]> = {
+  'GET /api/v1/sessions/{id}/export': ['application/json', 'text/markdown'],
+  'GET /api/v1/export': ['application/x-ndjson'],
+};
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;
 
@@ -154,7 +164,9 @@ describe('OpenAPI document (e2e)', () => {
     const mediaType = String(res.headers['content-type']).split(';')[0];
     expect(Object.keys(documented.content)).toContain(mediaType);
     const schema = documented.content[mediaType].schema as SchemaObject;
-    expect(schemaErrors(closed(schema), res.body)).toEqual([]);
+    // Text media types (Markdown, NDJSON) are documented as strings.
+    const body: unknown = /json$/.test(mediaType) ? res.body : res.text;
+    expect(schemaErrors(closed(schema), body)).toEqual([]);
   }
 
   /** The documented JSON request body schema of an operation, as the document states it. */
@@ -199,7 +211,11 @@ describe('OpenAPI document (e2e)', () => {
       const [success, ...problems] = statuses;
       const content = (responses[success] as ResponseObject).content;
       if (success === 204) expect(content).toBeUndefined();
-      else expect(Object.keys(content ?? {})).toEqual(['application/json']);
+      else {
+        expect(Object.keys(content ?? {})).toEqual(
+          SUCCESS_TYPES[operation] ?? ['application/json'],
+        );
+      }
 
       for (const status of problems) {
         expect({ status, content: (responses[status] as ResponseObject).content }).toEqual({
@@ -598,6 +614,125 @@ describe('OpenAPI document (e2e)', () => {
         expect({ query, status: res.status }).toEqual({ query, status });
         expectDocumented(res, operation);
       }
+    });
+  });
+
+  describe('GET /api/v1/search', () => {
+    const operation = 'GET /api/v1/search';
+
+    it('answers 200 with documented hits (name and message hits)', async () => {
+      const id = await createSession({ name: 'Lisbon trip' });
+      await request(t.http).post(`/api/v1/sessions/${id}/messages`).send({ content: 'Lisbon!' });
+      const res = await request(t.http).get('/api/v1/search?q=lisbon');
+      expect(res.body).toHaveLength(2);
+      expectDocumented(res, operation);
+    });
+
+    it('documents q as required and limit with its bounds', () => {
+      const op = operationOf(doc, operation);
+      expect(parameterOf(op, 'q')).toMatchObject({ in: 'query', required: true });
+      expect(parameterOf(op, 'limit')).toMatchObject({
+        required: false,
+        schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
+      });
+    });
+
+    it('answers 400 and 404 with documented problems', async () => {
+      expectDocumented(await request(t.http).get('/api/v1/search'), operation);
+      expectDocumented(
+        await request(t.http).get(`/api/v1/search?q=x&session_id=${UNKNOWN_ID}`),
+        operation,
+      );
+    });
+  });
+
+  describe('GET /api/v1/sessions/{id}/export and GET /api/v1/export', () => {
+    it('answer with documented JSON, Markdown and NDJSON and the Content-Disposition header', async () => {
+      const id = await createSession({ name: 'a' });
+      await request(t.http).post(`/api/v1/sessions/${id}/messages`).send({ content: 'hi' });
+      const one = 'GET /api/v1/sessions/{id}/export';
+      for (const format of ['json', 'markdown']) {
+        const res = await request(t.http).get(`/api/v1/sessions/${id}/export?format=${format}`);
+        expect(res.status).toBe(200);
+        expectDocumented(res, one);
+      }
+      expectDocumented(await request(t.http).get(`/api/v1/sessions/${UNKNOWN_ID}/export`), one);
+      expectDocumented(await request(t.http).get(`/api/v1/sessions/${id}/export?format=x`), one);
+      const all = await request(t.http)
+        .get('/api/v1/export')
+        .buffer(true)
+        .parse((res, done) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          res.on('end', () => done(null, text));
+        });
+      expect(all.status).toBe(200);
+      expectDocumented(Object.assign(all, { text: all.body as string }), 'GET /api/v1/export');
+    });
+  });
+
+  describe('POST /api/v1/import', () => {
+    const operation = 'POST /api/v1/import';
+
+    function requestBody(): RequestBodyObject {
+      return operationOf(resolved, operation).requestBody as RequestBodyObject;
+    }
+
+    it('documents a required body: JSON (an export, or an array of exports and ChatGPT conversations) or NDJSON', () => {
+      expect(requestBody().required).toBe(true);
+      expect(Object.keys(requestBody().content)).toEqual([
+        'application/json',
+        'application/x-ndjson',
+      ]);
+    });
+
+    it('documents bodies the server accepts, and answers 201 with a documented result', async () => {
+      const id = await createSession({ name: 'exported' });
+      await request(t.http).post(`/api/v1/sessions/${id}/messages`).send({ content: 'hi' });
+      const file = (await request(t.http).get(`/api/v1/sessions/${id}/export`)).body as unknown;
+      const conversation = {
+        title: 'Chat',
+        create_time: 1714550400,
+        mapping: {
+          r: { id: 'r', message: null, parent: null, children: ['m'] },
+          m: {
+            id: 'm',
+            message: {
+              id: 'm',
+              author: { role: 'user' },
+              create_time: 1714550401,
+              content: { content_type: 'text', parts: ['Hello'] },
+            },
+            parent: 'r',
+            children: [],
+          },
+        },
+        current_node: 'm',
+        conversation_id: 'c-1',
+      };
+      const schema = requestBody().content['application/json'].schema as SchemaObject;
+      for (const body of [file, [file], [conversation], [file, conversation]]) {
+        expect(schemaErrors(schema, body)).toEqual([]);
+      }
+      await resetDatabase(t.db);
+      const res = await request(t.http).post('/api/v1/import').send([file, conversation]);
+      expect(res.status).toBe(201);
+      expectDocumented(res, operation);
+    });
+
+    it('answers 400, 413 and 415 with documented problems', async () => {
+      expectDocumented(await request(t.http).post('/api/v1/import').send([42]), operation);
+      expectDocumented(
+        await request(t.http).post('/api/v1/import').set('Content-Type', 'text/plain').send('x'),
+        operation,
+      );
+      expectDocumented(
+        await request(t.http)
+          .post('/api/v1/import')
+          .set('Content-Type', 'application/x-ndjson')
+          .send('x'.repeat(50 * ONE_MIB + 1)),
+        operation,
+      );
     });
   });
 });

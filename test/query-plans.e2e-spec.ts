@@ -76,7 +76,7 @@ describe('Query plans (e2e)', () => {
     }
   }
 
-  it('serves every list, filter, cursor and lookup query from an index, with no sort step', async () => {
+  it('serves every list, filter, cursor, lookup and export query from an index, with no sort step', async () => {
     const session = (await request(t.http).post('/api/v1/sessions').send({ pinned: true })).body.id;
     const ids: number[] = [];
     for (let i = 0; i < 5; i++) {
@@ -103,6 +103,9 @@ describe('Query plans (e2e)', () => {
       `/api/v1/sessions?cursor=${cursor}`,
       `/api/v1/sessions?cursor=${cursor}&archived=any`,
       `/api/v1/sessions/${session}`,
+      `/api/v1/sessions/${session}/export`,
+      '/api/v1/export',
+      '/api/v1/export?archived=any',
     ]) {
       expectIndexed(await plansOf(path));
     }

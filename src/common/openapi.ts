@@ -1,4 +1,5 @@
-import type { OpenAPIObject } from '@nestjs/swagger';
+import { ApiExtension, type OpenAPIObject } from '@nestjs/swagger';
+import type { SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import type { RequestBodyObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 
 /**
@@ -14,6 +15,34 @@ export function closeRequestBodies(document: OpenAPIObject): OpenAPIObject {
       if (!schema || !('$ref' in schema)) continue;
       const name = schema.$ref.slice('#/components/schemas/'.length);
       Object.assign(document.components?.schemas?.[name] ?? {}, { additionalProperties: false });
+    }
+  }
+  return document;
+}
+
+/**
+ * `null`, for `oneOf: [{ $ref }, NULL_SCHEMA]`: OpenAPI 3.0 has no null type, and `nullable` next
+ * to an `allOf` of a `$ref` (what `nullable: true` with a class type gives) does not admit null.
+ */
+export const NULL_SCHEMA: SchemaObject = { type: 'object', nullable: true, enum: [null] };
+
+const REQUEST_BODY = 'x-request-body';
+
+/**
+ * Documents a request body with its own schema per media type (`@ApiBody` with `@ApiConsumes`
+ * gives every media type the same schema). Recorded as an extension, put in place by
+ * `applyRequestBodies` once the document is built.
+ */
+export function ApiRequestBody(body: RequestBodyObject): MethodDecorator {
+  return ApiExtension(REQUEST_BODY, body);
+}
+
+export function applyRequestBodies(document: OpenAPIObject): OpenAPIObject {
+  for (const item of Object.values(document.paths)) {
+    for (const operation of [item.post, item.put, item.patch]) {
+      if (!operation || !Object.hasOwn(operation, REQUEST_BODY)) continue;
+      operation.requestBody = Reflect.get(operation, REQUEST_BODY) as RequestBodyObject;
+      Reflect.deleteProperty(operation, REQUEST_BODY);
     }
   }
   return document;

@@ -13,8 +13,11 @@ import { FieldError } from './problem';
 
 /** A 400 whose problem document lists every bad field. */
 export class ValidationProblemException extends BadRequestException {
-  constructor(readonly errors: FieldError[]) {
-    super(`Request validation failed: ${errors.map((e) => e.message).join('; ')}`);
+  constructor(
+    readonly errors: FieldError[],
+    summary = 'Request validation failed',
+  ) {
+    super(`${summary}: ${errors.map((e) => e.message).join('; ')}`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Mutex } from 'async-mutex';
 import { DataSource, EntityManager } from 'typeorm';
@@ -30,6 +30,18 @@ export async function queryRows<T>(
   return (pair ? result[0] : result) as T[];
 }
 
+/** `work` with the caller's write hooks (see write-hooks.ts), if any, around it. */
+function withTakenHooks<T>(work: Work<T>): Work<T> {
+  const hooks = takeWriteHooks();
+  if (!hooks) return work;
+  return async (manager) => {
+    await hooks.before?.(manager);
+    const result = await work(manager);
+    await hooks.after?.(manager, result);
+    return result;
+  };
+}
+
 /** Upper bound on the writes one SQLite commit carries, so a burst cannot build one huge batch. */
 export const MAX_WRITES_PER_COMMIT = 64;
 
@@ -47,11 +59,17 @@ export const MAX_WRITES_PER_COMMIT = 64;
  * others commit with a single fsync. A write's promise settles only after that COMMIT returned, so
  * an acknowledged write is on disk. better-sqlite3 runs each statement synchronously, so holding
  * the lock costs microtask hops, never I/O waits of other requests.
+ *
+ * A long write (an import) would hold that lock, and so every read, for seconds: `bulkWrite` runs
+ * it on a second connection instead, while reads carry on on the first (see there).
  */
 @Injectable()
-export class DatabaseService {
+export class DatabaseService implements OnApplicationShutdown {
   readonly isSqlite: boolean;
   private readonly lock = new Mutex();
+  /** SQLite: held by whoever writes (a group commit or a bulk write); reads do not take it. */
+  private readonly writer = new Mutex();
+  private bulkSource: Promise<DataSource> | undefined;
   private queue: PendingWrite[] = [];
   private readonly postgresSql = new Map<string, string>();
 
@@ -77,19 +95,11 @@ export class DatabaseService {
 
   /**
    * Runs `work` in a transaction: all of it commits, or none of it does. Write hooks registered by
-   * the caller (see write-hooks.ts) run in the same transaction.
+   * the caller (see write-hooks.ts) run in the same transaction, unless `hooks: false` says this is
+   * a preparatory write rather than the one the request is about.
    */
-  write<T>(work: Work<T>): Promise<T> {
-    const hooks = takeWriteHooks();
-    if (hooks) {
-      const inner = work;
-      work = async (manager) => {
-        await hooks.before?.(manager);
-        const result = await inner(manager);
-        await hooks.after?.(manager, result);
-        return result;
-      };
-    }
+  write<T>(work: Work<T>, options: { hooks?: boolean } = {}): Promise<T> {
+    if (options.hooks !== false) work = withTakenHooks(work);
     if (!this.isSqlite) return this.dataSource.transaction(work);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
@@ -108,6 +118,41 @@ export class DatabaseService {
     return work(this.dataSource.manager);
   }
 
+  /**
+   * Runs `work` in a transaction, like `write`, for work that takes long (an import of thousands
+   * of rows) and yields to the event loop as it goes.
+   *
+   * SQLite (a database file): the transaction runs on a connection of its own. Other writes wait
+   * for it, as SQLite has a single writer; reads go on meanwhile on the main connection and see the
+   * last committed state (WAL), never the bulk write in progress. An in-memory database cannot be
+   * opened twice, so there this is `write` (reads wait too). PostgreSQL: `write`.
+   */
+  bulkWrite<T>(work: Work<T>): Promise<T> {
+    const options = this.dataSource.options;
+    if (options.type !== 'better-sqlite3' || options.database === ':memory:') {
+      return this.write(work);
+    }
+    return this.writer.runExclusive(async () => {
+      this.bulkSource ??= new DataSource({
+        ...options,
+        migrations: [],
+        migrationsRun: false,
+      })
+        .initialize()
+        .catch((error: unknown) => {
+          this.bulkSource = undefined;
+          throw error;
+        });
+      return (await this.bulkSource).transaction(withTakenHooks(work));
+    });
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const source = this.bulkSource;
+    this.bulkSource = undefined;
+    await (await source?.catch(() => undefined))?.destroy();
+  }
+
   /** Runs `work` outside a transaction; on SQLite it never observes a write in progress. */
   read<T>(work: Work<T>): Promise<T> {
     if (!this.isSqlite) return work(this.dataSource.manager);
@@ -119,7 +164,9 @@ export class DatabaseService {
    * arrived get to queue their writes first, so under load one COMMIT carries many of them.
    */
   private scheduleCommit(): void {
-    setImmediate(() => void this.lock.runExclusive(() => this.commitQueued()));
+    setImmediate(
+      () => void this.writer.runExclusive(() => this.lock.runExclusive(() => this.commitQueued())),
+    );
   }
 
   private async commitQueued(): Promise<void> {

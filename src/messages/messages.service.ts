@@ -215,3 +215,6 @@ export class MessagesService {
     });
   }
 }
+
+/** For features that read messages next to their own rows (search, export). */
+export { COLUMNS as MESSAGE_COLUMNS, toMessage, type MessageRow };

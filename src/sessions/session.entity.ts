@@ -11,6 +11,8 @@ import { epochMs } from '../database/epoch-ms.transformer';
   'created_at',
   'id',
 ])
+@Index('idx_sessions_owner_archived_id', ['owner_id', 'archived', 'id'])
+@Index('idx_sessions_owner_id', ['owner_id', 'id'])
 export class Session {
   @PrimaryColumn({ type: 'varchar', length: 36 })
   id: string;

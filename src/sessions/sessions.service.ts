@@ -35,6 +35,10 @@ interface Flags {
   pinned: boolean | number;
 }
 
+/** The one order in which session-count buckets are locked, so writers never wait in a cycle. */
+export const bucketOrder = (bucket: { archived: boolean; pinned: boolean }) =>
+  Number(bucket.archived) * 2 + Number(bucket.pinned);
+
 const flags = (row: Flags) => ({ archived: Boolean(row.archived), pinned: Boolean(row.pinned) });
 
 function parseJson<T>(text: string | null): T | null {
@@ -267,12 +271,7 @@ export class SessionsService {
           const moves = [
             { ...was, delta: -1 },
             { ...is, delta: 1 },
-          ].sort(
-            (a, b) =>
-              Number(a.archived) * 2 +
-              Number(a.pinned) -
-              (Number(b.archived) * 2 + Number(b.pinned)),
-          );
+          ].sort((a, b) => bucketOrder(a) - bucketOrder(b));
           for (const move of moves) {
             await this.count(manager, owner, move.archived, move.pinned, move.delta);
           }
@@ -307,3 +306,6 @@ export class SessionsService {
 function where(conditions: string[]): string {
   return conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
 }
+
+/** For features that read sessions next to their own rows (search, export, import). */
+export { COLUMNS as SESSION_COLUMNS, toSession, toJson, type SessionRow };

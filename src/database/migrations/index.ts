@@ -2,6 +2,8 @@ import { CreateSessionsAndMessages1795557600000 } from './1795557600000-create-s
 import { SessionTagsArchivePin1795564800000 } from './1795564800000-session-tags-archive-pin';
 import { OwnersApiKeysIdempotency1795568400000 } from './1795568400000-owners-api-keys-idempotency';
 import { SessionCounts1795570200000 } from './1795570200000-session-counts';
+import { SearchIndex1795575600000 } from './1795575600000-search-index';
+import { ExportOrder1795579200000 } from './1795579200000-export-order';
 
 /** Every migration, oldest first. Listed explicitly so the app, the CLI and the tests run the same set. */
 export const migrations = [
@@ -9,4 +11,6 @@ export const migrations = [
   SessionTagsArchivePin1795564800000,
   OwnersApiKeysIdempotency1795568400000,
   SessionCounts1795570200000,
+  SearchIndex1795575600000,
+  ExportOrder1795579200000,
 ];

@@ -1,0 +1,185 @@
+import { Injectable } from '@nestjs/common';
+import { DatabaseService, queryRows } from '../database/database.service';
+import { ChatMessage } from '../messages/chat-message.entity';
+import { MESSAGE_COLUMNS, toMessage, type MessageRow } from '../messages/messages.service';
+import type { ArchivedFilter } from '../sessions/dto/session.dto';
+import { Session } from '../sessions/session.entity';
+import {
+  SESSION_COLUMNS,
+  sessionNotFound,
+  toSession,
+  type SessionRow,
+} from '../sessions/sessions.service';
+import type { ExportFormat } from './dto/export.dto';
+import { inChunks, jsonExport, markdownExport, type SessionHistory } from './export-format';
+
+/** Sessions read per query of a bulk export. */
+export const SESSIONS_PER_PAGE = 100;
+/** Messages read per query: small sessions share one query, a longer history is read in pages. */
+export const MESSAGES_PER_PAGE = 1000;
+/** Before every message in the (timestamp, id) order, whatever the timestamps. */
+const START: [number, number] = [Number.MIN_SAFE_INTEGER, 0];
+
+export interface ExportStream {
+  contentType: string;
+  filename: string;
+  chunks: AsyncIterable<string>;
+}
+
+/**
+ * Exports as streams that read the database page by page, as the client takes the bytes: memory
+ * stays flat whatever the size of the store, and no lock or transaction is held while the client
+ * reads (a bulk export is therefore not a point-in-time snapshot of a store being written to; a
+ * quiet store exports exactly). Sessions go in id order: fixed for a session's lifetime, so every
+ * session that exists for the whole export is in it exactly once.
+ */
+@Injectable()
+export class ExportService {
+  private readonly sql: Record<
+    'session' | 'sessionsPage' | 'archivedSessionsPage' | 'messagesOf' | 'messagesPage',
+    string
+  >;
+
+  constructor(private readonly db: DatabaseService) {
+    const ids = Array.from({ length: SESSIONS_PER_PAGE }, () => '?').join(', ');
+    // Every session query names the owner: only the caller's sessions are ever exported.
+    this.sql = {
+      session: db.sql(
+        `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "id" = ? AND "owner_id" = ?`,
+      ),
+      sessionsPage: db.sql(
+        `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "owner_id" = ? AND "id" > ? ORDER BY "id" LIMIT ?`,
+      ),
+      archivedSessionsPage: db.sql(
+        `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "owner_id" = ? AND "archived" = ? AND "id" > ?
+         ORDER BY "id" LIMIT ?`,
+      ),
+      // A fixed number of placeholders (unused ones are NULL, which matches nothing): one statement.
+      // Unordered: the rows are grouped and ordered per session in memory (at most a page of them),
+      // which spares PostgreSQL a sort over the IN list.
+      messagesOf: db.sql(
+        `SELECT ${MESSAGE_COLUMNS} FROM "chat_messages" WHERE "session_id" IN (${ids})`,
+      ),
+      messagesPage: db.sql(
+        `SELECT ${MESSAGE_COLUMNS} FROM "chat_messages"
+         WHERE "session_id" = ? AND ("timestamp", "id") > (?, ?)
+         ORDER BY "timestamp", "id" LIMIT ?`,
+      ),
+    };
+  }
+
+  /**
+   * One of `owner`'s sessions as JSON or Markdown. Resolves (or throws 404, also for another
+   * owner's session) before anything is sent.
+   */
+  async session(owner: string, id: string, format: ExportFormat): Promise<ExportStream> {
+    const [row]: SessionRow[] = await this.db.read((m) =>
+      queryRows(m, this.sql.session, [id, owner]),
+    );
+    if (!row) throw sessionNotFound(id);
+    const history = { session: toSession(row), pages: this.pages(id) };
+    return format === 'markdown'
+      ? {
+          contentType: 'text/markdown; charset=utf-8',
+          filename: `${row.id}.md`,
+          chunks: inChunks(markdownExport(history)),
+        }
+      : {
+          contentType: 'application/json; charset=utf-8',
+          filename: `${row.id}.json`,
+          chunks: inChunks(withNewline(jsonExport(history))),
+        };
+  }
+
+  /**
+   * Every one of `owner`'s sessions (the archived filter as on the list) as NDJSON: one
+   * `{session, messages}` per line.
+   */
+  all(owner: string, archived: ArchivedFilter): ExportStream {
+    const histories = this.histories(owner, archived);
+    async function* lines(): AsyncGenerator<string> {
+      for await (const history of histories) yield* withNewline(jsonExport(history));
+    }
+    return {
+      contentType: 'application/x-ndjson',
+      filename: 'chat-sessions.ndjson',
+      chunks: inChunks(lines()),
+    };
+  }
+
+  /** The sessions the filter selects, in id order, each with its messages. */
+  private async *histories(
+    owner: string,
+    archived: ArchivedFilter,
+  ): AsyncGenerator<SessionHistory> {
+    let after = '';
+    for (;;) {
+      const rows: SessionRow[] = await this.db.read((m) =>
+        archived === 'any'
+          ? queryRows(m, this.sql.sessionsPage, [owner, after, SESSIONS_PER_PAGE])
+          : queryRows(m, this.sql.archivedSessionsPage, [
+              owner,
+              archived === 'true',
+              after,
+              SESSIONS_PER_PAGE,
+            ]),
+      );
+      const sessions = rows.map(toSession);
+      // Sessions with short histories are read together, up to a page of messages per query.
+      let batch: Session[] = [];
+      let batchMessages = 0;
+      for (const session of sessions) {
+        if (session.message_count > MESSAGES_PER_PAGE) {
+          yield* this.batch(batch);
+          [batch, batchMessages] = [[], 0];
+          yield { session, pages: this.pages(session.id) };
+          continue;
+        }
+        if (batchMessages + session.message_count > MESSAGES_PER_PAGE) {
+          yield* this.batch(batch);
+          [batch, batchMessages] = [[], 0];
+        }
+        batch.push(session);
+        batchMessages += session.message_count;
+      }
+      yield* this.batch(batch);
+      if (sessions.length < SESSIONS_PER_PAGE) return;
+      after = sessions[sessions.length - 1].id;
+    }
+  }
+
+  private async *batch(sessions: Session[]): AsyncGenerator<SessionHistory> {
+    if (sessions.length === 0) return;
+    const ids = [
+      ...sessions.map((s) => s.id),
+      ...Array<null>(SESSIONS_PER_PAGE - sessions.length).fill(null),
+    ];
+    const rows: MessageRow[] = await this.db.read((m) => queryRows(m, this.sql.messagesOf, ids));
+    const bySession = new Map<string, ChatMessage[]>(sessions.map((s) => [s.id, []]));
+    for (const row of rows) bySession.get(row.session_id)?.push(toMessage(row));
+    for (const session of sessions) {
+      const messages = bySession.get(session.id)!;
+      messages.sort((a, b) => a.timestamp - b.timestamp || a.id - b.id);
+      yield { session, pages: [messages] };
+    }
+  }
+
+  /** One session's messages, oldest first, a page per query (keyset on timestamp and id). */
+  private async *pages(sessionId: string): AsyncGenerator<ChatMessage[]> {
+    let [timestamp, id] = START;
+    for (;;) {
+      const rows: MessageRow[] = await this.db.read((m) =>
+        queryRows(m, this.sql.messagesPage, [sessionId, timestamp, id, MESSAGES_PER_PAGE]),
+      );
+      const messages = rows.map(toMessage);
+      if (messages.length > 0) yield messages;
+      if (messages.length < MESSAGES_PER_PAGE) return;
+      ({ timestamp, id } = messages[messages.length - 1]);
+    }
+  }
+}
+
+async function* withNewline(pieces: AsyncIterable<string>): AsyncGenerator<string> {
+  yield* pieces;
+  yield '\n';
+}

@@ -1,0 +1,284 @@
+import request from 'supertest';
+import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
+
+const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
+
+interface SessionBody {
+  id: string;
+  name: string | null;
+  created_at: string;
+}
+
+/** The raw text of a response, whatever its content type (supertest parses only some). */
+function text(req: request.Test): request.Test {
+  return req.buffer(true).parse((res, done) => {
+    let body = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => (body += chunk));
+    res.on('end', () => done(null, body));
+  });
+}
+
+describe('Export (e2e)', () => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t.close());
+  beforeEach(() => resetDatabase(t.db));
+
+  async function session(body: object = {}): Promise<SessionBody> {
+    const res = await request(t.http).post('/api/v1/sessions').send(body);
+    expect(res.status).toBe(201);
+    return res.body as SessionBody;
+  }
+
+  async function message(sessionId: string, body: object) {
+    const res = await request(t.http).post(`/api/v1/sessions/${sessionId}/messages`).send(body);
+    expect(res.status).toBe(201);
+    return res.body as { id: number };
+  }
+
+  /**
+   * Adds `count` messages to a session straight in the database (thousands of appends through the
+   * API would be slow), keeping message_count and last_updated_at right; contents c0, c1, ….
+   */
+  async function insertMessages(sessionId: string, count: number): Promise<void> {
+    if (count === 0) return;
+    for (let i = 0; i < count; i += 500) {
+      const rows = Array.from({ length: Math.min(500, count - i) }, (_, j) => [
+        sessionId,
+        2_000_000_000_000 + i + j,
+        'user',
+        `c${i + j}`,
+      ]);
+      await t.db.write((m) =>
+        m.query(
+          t.db.sql(
+            `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content") VALUES ${rows.map(() => '(?, ?, ?, ?)').join(', ')}`,
+          ),
+          rows.flat(),
+        ),
+      );
+    }
+    await t.db.write((m) =>
+      m.query(
+        t.db.sql(`UPDATE "sessions" SET "message_count" = ?, "last_updated_at" = ? WHERE "id" = ?`),
+        [count, 2_000_000_000_000 + count - 1, sessionId],
+      ),
+    );
+  }
+
+  async function get(path: string) {
+    return (await request(t.http).get(path)).body as unknown;
+  }
+
+  describe('GET /api/v1/sessions/{id}/export', () => {
+    it('exports the session and all its messages as a JSON download', async () => {
+      const s = await session({ name: 'Trip', metadata_tags: { a: 'b' }, pinned: true });
+      await message(s.id, { content: 'Where to?', metadata: { k: [1, { z: null }] } });
+      await message(s.id, { content: 'Lisbon.', role: 'assistant' });
+      const res = await text(request(t.http).get(`/api/v1/sessions/${s.id}/export`));
+      expect({
+        status: res.status,
+        type: res.headers['content-type'],
+        disposition: res.headers['content-disposition'],
+      }).toEqual({
+        status: 200,
+        type: 'application/json; charset=utf-8',
+        disposition: `attachment; filename="${s.id}.json"`,
+      });
+      const expected = {
+        session: await get(`/api/v1/sessions/${s.id}`),
+        messages: await get(`/api/v1/sessions/${s.id}/messages`),
+      };
+      expect(res.body).toBe(`${JSON.stringify(expected)}\n`);
+      expect(
+        (await request(t.http).get(`/api/v1/sessions/${s.id}/export?format=json`)).body,
+      ).toEqual(expected);
+    });
+
+    it('exports a session without messages', async () => {
+      const s = await session();
+      const res = await request(t.http).get(`/api/v1/sessions/${s.id}/export`);
+      expect(res.body).toEqual({ session: await get(`/api/v1/sessions/${s.id}`), messages: [] });
+    });
+
+    it('exports a long history in order, across many pages', async () => {
+      const s = await session();
+      await insertMessages(s.id, 2500);
+      const res = await request(t.http).get(`/api/v1/sessions/${s.id}/export`);
+      const messages = (res.body as { messages: { id: number; content: string }[] }).messages;
+      expect(messages.map((m) => m.content)).toEqual(
+        Array.from({ length: 2500 }, (_, i) => `c${i}`),
+      );
+      expect(res.body).toEqual({
+        session: await get(`/api/v1/sessions/${s.id}`),
+        messages: await get(`/api/v1/sessions/${s.id}/messages?limit=1000`).then(async (first) => [
+          ...(first as unknown[]),
+          ...((await get(`/api/v1/sessions/${s.id}/messages?skip=1000&limit=1000`)) as unknown[]),
+          ...((await get(`/api/v1/sessions/${s.id}/messages?skip=2000&limit=1000`)) as unknown[]),
+        ]),
+      });
+    });
+
+    it('exports Markdown: the name as a heading, each message with role and timestamp, content verbatim', async () => {
+      const s = await session({
+        name: 'Plans  for\nMay',
+        metadata_tags: { project: 'travel' },
+        archived: true,
+      });
+      await message(s.id, {
+        content: '# Not a heading of ours\n\n  indented `code`\n',
+        role: 'system',
+      });
+      await message(s.id, { content: 'Hi!' });
+      const messages = (await get(`/api/v1/sessions/${s.id}/messages`)) as { timestamp: string }[];
+      const current = (await get(`/api/v1/sessions/${s.id}`)) as { last_updated_at: string };
+      const res = await text(
+        request(t.http).get(`/api/v1/sessions/${s.id}/export?format=markdown`),
+      );
+      expect({
+        status: res.status,
+        type: res.headers['content-type'],
+        disposition: res.headers['content-disposition'],
+        body: res.body,
+      }).toEqual({
+        status: 200,
+        type: 'text/markdown; charset=utf-8',
+        disposition: `attachment; filename="${s.id}.md"`,
+        body: [
+          '# Plans for May',
+          '',
+          `- Session: \`${s.id}\``,
+          `- Created: ${s.created_at}`,
+          `- Last updated: ${current.last_updated_at}`,
+          '- Messages: 2',
+          '- Model: default',
+          '- Tags: project=travel',
+          '- Archived',
+          '',
+          `## System · ${messages[0].timestamp}`,
+          '',
+          '# Not a heading of ours\n\n  indented `code`\n',
+          '',
+          `## User · ${messages[1].timestamp}`,
+          '',
+          'Hi!',
+          '',
+        ].join('\n'),
+      });
+    });
+
+    it('titles an unnamed session', async () => {
+      const s = await session();
+      const res = await text(
+        request(t.http).get(`/api/v1/sessions/${s.id}/export?format=markdown`),
+      );
+      expect(res.body).toMatch(/^# Untitled session\n/);
+    });
+
+    it.each([UNKNOWN_ID, 'not-a-uuid'])('answers 404 for session %s', async (id) => {
+      const res = await request(t.http).get(`/api/v1/sessions/${id}/export`);
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 404,
+        body: {
+          type: 'about:blank',
+          title: 'Not Found',
+          status: 404,
+          detail: `Session with ID '${id}' not found.`,
+          instance: `/api/v1/sessions/${id}/export`,
+        },
+      });
+    });
+
+    it('answers 400 for an unknown format', async () => {
+      const s = await session();
+      const res = await request(t.http).get(`/api/v1/sessions/${s.id}/export?format=pdf`);
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toEqual([
+        { field: 'format', message: 'format must be one of json, markdown' },
+      ]);
+    });
+  });
+
+  describe('GET /api/v1/export', () => {
+    async function exportAll(query = '') {
+      const res = await text(request(t.http).get(`/api/v1/export${query}`));
+      expect(res.status).toBe(200);
+      return res;
+    }
+
+    function lines(body: string): { session: { id: string }; messages: unknown[] }[] {
+      expect(body === '' || body.endsWith('\n')).toBe(true);
+      return body
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { session: { id: string }; messages: unknown[] });
+    }
+
+    it('streams NDJSON: one {session, messages} line per session, in id order', async () => {
+      const a = await session({ name: 'a' });
+      const b = await session({ name: 'b' });
+      await message(a.id, { content: 'one' });
+      await message(b.id, { content: 'two' });
+      await message(a.id, { content: 'three' });
+      const res = await exportAll();
+      expect({
+        type: res.headers['content-type'],
+        disposition: res.headers['content-disposition'],
+        encoding: res.headers['transfer-encoding'],
+      }).toEqual({
+        type: 'application/x-ndjson',
+        disposition: 'attachment; filename="chat-sessions.ndjson"',
+        encoding: 'chunked',
+      });
+      const expected = [];
+      for (const id of [a.id, b.id].sort()) {
+        expected.push({
+          session: await get(`/api/v1/sessions/${id}`),
+          messages: await get(`/api/v1/sessions/${id}/messages`),
+        });
+      }
+      expect(res.body).toBe(expected.map((line) => `${JSON.stringify(line)}\n`).join(''));
+    });
+
+    it('applies the archived filter as the list does', async () => {
+      const live = await session({ name: 'live' });
+      const archived = await session({ name: 'archived', archived: true });
+      const ids = async (query: string) =>
+        lines((await exportAll(query)).body).map((line) => line.session.id);
+      await expect(ids('')).resolves.toEqual([live.id]);
+      await expect(ids('?archived=false')).resolves.toEqual([live.id]);
+      await expect(ids('?archived=true')).resolves.toEqual([archived.id]);
+      await expect(ids('?archived=any')).resolves.toEqual([live.id, archived.id].sort());
+      const bad = await request(t.http).get('/api/v1/export?archived=maybe');
+      expect(bad.status).toBe(400);
+    });
+
+    it('exports an empty store as an empty body', async () => {
+      const res = await exportAll();
+      expect(res.body).toBe('');
+    });
+
+    it('exports many sessions, short and long histories, each exactly once and complete', async () => {
+      const sizes = [0, 3, 1001, 0, 2, 1500, 1, 999];
+      const expected = new Map<string, number>();
+      for (const size of sizes) {
+        const s = await session();
+        expected.set(s.id, size);
+      }
+      for (const [id, size] of expected) await insertMessages(id, size);
+      // 150 more sessions: more than one page of sessions.
+      for (let i = 0; i < 150; i++) expected.set((await session()).id, 0);
+      const exported = lines((await exportAll()).body);
+      expect(exported.map((line) => line.session.id)).toEqual([...expected.keys()].sort());
+      for (const line of exported) {
+        expect(line.messages).toHaveLength(expected.get(line.session.id)!);
+        const stamps = (line.messages as { timestamp: string }[]).map((m) => m.timestamp);
+        expect(stamps).toEqual([...stamps].sort());
+      }
+    });
+  });
+});

@@ -1,0 +1,612 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import request from 'supertest';
+import { chatGptSessionId } from '../src/import/chatgpt-conversation';
+import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
+
+const IMPORT = '/api/v1/import';
+const FIXTURE = join(__dirname, 'fixtures', 'chatgpt-conversations.json');
+const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+interface Exported {
+  session: Record<string, unknown> & { id: string };
+  messages: (Record<string, unknown> & { id: number })[];
+}
+
+/**
+ * Message ids are kept only when the database never issued them, and deleting rows between tests
+ * does not make ids new again: every file gets ids above those of the files before it.
+ */
+let nextIds = 1_000_000;
+
+function exported(id: string, messages: Partial<Exported['messages'][number]>[] = []): Exported {
+  const firstId = (nextIds += 1000);
+  return {
+    session: {
+      id,
+      name: 'Imported',
+      created_at: '2025-01-01T10:00:00.000Z',
+      last_updated_at: '2025-01-01T10:05:00.000Z',
+      llm_model_name: 'gpt-x',
+      rag_document_ids: ['doc-1'],
+      metadata_tags: { project: 'moving' },
+      message_count: messages.length,
+      archived: false,
+      pinned: true,
+    },
+    messages: messages.map((m, i) => ({
+      id: firstId + i,
+      session_id: id,
+      timestamp: new Date(Date.UTC(2025, 0, 1, 10) + i * 60_000).toISOString(),
+      role: 'user',
+      content: `message ${i}`,
+      metadata: null,
+      ...m,
+    })),
+  };
+}
+
+const A = '11111111-1111-4111-8111-111111111111';
+const B = '22222222-2222-4222-8222-222222222222';
+
+describe('Import (e2e)', () => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await createTestApp({ DEFAULT_MODEL_NAME: 'local-default' });
+  });
+  afterAll(() => t.close());
+  beforeEach(() => resetDatabase(t.db));
+
+  async function importJson(body: unknown) {
+    return request(t.http)
+      .post(IMPORT)
+      .set('Content-Type', 'application/json')
+      .send(JSON.stringify(body));
+  }
+
+  async function importNdjson(text: string) {
+    return request(t.http).post(IMPORT).set('Content-Type', 'application/x-ndjson').send(text);
+  }
+
+  async function stored(id: string): Promise<Exported> {
+    const session = await request(t.http).get(`/api/v1/sessions/${id}`);
+    expect(session.status).toBe(200);
+    const messages = await request(t.http).get(`/api/v1/sessions/${id}/messages`);
+    return { session: session.body, messages: messages.body };
+  }
+
+  async function counts() {
+    return [await countRows(t.db, 'sessions'), await countRows(t.db, 'chat_messages')];
+  }
+
+  describe('our own exports', () => {
+    it('imports one export object, keeping ids, timestamps and every field', async () => {
+      const file = exported(A, [
+        { content: 'Hello', metadata: { source: 'web', nested: { deep: [1, null] } } },
+        { content: 'Hi!', role: 'assistant' },
+      ]);
+      const res = await importJson(file);
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 201,
+        body: { imported: 1, skipped: 0, sessions: [A] },
+      });
+      await expect(stored(A)).resolves.toEqual(file);
+    });
+
+    it('imports an array of exports and NDJSON with blank lines and CRLF', async () => {
+      const array = await importJson([exported(A, [{}]), exported(B, [{ id: 200 }])]);
+      expect(array.body).toEqual({ imported: 2, skipped: 0, sessions: [A, B] });
+      await resetDatabase(t.db);
+      const lines = [exported(B), exported(A, [{}, {}])].map((e) => JSON.stringify(e));
+      const ndjson = await importNdjson(`\n${lines[0]}\r\n\n${lines[1]}\n\n`);
+      expect({ status: ndjson.status, body: ndjson.body }).toEqual({
+        status: 201,
+        body: { imported: 2, skipped: 0, sessions: [B, A] },
+      });
+      const { messages } = await stored(A);
+      expect(messages.map((m) => m.content)).toEqual(['message 0', 'message 1']);
+    });
+
+    it('creates nothing when the same file is imported again', async () => {
+      const file = [exported(A, [{}, {}]), exported(B)];
+      expect((await importJson(file)).status).toBe(201);
+      const before = await counts();
+      const again = await importJson(file);
+      expect({ status: again.status, body: again.body }).toEqual({
+        status: 201,
+        body: { imported: 0, skipped: 2, sessions: [A, B] },
+      });
+      await expect(counts()).resolves.toEqual(before);
+      const ndjson = await importNdjson(file.map((e) => JSON.stringify(e)).join('\n'));
+      expect(ndjson.body).toEqual({ imported: 0, skipped: 2, sessions: [A, B] });
+    });
+
+    it('never merges into an existing session: it is skipped whole, others are imported', async () => {
+      const original = exported(A, [{}]);
+      await importJson(original);
+      const changed = exported(A, [{ content: 'a different history' }, {}]);
+      const res = await importJson([changed, exported(B)]);
+      expect(res.body).toEqual({ imported: 1, skipped: 1, sessions: [A, B] });
+      await expect(stored(A)).resolves.toEqual(original);
+    });
+
+    it('gives new ids to messages whose ids this database has issued, keeping their order', async () => {
+      const local = (await request(t.http).post('/api/v1/sessions').send({})).body.id as string;
+      const issued: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const m = await request(t.http)
+          .post(`/api/v1/sessions/${local}/messages`)
+          .send({ content: `local ${i}` });
+        issued.push(m.body.id);
+      }
+      const highest = Math.max(...issued);
+      await request(t.http).delete(`/api/v1/sessions/${local}/messages/${issued[2]}`);
+      // Ids 1 to highest were issued here (one of them is even free again): they are not reused.
+      const file = exported(A, [{ id: issued[0] }, { id: issued[2] }, { id: highest + 10 }]);
+      expect((await importJson(file)).status).toBe(201);
+      const { messages } = await stored(A);
+      expect(messages.map((m) => m.content)).toEqual(['message 0', 'message 1', 'message 2']);
+      const ids = messages.map((m) => m.id);
+      expect(ids[2]).toBe(highest + 10);
+      expect(ids.slice(0, 2).every((id) => id > highest + 10)).toBe(true);
+      // Later appends get ids above everything imported.
+      const next = await request(t.http)
+        .post(`/api/v1/sessions/${A}/messages`)
+        .send({ content: 'after the import' });
+      expect(next.body.id).toBeGreaterThan(Math.max(...ids));
+    });
+
+    it('stamps a message appended after an import later than the imported history', async () => {
+      await importJson(exported(A, [{}, {}]));
+      const res = await request(t.http)
+        .post(`/api/v1/sessions/${A}/messages`)
+        .send({ content: 'new' });
+      expect(res.status).toBe(201);
+      const session = (await stored(A)).session;
+      expect(session).toMatchObject({ message_count: 3, last_updated_at: res.body.timestamp });
+    });
+
+    it('makes imported messages and names searchable at once', async () => {
+      await importJson(exported(A, [{ content: 'the imported zanzibar note' }]));
+      const res = await request(t.http).get('/api/v1/search').query({ q: 'zanzibar' });
+      expect(res.body.map((h: { snippet: string }) => h.snippet)).toEqual([
+        'the imported [zanzibar] note',
+      ]);
+      const byName = await request(t.http).get('/api/v1/search').query({ q: 'imported' });
+      expect(byName.body[0]).toMatchObject({ message: null, snippet: '[Imported]' });
+    });
+
+    it('accepts an export whose counts and activity time disagree with its messages, and fixes them', async () => {
+      const file = exported(A, [{}, { timestamp: '2025-01-01T11:00:00.000Z' }]);
+      file.session.message_count = 7;
+      expect((await importJson(file)).status).toBe(201);
+      expect((await stored(A)).session).toMatchObject({
+        message_count: 2,
+        last_updated_at: '2025-01-01T11:00:00.000Z',
+      });
+    });
+
+    it('imports an empty array and an empty NDJSON body as nothing', async () => {
+      for (const res of [await importJson([]), await importNdjson('\n')]) {
+        expect({ status: res.status, body: res.body }).toEqual({
+          status: 201,
+          body: { imported: 0, skipped: 0, sessions: [] },
+        });
+      }
+    });
+  });
+
+  describe('ChatGPT conversations.json', () => {
+    const conversations = JSON.parse(readFileSync(FIXTURE, 'utf8')) as Record<string, unknown>[];
+    const ids = [
+      chatGptSessionId('6a1e3c2b-0b6f-4b8e-9d3a-3f7f1f0e2a11'),
+      chatGptSessionId('7b2f4d3c-1c70-4c9f-8e4b-4a8a2a1f3b22'),
+      chatGptSessionId('legacy-conversation-3'),
+    ];
+    const at = (seconds: number) => new Date(seconds * 1000).toISOString();
+    const T = 1714550400;
+
+    function message(
+      session: string,
+      timestamp: string,
+      role: string,
+      content: string,
+      metadata: object,
+    ) {
+      return { id: expect.any(Number), session_id: session, timestamp, role, content, metadata };
+    }
+
+    it('imports the current branch of each conversation, in order, with its create times', async () => {
+      const res = await request(t.http)
+        .post(IMPORT)
+        .set('Content-Type', 'application/json')
+        .send(readFileSync(FIXTURE, 'utf8'));
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 201,
+        body: { imported: 3, skipped: 0, sessions: ids },
+      });
+      const [trip, untitled, skewed] = await Promise.all(ids.map(stored));
+      expect(trip).toEqual({
+        session: {
+          id: ids[0],
+          name: 'Trip to Lisbon',
+          created_at: at(T),
+          last_updated_at: at(T + 95),
+          llm_model_name: 'gpt-4o',
+          rag_document_ids: null,
+          metadata_tags: {
+            source: 'chatgpt',
+            conversation_id: '6a1e3c2b-0b6f-4b8e-9d3a-3f7f1f0e2a11',
+          },
+          message_count: 6,
+          archived: false,
+          pinned: false,
+        },
+        messages: [
+          // The hidden, empty system message is skipped; the visible one is kept.
+          message(ids[0], at(T + 1), 'system', 'You are a helpful travel assistant.', {
+            source: 'chatgpt',
+            chatgpt_message_id: 'sys-visible',
+          }),
+          message(ids[0], '2024-05-01T08:00:10.250Z', 'user', 'Where should we go in May?', {
+            source: 'chatgpt',
+            chatgpt_message_id: 'u1',
+          }),
+          // The regenerated answer on the current branch, not the abandoned "Maybe Paris?".
+          message(ids[0], '2024-05-01T08:00:40.500Z', 'assistant', 'Lisbon is lovely in May.', {
+            source: 'chatgpt',
+            chatgpt_message_id: 'a1-new',
+            model: 'gpt-4o',
+          }),
+          // Text parts joined; the image part left out.
+          message(ids[0], at(T + 60), 'user', 'What about this photo?\nIs it Lisbon?', {
+            source: 'chatgpt',
+            chatgpt_message_id: 'u2',
+          }),
+          // Code, tool output, a message to DALL·E and reasoning are skipped; no create time
+          // means the previous message's time.
+          message(ids[0], at(T + 60), 'assistant', "Yes, that's the Belém tower.", {
+            source: 'chatgpt',
+            chatgpt_message_id: 'a2',
+            model: 'gpt-4o',
+          }),
+          // The whitespace-only user message is skipped.
+          message(ids[0], at(T + 95), 'assistant', 'Anything else?', {
+            source: 'chatgpt',
+            chatgpt_message_id: 'a3',
+          }),
+        ],
+      });
+      expect(untitled.session).toMatchObject({
+        name: null,
+        archived: true,
+        llm_model_name: 'gpt-4o-mini',
+        message_count: 2,
+      });
+      expect(untitled.messages.map((m) => [m.role, m.content])).toEqual([
+        ['user', 'Translate "bonjour"'],
+        ['assistant', 'It means "hello".'],
+      ]);
+      const T3 = 1719792000;
+      expect(skewed.session).toMatchObject({
+        name: 'Clock skew',
+        llm_model_name: 'local-default',
+        created_at: at(T3),
+        last_updated_at: at(T3 + 200),
+      });
+      // An answer stamped before its question keeps the question's time, so the order holds.
+      expect(skewed.messages.map((m) => [m.content, m.timestamp])).toEqual([
+        ['first\nsecond part', at(T3 + 100)],
+        ['an answer stamped before the question', at(T3 + 100)],
+        ['later', at(T3 + 200)],
+      ]);
+      for (const { session } of [trip, untitled, skewed]) {
+        expect(session.created_at).toMatch(ISO_MS);
+      }
+    });
+
+    it('creates nothing when the same conversations are imported again', async () => {
+      expect((await importJson(conversations)).status).toBe(201);
+      const before = await counts();
+      const again = await importJson(conversations);
+      expect(again.body).toEqual({ imported: 0, skipped: 3, sessions: ids });
+      await expect(counts()).resolves.toEqual(before);
+    });
+
+    it('imports a file mixing our exports and ChatGPT conversations', async () => {
+      const res = await importJson([exported(A), conversations[1]]);
+      expect(res.body).toEqual({ imported: 2, skipped: 0, sessions: [A, ids[1]] });
+    });
+  });
+
+  describe('malformed files import nothing', () => {
+    const chatgpt = () =>
+      JSON.parse(readFileSync(FIXTURE, 'utf8')) as Record<string, Record<string, unknown>>[];
+    const withMessage = (m: Record<string, unknown>) => exported(A, [m]);
+
+    it.each<[string, unknown, string, RegExp]>([
+      [
+        'a bad role',
+        withMessage({ role: 'robot' }),
+        '[1].messages[0].role',
+        /session 1111.*role must be one of user, assistant, system/,
+      ],
+      [
+        'empty content',
+        withMessage({ content: '' }),
+        '[1].messages[0].content',
+        /content must be 1 to 100000 characters/,
+      ],
+      [
+        'content over 100,000 characters',
+        withMessage({ content: 'c'.repeat(100_001) }),
+        '[1].messages[0].content',
+        /100000/,
+      ],
+      ['content with NUL', withMessage({ content: 'a\u0000b' }), '[1].messages[0].content', /NUL/],
+      [
+        'a bad timestamp',
+        withMessage({ timestamp: 'yesterday' }),
+        '[1].messages[0].timestamp',
+        /ISO 8601/,
+      ],
+      [
+        'a message of another session',
+        withMessage({ session_id: B }),
+        '[1].messages[0].session_id',
+        /session's id/,
+      ],
+      [
+        'a message id that is not a positive integer',
+        withMessage({ id: -3 }),
+        '[1].messages[0].id',
+        /positive integer/,
+      ],
+      ['array metadata', withMessage({ metadata: [1] }), '[1].messages[0].metadata', /JSON object/],
+      [
+        'metadata over 16 KiB',
+        withMessage({ metadata: { pad: 'p'.repeat(17_000) } }),
+        '[1].messages[0].metadata',
+        /16384 bytes/,
+      ],
+      [
+        'an unknown message field',
+        withMessage({ author: 'me' }),
+        '[1].messages[0].author',
+        /not a field/,
+      ],
+      [
+        'a session id that is no UUID',
+        { ...exported(A), session: { ...exported(A).session, id: 'abc' } },
+        '[1].session.id',
+        /UUID/,
+      ],
+      [
+        'a name of 201 characters',
+        { ...exported(A), session: { ...exported(A).session, name: 'n'.repeat(201) } },
+        '[1].session.name',
+        /1 to 200/,
+      ],
+      [
+        'bad tags',
+        { ...exported(A), session: { ...exported(A).session, metadata_tags: { k: 1 } } },
+        '[1].session.metadata_tags',
+        /metadata_tags\['k'\]/,
+      ],
+      [
+        'a string flag',
+        { ...exported(A), session: { ...exported(A).session, archived: 'yes' } },
+        '[1].session.archived',
+        /true or false/,
+      ],
+      [
+        'messages that are no array',
+        { session: exported(A).session, messages: {} },
+        '[1].messages',
+        /array of messages/,
+      ],
+      ['an unknown top-level field', { ...exported(A), extra: 1 }, '[1].extra', /not a field/],
+      ['a number', 42, '[1]', /neither an export .* nor a ChatGPT conversation/],
+      ['an empty object', {}, '[1]', /neither an export/],
+      [
+        'a session that is in the file twice',
+        exported(B),
+        '[1]',
+        /session 2222.* is in the file twice \(\[0\] and \[1\]\)/,
+      ],
+      [
+        'a message id that is in the file twice',
+        exported(A, [{ id: 7 }]),
+        '[1]',
+        /message id 7 is in the file twice/,
+      ],
+    ])('answers 400 naming the place for %s', async (_label, bad, field, message) => {
+      const first = _label.includes('twice') ? exported(B, [{ id: 7 }]) : exported(B);
+      const res = await importJson([first, bad]);
+      expect(res.status).toBe(400);
+      expect(res.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+      expect(res.body).toMatchObject({
+        title: 'Bad Request',
+        detail: expect.stringMatching(/^Nothing was imported: /),
+        instance: IMPORT,
+      });
+      expect(res.body.errors).toContainEqual({ field, message: expect.stringMatching(message) });
+      await expect(counts()).resolves.toEqual([0, 0]);
+    });
+
+    it.each<[string, (c: Record<string, Record<string, unknown>>[]) => unknown, string, RegExp]>([
+      [
+        'a mapping that is no object',
+        (c) => [{ ...c[0], mapping: [] }],
+        '[0].mapping',
+        /conversation 'Trip to Lisbon' \(id 6a1e3c2b-.*\): mapping must be an object of nodes/,
+      ],
+      [
+        'a missing current_node',
+        (c) => [{ ...c[0], current_node: 'nowhere' }],
+        '[0].current_node',
+        /must be the id of a node/,
+      ],
+      [
+        'a parent that is not in the mapping',
+        (c) => {
+          c[1].mapping.q = { ...(c[1].mapping.q as object), parent: 'ghost' };
+          return c;
+        },
+        '[1].mapping["q"].parent',
+        /names node "ghost", which is not in mapping/,
+      ],
+      [
+        'parent links in a cycle',
+        (c) => {
+          c[2].mapping.n1 = { ...(c[2].mapping.n1 as object), parent: 'n3' };
+          return c;
+        },
+        '[2].mapping["n3"]',
+        /cycle/,
+      ],
+      [
+        'text parts that are no array',
+        (c) => {
+          const node = c[1].mapping.a as { message: { content: Record<string, unknown> } };
+          node.message.content.parts = 'It means hello';
+          return c;
+        },
+        '[1].mapping["a"].message.content.parts',
+        /must be an array/,
+      ],
+      [
+        'a message without an author role',
+        (c) => {
+          const node = c[1].mapping.q as { message: Record<string, unknown> };
+          node.message.author = {};
+          return c;
+        },
+        '[1].mapping["q"].message.author.role',
+        /must be a string/,
+      ],
+      [
+        'a create time that is text',
+        (c) => {
+          const node = c[1].mapping.q as { message: Record<string, unknown> };
+          node.message.create_time = '2024-06-01';
+          return c;
+        },
+        '[1].mapping["q"].message.create_time',
+        /seconds since the epoch/,
+      ],
+      [
+        'a conversation without an id',
+        (c) => [{ ...c[1], id: undefined, conversation_id: undefined }],
+        '[0].id',
+        /conversation's id/,
+      ],
+    ])(
+      'answers 400 naming the conversation and field for %s',
+      async (_label, mutate, field, message) => {
+        const res = await importJson(mutate(chatgpt()));
+        expect(res.status).toBe(400);
+        expect(res.body.errors).toContainEqual({ field, message: expect.stringMatching(message) });
+        await expect(counts()).resolves.toEqual([0, 0]);
+      },
+    );
+
+    it('names the NDJSON line that is not JSON, and the field of a line that is wrong', async () => {
+      const good = JSON.stringify(exported(A));
+      const res = await importNdjson(
+        `${good}\n{"session": \n${JSON.stringify(withMessage({ role: 'x' }))}`,
+      );
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toEqual([
+        { field: 'line 2', message: expect.stringMatching(/^line 2 is not valid JSON: /) },
+        {
+          field: 'line 3: messages[0].role',
+          message: expect.stringMatching(/^session 1111.*: messages\[0\]\.role must be one of/),
+        },
+      ]);
+      await expect(counts()).resolves.toEqual([0, 0]);
+    });
+
+    it('lists at most 20 problems', async () => {
+      const res = await importJson(Array.from({ length: 30 }, () => 1));
+      expect(res.body.errors).toHaveLength(21);
+      expect(res.body.errors[20]).toEqual({
+        field: 'body',
+        message: 'more than 20 problems; only the first 20 are listed',
+      });
+    });
+
+    it('answers 400 to an import without a body, malformed JSON and too deep a body', async () => {
+      const none = await request(t.http).post(IMPORT);
+      expect({ status: none.status, errors: none.body.errors }).toEqual({
+        status: 400,
+        errors: [{ field: 'body', message: 'the request has no body' }],
+      });
+      const malformed = await request(t.http)
+        .post(IMPORT)
+        .set('Content-Type', 'application/json')
+        .send('[{"session":');
+      expect({ status: malformed.status, detail: malformed.body.detail }).toEqual({
+        status: 400,
+        detail: 'Malformed JSON in request body.',
+      });
+      const deep = await request(t.http)
+        .post(IMPORT)
+        .set('Content-Type', 'application/json')
+        .send(`${'['.repeat(70)}${']'.repeat(70)}`);
+      expect({ status: deep.status, detail: deep.body.detail }).toEqual({
+        status: 400,
+        detail: 'JSON body is nested more than 64 levels deep.',
+      });
+      await expect(counts()).resolves.toEqual([0, 0]);
+    });
+  });
+
+  describe('body types and sizes', () => {
+    it.each([['text/plain'], ['application/xml'], ['multipart/form-data; boundary=x']])(
+      'answers 415 to %s',
+      async (type) => {
+        const res = await request(t.http).post(IMPORT).set('Content-Type', type).send('x');
+        expect({
+          status: res.status,
+          type: res.headers['content-type'],
+          detail: res.body.detail,
+        }).toEqual({
+          status: 415,
+          type: 'application/problem+json; charset=utf-8',
+          detail: `Unsupported Content-Type '${type}': send application/json or application/x-ndjson.`,
+        });
+      },
+    );
+
+    it('accepts a body over 1 MiB, and answers 413 over 50 MiB', async () => {
+      const big = exported(
+        A,
+        Array.from({ length: 30 }, () => ({ content: 'x'.repeat(99_000) })),
+      );
+      const accepted = await importJson(big);
+      expect({ status: accepted.status, imported: accepted.body.imported }).toEqual({
+        status: 201,
+        imported: 1,
+      });
+      const tooBig = await importNdjson('x'.repeat(50 * 1024 * 1024 + 1));
+      expect({ status: tooBig.status, detail: tooBig.body.detail }).toEqual({
+        status: 413,
+        detail: 'Request body exceeds the 52428800 byte limit.',
+      });
+    });
+
+    it('keeps the 1 MiB limit and the JSON-only rule everywhere else', async () => {
+      const res = await request(t.http)
+        .post('/api/v1/sessions')
+        .set('Content-Type', 'application/x-ndjson')
+        .send('{}');
+      expect(res.status).toBe(415);
+      const big = await request(t.http)
+        .post('/api/v1/sessions')
+        .send({ name: 'n'.repeat(1024 * 1024) });
+      expect(big.status).toBe(413);
+    });
+  });
+});

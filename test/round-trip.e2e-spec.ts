@@ -1,0 +1,152 @@
+import request from 'supertest';
+import { freshDatabaseUrl } from './helpers/database-target';
+import { createTestApp, TestApp } from './helpers/test-app';
+
+/** The raw text of a response, whatever its content type. */
+function text(req: request.Test): request.Test {
+  return req.buffer(true).parse((res, done) => {
+    let body = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => (body += chunk));
+    res.on('end', () => done(null, body));
+  });
+}
+
+async function exportAll(t: TestApp): Promise<string> {
+  const res = await text(request(t.http).get('/api/v1/export?archived=any'));
+  expect(res.status).toBe(200);
+  return res.body as string;
+}
+
+/**
+ * Export everything, import it into an empty database, export again: the same bytes. Covers the
+ * awkward values (Unicode, escapes, nested metadata, null and empty fields, archived and pinned
+ * sessions, gaps left by deleted messages, a history longer than an export page).
+ */
+describe('Export → import round trip (e2e)', () => {
+  // Seeding 1,100 appends to one session takes a few seconds on PostgreSQL (one row lock).
+  jest.setTimeout(60_000);
+  let source: TestApp;
+  let original: string;
+  const ids: string[] = [];
+
+  beforeAll(async () => {
+    source = await createTestApp({ DATABASE_URL: await freshDatabaseUrl('round-trip-source') });
+    const post = async (path: string, body: object) => {
+      const res = await request(source.http).post(path).send(body);
+      expect(res.status).toBe(201);
+      return res.body as { id: string };
+    };
+    const trip = await post('/api/v1/sessions', {
+      name: 'Trip ✈️ to Lisbon — "quotes", \\backslashes\\ and\nnewlines',
+      rag_document_ids: ['doc-1', 'doc/2 ü'],
+      metadata_tags: { project: 'travel', 'ключ with spaces': 'значение ✓', empty: '' },
+      pinned: true,
+    });
+    const messages = `/api/v1/sessions/${trip.id}/messages`;
+    await post(messages, { content: 'Where should we go in May? 🌍' });
+    const gone = await post(messages, { content: 'a message deleted later' });
+    await post(messages, {
+      content: 'مرحبا — 東京 — शुभ प्रभात\r\n\ttabs and trailing spaces   ',
+      role: 'assistant',
+      metadata: {
+        model: 'gpt-x',
+        numbers: [0, -1, 1.5, 1e21, 2 ** 53 + 2, -1.25e-300],
+        flags: { yes: true, no: false, nothing: null },
+        nested: { a: { b: { c: { d: ['deep'] } } } },
+        'unicode ключ': 'значение',
+        escapes: 'quote " backslash \\ newline \n tab \t nul \u0000 line sep \u2028',
+      },
+    });
+    await post(messages, { content: 'You are a helpful assistant.', role: 'system' });
+    expect((await request(source.http).delete(`${messages}/${gone.id}`)).status).toBe(204);
+
+    const archived = await post('/api/v1/sessions', { archived: true });
+    const empty = await post('/api/v1/sessions', { name: 'No messages yet' });
+    const long = await post('/api/v1/sessions', { name: 'A long history' });
+    for (let i = 0; i < 1100; i += 100) {
+      await Promise.all(
+        Array.from({ length: 100 }, (_, j) =>
+          post(`/api/v1/sessions/${long.id}/messages`, {
+            content: `line ${i + j}`,
+            role: (i + j) % 2 ? 'assistant' : 'user',
+          }),
+        ),
+      );
+    }
+    await request(source.http)
+      .patch(`/api/v1/sessions/${empty.id}`)
+      .send({ metadata_tags: { renamed: 'no' }, name: 'Still no messages' });
+    ids.push(trip.id, archived.id, empty.id, long.id);
+    original = await exportAll(source);
+  });
+  afterAll(() => source.close());
+
+  it('exports what the store holds', () => {
+    const lines = original.trimEnd().split('\n');
+    expect(lines).toHaveLength(4);
+    expect(
+      lines.map((line) => (JSON.parse(line) as { session: { id: string } }).session.id),
+    ).toEqual([...ids].sort());
+  });
+
+  it.each([
+    ['NDJSON (the bulk export)', 'application/x-ndjson', (ndjson: string) => ndjson],
+    [
+      'a JSON array of single-session exports',
+      'application/json',
+      (ndjson: string) => `[${ndjson.trimEnd().split('\n').join(',')}]`,
+    ],
+  ])('imports %s into an empty database and exports the same bytes', async (_label, type, body) => {
+    const target = await createTestApp({ DATABASE_URL: await freshDatabaseUrl('round-trip') });
+    try {
+      const res = await request(target.http)
+        .post('/api/v1/import')
+        .set('Content-Type', type)
+        .send(body(original));
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 201,
+        body: { imported: 4, skipped: 0, sessions: [...ids].sort() },
+      });
+      expect(await exportAll(target)).toBe(original);
+      for (const id of ids) {
+        for (const format of ['json', 'markdown']) {
+          const path = `/api/v1/sessions/${id}/export?format=${format}`;
+          const [a, b] = await Promise.all([
+            text(request(source.http).get(path)),
+            text(request(target.http).get(path)),
+          ]);
+          expect(b.body).toBe(a.body);
+        }
+      }
+      const [a, b] = await Promise.all(
+        [source, target].map((t) =>
+          request(t.http).get('/api/v1/search').query({ q: 'lisbon', archived: 'any' }),
+        ),
+      );
+      expect(b.body).toEqual(a.body);
+
+      // The imported store carries on: new ids above the imported ones, new times after the old.
+      const highest = Math.max(
+        ...original
+          .trimEnd()
+          .split('\n')
+          .flatMap((line) => (JSON.parse(line).messages as { id: number }[]).map((m) => m.id)),
+      );
+      const next = await request(target.http)
+        .post(`/api/v1/sessions/${ids[0]}/messages`)
+        .send({ content: 'back home' });
+      const before = JSON.parse(original.split('\n').find((l) => l.includes(ids[0]))!).session;
+      expect(next.body.id).toBeGreaterThan(highest);
+      expect(next.body.timestamp > before.last_updated_at).toBe(true);
+      // Importing the export again into the same store creates nothing.
+      const again = await request(target.http)
+        .post('/api/v1/import')
+        .set('Content-Type', type)
+        .send(body(original));
+      expect(again.body).toMatchObject({ imported: 0, skipped: 4 });
+    } finally {
+      await target.close();
+    }
+  });
+});
