@@ -155,6 +155,78 @@ describe('Owners and API keys (e2e)', () => {
       expect(borrowed.body.every((s: { name: string }) => s.name.startsWith('bob'))).toBe(true);
     });
 
+    it("keeps search, export and import to the caller's own sessions", async () => {
+      const { session } = await aliceData();
+      const bobSession = (
+        await request(t.http).post('/api/v1/sessions').set(as(bob)).send({ name: 'private plans' })
+      ).body;
+
+      const aliceSearch = await request(t.http).get('/api/v1/search?q=private').set(as(alice));
+      expect(aliceSearch.body.map((h: { session: { id: string } }) => h.session.id)).toEqual([
+        session.id,
+      ]);
+      const bobSearch = await request(t.http).get('/api/v1/search?q=private').set(as(bob));
+      expect(bobSearch.body.map((h: { session: { id: string } }) => h.session.id)).toEqual([
+        bobSession.id,
+      ]);
+      const narrowed = await request(t.http)
+        .get(`/api/v1/search?q=private&session_id=${session.id}`)
+        .set(as(bob));
+      expect(narrowed.status).toBe(404);
+
+      expect(
+        (await request(t.http).get(`/api/v1/sessions/${session.id}/export`).set(as(bob))).status,
+      ).toBe(404);
+      const bulk = await request(t.http)
+        .get('/api/v1/export?archived=any')
+        .set(as(bob))
+        .buffer(true);
+      const lines = String(bulk.text)
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { session: { id: string } });
+      expect(lines.map((l) => l.session.id)).toEqual([bobSession.id]);
+
+      // Alice's export imported by Bob: the ids exist (under Alice), so nothing is created, and
+      // Bob still sees only his own session.
+      const exported = await request(t.http)
+        .get(`/api/v1/sessions/${session.id}/export`)
+        .set(as(alice));
+      const imported = await request(t.http)
+        .post('/api/v1/import')
+        .set(as(bob))
+        .send(exported.body);
+      expect(imported.body).toEqual({ imported: 0, skipped: 1, sessions: [session.id] });
+      const list = await request(t.http).get('/api/v1/sessions?archived=any').set(as(bob));
+      expect(list.body.map((s: { id: string }) => s.id)).toEqual([bobSession.id]);
+    });
+
+    it('imports into the caller and honours Idempotency-Key on import', async () => {
+      const { session } = await aliceData();
+      const exported = (
+        await request(t.http).get(`/api/v1/sessions/${session.id}/export`).set(as(alice))
+      ).body as { session: { id: string } };
+      await request(t.http).delete(`/api/v1/sessions/${session.id}`).set(as(alice));
+      const send = () =>
+        request(t.http)
+          .post('/api/v1/import')
+          .set(as(bob))
+          .set('Idempotency-Key', 'imp-1')
+          .send(exported);
+      const first = await send();
+      expect(first.body).toEqual({ imported: 1, skipped: 0, sessions: [session.id] });
+      const again = await send();
+      expect({ status: again.status, text: again.text }).toEqual({ status: 201, text: first.text });
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      const mine = await request(t.http).get(`/api/v1/sessions/${session.id}`).set(as(bob));
+      expect(mine.body).toMatchObject({ id: session.id, message_count: 1 });
+      const list = await request(t.http).get('/api/v1/sessions').set(as(bob));
+      expect(list.headers['x-total-count']).toBe('1');
+      expect(
+        (await request(t.http).get(`/api/v1/sessions/${session.id}`).set(as(alice))).status,
+      ).toBe(404);
+    });
+
     it('gives each owner sessions of their own', async () => {
       const a = await request(t.http).post('/api/v1/sessions').set(as(alice)).send({});
       const b = await request(t.http).post('/api/v1/sessions').set(as(bob)).send({});
