@@ -83,7 +83,12 @@ describe('Owners and API keys (e2e)', () => {
     it('lists keys without their secrets, with the time of last use', async () => {
       const created = await keys.create('dave');
       await request(t.http).get('/api/v1/sessions').set(as(created.key));
-      const listed = (await keys.list()).find((k) => k.id === created.id);
+      // The last use is recorded in the background: wait for it (briefly).
+      let listed = (await keys.list()).find((k) => k.id === created.id);
+      for (let i = 0; i < 50 && listed?.last_used_at === null; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        listed = (await keys.list()).find((k) => k.id === created.id);
+      }
       expect(listed).toEqual({
         id: created.id,
         owner_id: 'dave',
