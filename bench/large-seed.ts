@@ -37,6 +37,8 @@ export const SEARCHES: [string, string][] = [
   ['quoted phrase (1 in 500)', `"${MARKERS.phrase}"`],
   ['two words (AND)', `${MARKERS.medium} ${VOCABULARY[23]}`],
   ['accented, upper case', 'LISBÔN'],
+  ['session names: a word in 1 name of 8', 'travel'],
+  ['session names: a word in every name', 'conversation'],
 ];
 
 function word(i: number): string {

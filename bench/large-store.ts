@@ -56,6 +56,9 @@ interface Streamed {
   lines: number;
   seconds: number;
   rssBefore: number;
+  /** Highest RSS sampled while the first tenth of the bytes was streamed, and afterwards. */
+  rssFirstTenth: number;
+  rssRest: number;
   rssPeak: number;
   head: Buffer;
 }
@@ -71,6 +74,9 @@ async function exportAll(server: Server, keep = 0): Promise<Streamed> {
   let lines = 0;
   const kept: Buffer[] = [];
   let keptBytes = 0;
+  // The total is only known at the end: samples are kept with the byte count they were taken at.
+  const samples: [number, number][] = [];
+  const sampler = setInterval(() => samples.push([bytes, rssMiB(pid)]), 100);
   for await (const chunk of res.body) {
     const buffer = Buffer.from(chunk as Uint8Array);
     bytes += buffer.length;
@@ -80,13 +86,17 @@ async function exportAll(server: Server, keep = 0): Promise<Streamed> {
       keptBytes += buffer.length;
     }
   }
+  clearInterval(sampler);
   let head = Buffer.concat(kept);
   if (head.length > keep) head = head.subarray(0, head.lastIndexOf(10, keep) + 1);
+  const peak = (part: [number, number][]) => Math.max(0, ...part.map(([, rss]) => rss));
   return {
     bytes,
     lines,
     seconds: (performance.now() - t0) / 1000,
     rssBefore,
+    rssFirstTenth: peak(samples.filter(([at]) => at <= bytes / 10)),
+    rssRest: peak(samples.filter(([at]) => at > bytes / 10)),
     rssPeak: peakRssMiB(pid) ?? NaN,
     head,
   };
@@ -139,16 +149,26 @@ async function searchLatency(server: Server): Promise<string[]> {
   return rows;
 }
 
-/** Imports `body` (NDJSON) while polling two cheap requests; reports RSS, duration and the longest waits. */
+/**
+ * Imports `body` (NDJSON) while polling a read, a request that needs no database and a write;
+ * reports RSS, duration and the longest wait of each.
+ */
 async function importWhileServing(server: Server, body: Buffer): Promise<string[]> {
   const pid = server.child.pid!;
+  const session = (await (
+    await fetch(`${server.url}/api/v1/sessions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    })
+  ).json()) as { id: string };
   const rssBefore = rssMiB(pid);
   let importing = true;
-  const waits = { database: 0, noDatabase: 0, answered: 0 };
-  const poll = async (path: string, key: 'database' | 'noDatabase') => {
+  const waits = { read: 0, none: 0, write: 0, answered: 0 };
+  const poll = async (key: 'read' | 'none' | 'write', send: () => Promise<Response>) => {
     while (importing) {
       const t0 = performance.now();
-      await fetch(`${server.url}${path}`).then((r) => r.arrayBuffer());
+      await (await send()).arrayBuffer();
       waits[key] = Math.max(waits[key], performance.now() - t0);
       waits.answered++;
       await sleep(20);
@@ -156,8 +176,15 @@ async function importWhileServing(server: Server, body: Buffer): Promise<string[
   };
   const t0 = performance.now();
   const pollers = [
-    poll('/api/v1/sessions?limit=1', 'database'),
-    poll('/health/live', 'noDatabase'),
+    poll('read', () => fetch(`${server.url}/api/v1/sessions?limit=1`)),
+    poll('none', () => fetch(`${server.url}/health/live`)),
+    poll('write', () =>
+      fetch(`${server.url}/api/v1/sessions/${session.id}/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"content":"written during the import"}',
+      }),
+    ),
   ];
   const res = await fetch(`${server.url}/api/v1/import`, {
     method: 'POST',
@@ -168,12 +195,14 @@ async function importWhileServing(server: Server, body: Buffer): Promise<string[
   importing = false;
   await Promise.all(pollers);
   const result = (await res.json()) as { imported?: number };
-  if (res.status !== 201)
+  if (res.status !== 201) {
     throw new Error(`import answered ${res.status}: ${JSON.stringify(result)}`);
+  }
   return [
     `Import of ${(body.length / 2 ** 20).toFixed(1)} MiB NDJSON (${result.imported} sessions) into an empty database: ${seconds.toFixed(1)} s`,
     `  server RSS before ${rssBefore.toFixed(0)} MiB, peak ${peakRssMiB(pid)?.toFixed(0)} MiB`,
-    `  ${waits.answered} other requests answered meanwhile; longest wait: ${waits.database.toFixed(0)} ms for GET /api/v1/sessions, ${waits.noDatabase.toFixed(0)} ms for GET /health/live`,
+    `  ${waits.answered} other requests answered meanwhile; longest wait: ${waits.read.toFixed(0)} ms for GET /api/v1/sessions, ` +
+      `${waits.none.toFixed(0)} ms for GET /health/live, ${waits.write.toFixed(0)} ms for POST …/messages`,
   ];
 }
 
@@ -229,15 +258,15 @@ async function main(): Promise<void> {
       '',
     );
     out.push(
-      '| store | lines | MiB | seconds | server RSS before | peak RSS |',
-      '| --- | --- | --- | --- | --- | --- |',
+      '| store | lines | MiB | seconds | RSS before | highest RSS, first tenth of the bytes | highest RSS, the rest | peak RSS (VmHWM) |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- |',
     );
     for (const [label, e] of [
       [`${small} sessions / ${small * PER_SESSION} messages`, smallExport],
       [`${SESSIONS} sessions / ${SESSIONS * PER_SESSION} messages`, largeExport],
     ] as const) {
       out.push(
-        `| ${label} | ${e.lines} | ${(e.bytes / 2 ** 20).toFixed(0)} | ${e.seconds.toFixed(1)} | ${e.rssBefore.toFixed(0)} MiB | ${e.rssPeak.toFixed(0)} MiB |`,
+        `| ${label} | ${e.lines} | ${(e.bytes / 2 ** 20).toFixed(0)} | ${e.seconds.toFixed(1)} | ${e.rssBefore.toFixed(0)} MiB | ${e.rssFirstTenth.toFixed(0)} MiB | ${e.rssRest.toFixed(0)} MiB | ${e.rssPeak.toFixed(0)} MiB |`,
       );
     }
     out.push('');

@@ -182,11 +182,9 @@ export class SearchService {
       ]);
       const sessions = new Map(sessionRows.map((row) => [row.id, toSession(row)]));
       for (const message of messages) {
-        hits.push({
-          session: sessions.get(message.session_id)!,
-          message,
-          snippet: snippet(message.content, terms),
-        });
+        // On PostgreSQL the statements are not one snapshot: a session deleted in between is gone.
+        const session = sessions.get(message.session_id);
+        if (session) hits.push({ session, message, snippet: snippet(message.content, terms) });
       }
       return hits;
     });
