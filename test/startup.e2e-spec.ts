@@ -50,8 +50,8 @@ async function migratedDatabase(
   await db.destroy();
 }
 
-function recordFutureMigration(db: DataSource): Promise<unknown> {
-  return db.query(
+async function recordFutureMigration(db: DataSource): Promise<void> {
+  await db.query(
     `INSERT INTO "migrations" ("timestamp", "name") VALUES (2999999999999, '${FUTURE_MIGRATION}')`,
   );
 }

@@ -1,11 +1,13 @@
+import type { DataSource } from 'typeorm';
 import type { DatabaseService } from '../../src/database/database.service';
 
 /**
  * The store's invariants, checked straight in the database: no message without its session, every
  * session's message_count equal to its real count, and last_updated_at equal to its newest message's
  * timestamp (or created_at when it has none). Returns the violations; an empty list means all hold.
+ * `db` is the app's DatabaseService, or `readerOf(dataSource)` for a database a server child owns.
  */
-export async function invariantViolations(db: DatabaseService): Promise<string[]> {
+export async function invariantViolations(db: Pick<DatabaseService, 'read'>): Promise<string[]> {
   const orphans: { id: number }[] = await db.read((m) =>
     m.query(
       `SELECT m."id" FROM "chat_messages" m LEFT JOIN "sessions" s ON s."id" = m."session_id"
@@ -30,4 +32,9 @@ export async function invariantViolations(db: DatabaseService): Promise<string[]
     ...miscounted.map((s) => `wrong message_count on session ${s.id}`),
     ...stale.map((s) => `last_updated_at is not the newest message's timestamp on session ${s.id}`),
   ];
+}
+
+/** Reads through a DataSource of its own (e.g. on the file or schema a server child is using). */
+export function readerOf(dataSource: DataSource): Pick<DatabaseService, 'read'> {
+  return { read: (work) => work(dataSource.manager) };
 }
