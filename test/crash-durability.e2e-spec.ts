@@ -4,7 +4,7 @@ import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { invariantViolations, readerOf } from './helpers/invariants';
-import { seededRandom } from './helpers/seeded-random';
+import { seededRandom } from '../bench/random';
 import { RunningServer, startServer } from './helpers/server-process';
 
 /**

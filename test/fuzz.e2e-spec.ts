@@ -19,6 +19,9 @@ import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_124);
 
+// Each property sends RUNS requests and more while shrinking: give it time in proportion.
+jest.setTimeout(Math.max(60_000, RUNS * 300));
+
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Row = Record<string, unknown>;
 
@@ -395,7 +398,7 @@ const idChoice: fc.Arbitrary<IdChoice> = fc.oneof(
           '%',
           '%zz',
           '%E0%A4%A',
-          '%00',
+          ...(onPostgres ? [] : ['%00']),
           '%2F',
           '%2e%2e',
           '..',
@@ -627,6 +630,15 @@ async function exercise(
   else counts.rejected.set(reply.status, (counts.rejected.get(reply.status) ?? 0) + 1);
   expectNoServerError(request, reply);
   const after = await snapshot();
+  if (reply.status === 304) {
+    // `If-None-Match: *` on a GET of something that exists: "not modified" is the HTTP answer.
+    expect({ request: describeRequest(request), reply: reply.text, after }).toEqual({
+      request: expect.stringMatching(/"if-none-match":"\*"/),
+      reply: '',
+      after: before,
+    });
+    return after;
+  }
   if (reply.status >= 400) {
     expectProblem(request, reply);
     expect({ rejected: `${request.method} ${request.path}`, after }).toEqual({
@@ -705,7 +717,8 @@ async function fuzz<T>(
       // After a failure fast-check shrinks; a fresh snapshot keeps each attempt honest.
       state = await snapshot();
       state = await run(input, state);
-      if (state.sessions.length < 2) state = await resetFixture();
+      // Deletes use the fixture up: start it again before nothing is left to point at.
+      if (state.sessions.length < 2 || state.messages.length < 3) state = await resetFixture();
     }),
     { numRuns: RUNS, seed: SEED, examples: examples.map((e) => [e]), endOnFailure: false },
   );
