@@ -25,6 +25,7 @@ import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
+import { Args } from './args';
 import { seededRandom } from './random';
 
 export const FIXTURE_NAMES = {
@@ -369,31 +370,17 @@ export async function seedLarge(
   };
 }
 
-function option(argv: string[], flag: string, env: string): string | undefined {
-  const i = argv.findIndex((a) => a === flag || a.startsWith(`${flag}=`));
-  if (i >= 0) return argv[i].includes('=') ? argv[i].slice(flag.length + 1) : argv[i + 1];
-  return process.env[env] || undefined;
-}
-
-function count(argv: string[], flag: string, env: string, fallback: number): number {
-  const text = option(argv, flag, env);
-  if (text === undefined) return fallback;
-  const value = Number(text.replace(/[_,]/g, ''));
-  if (!Number.isSafeInteger(value) || value < 0)
-    throw new Error(`${flag} must be a non-negative integer`);
-  return value;
-}
-
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
+  const args = new Args();
   const databaseUrl =
-    option(argv, '--database-url', 'SEED_DATABASE_URL') ?? 'sqlite:./data/large.sqlite';
+    args.text('--database-url', 'SEED_DATABASE_URL') ?? 'sqlite:./data/large.sqlite';
   const options: LargeSeedOptions = {
-    sessions: count(argv, '--sessions', 'SEED_SESSIONS', LARGE_DEFAULTS.sessions),
-    messages: count(argv, '--messages', 'SEED_MESSAGES', LARGE_DEFAULTS.messages),
-    deepMessages: count(argv, '--deep', 'SEED_DEEP', LARGE_DEFAULTS.deepMessages),
-    seed: count(argv, '--seed', 'SEED_SEED', LARGE_DEFAULTS.seed),
+    sessions: args.integer('--sessions', 'SEED_SESSIONS', LARGE_DEFAULTS.sessions),
+    messages: args.integer('--messages', 'SEED_MESSAGES', LARGE_DEFAULTS.messages),
+    deepMessages: args.integer('--deep', 'SEED_DEEP', LARGE_DEFAULTS.deepMessages),
+    seed: args.integer('--seed', 'SEED_SEED', LARGE_DEFAULTS.seed),
   };
+  args.rejectUnknown();
   const result = await seedLarge(databaseUrl, options, (line) =>
     process.stderr.write(`  ${line}\n`),
   );
