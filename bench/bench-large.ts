@@ -13,6 +13,8 @@
  *
  * Options (flag or environment variable):
  *   --connections  BENCH_CONNECTIONS  concurrent connections for the small/large rounds (default 32)
+ *   --rounds       BENCH_ROUNDS       measured rounds per scenario and database, taken in turns
+ *                                     (default 3); the median round is reported
  *   --deep-connections BENCH_DEEP_CONNECTIONS  for the deep-paging rounds (default 4: a deep skip is slow)
  *   --duration     BENCH_DURATION     seconds of each measured round (default 5)
  *   --warmup       BENCH_WARMUP       seconds of each warm-up round (default 2)
@@ -24,7 +26,7 @@
  */
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { validateEnv } from '../src/config/env.validation';
@@ -40,6 +42,7 @@ const SMALL: LargeSeedOptions = { sessions: 1_000, messages: 10_000, deepMessage
 const PAGE = 100;
 
 interface Options {
+  rounds: number;
   connections: number;
   deepConnections: number;
   duration: number;
@@ -66,6 +69,7 @@ function readOptions(): Options {
   const args = new Args();
   const options = {
     connections: args.integer('--connections', 'BENCH_CONNECTIONS', 32, 1),
+    rounds: args.integer('--rounds', 'BENCH_ROUNDS', 3, 1),
     deepConnections: args.integer('--deep-connections', 'BENCH_DEEP_CONNECTIONS', 4, 1),
     duration: args.integer('--duration', 'BENCH_DURATION', 5, 1),
     warmup: args.integer('--warmup', 'BENCH_WARMUP', 2),
@@ -201,6 +205,12 @@ function pad(cells: string[][]): string {
     .join('\n');
 }
 
+/** The round with the median throughput. */
+function median(rounds: Measurement[]): Measurement {
+  const sorted = [...rounds].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
 const cell = (m: Measurement) => [m.requestsPerSecond.toFixed(0), `${m.p50Ms} ms`, `${m.p99Ms} ms`];
 
 async function run(options: Options, tmp: string): Promise<number> {
@@ -229,59 +239,89 @@ async function run(options: Options, tmp: string): Promise<number> {
   const results: Record<string, Measurement[]> = {};
   const rss: string[] = [];
   const deepRows: string[][] = [];
-  const counts: Record<string, number> = {};
+  const counts = { small: 0, large: 0 };
 
+  // Both servers run side by side and take turns, round after round, so noise from other work on
+  // shared cores falls on both alike; each figure is the median round.
+  const fixtures = {
+    small: await fixtureOf(smallUrl, options.depth),
+    large: await fixtureOf(largeUrl, options.depth),
+  };
   for (const [label, url] of [
     ['small', smallUrl],
     ['large', largeUrl],
   ] as const) {
-    const fixture = await fixtureOf(url, options.depth);
     counts[label] = await withDatabase(url, async (query) => {
       const [row] = (await query(`SELECT COUNT(*) AS "n" FROM "chat_messages"`)) as { n: number }[];
       return Number(row.n);
     });
-    const server = await startOurServer(url, config);
-    server.name = `${label} db`;
-    try {
-      for (const scenario of scenarios(fixture)) {
+  }
+  const servers = {
+    small: await startOurServer(smallUrl, config),
+    large: await startOurServer(largeUrl, config),
+  };
+  servers.small.name = 'small db';
+  servers.large.name = 'large db';
+  try {
+    const small = scenarios(fixtures.small);
+    const large = scenarios(fixtures.large);
+    for (const [i, scenario] of small.entries()) {
+      const rounds: { small: Measurement[]; large: Measurement[] } = { small: [], large: [] };
+      for (let round = 0; round < options.rounds; round++) {
+        rounds.small.push(
+          await measure(
+            servers.small,
+            scenario.name,
+            scenario.requests,
+            options.connections,
+            options,
+            failures,
+          ),
+        );
+        rounds.large.push(
+          await measure(
+            servers.large,
+            scenario.name,
+            large[i].requests,
+            options.connections,
+            options,
+            failures,
+          ),
+        );
+      }
+      results[scenario.name] = [median(rounds.small), median(rounds.large)];
+    }
+    const { deep, deepCursor } = fixtures.large;
+    if (deep && deepCursor) {
+      const path = messages(deep);
+      for (const [name, query] of [
+        ['page 1', `?limit=${PAGE}`],
+        [
+          `page at ${options.depth.toLocaleString('en')} by cursor (after=)`,
+          `?after=${deepCursor}&limit=${PAGE}`,
+        ],
+        [
+          `page at ${options.depth.toLocaleString('en')} by skip=`,
+          `?skip=${options.depth}&limit=${PAGE}`,
+        ],
+      ]) {
         const m = await measure(
-          server,
-          scenario.name,
-          scenario.requests,
-          options.connections,
+          servers.large,
+          name,
+          [get(`${path}${query}`)],
+          options.deepConnections,
           options,
           failures,
         );
-        (results[scenario.name] ??= []).push(m);
+        deepRows.push([name, ...cell(m)]);
       }
-      if (label === 'large' && fixture.deep && fixture.deepCursor) {
-        const path = messages(fixture.deep);
-        for (const [name, query] of [
-          ['page 1', `?limit=${PAGE}`],
-          [
-            `page at ${options.depth.toLocaleString('en')} by cursor (after=)`,
-            `?after=${fixture.deepCursor}&limit=${PAGE}`,
-          ],
-          [
-            `page at ${options.depth.toLocaleString('en')} by skip=`,
-            `?skip=${options.depth}&limit=${PAGE}`,
-          ],
-        ]) {
-          const m = await measure(
-            server,
-            name,
-            [get(`${path}${query}`)],
-            options.deepConnections,
-            options,
-            failures,
-          );
-          deepRows.push([name, ...cell(m)]);
-        }
-      }
-      rss.push(`${label}: ${formatMiB(peakRssMiB(server.child.pid))}`);
-    } finally {
-      await stop(server.child);
     }
+    rss.push(
+      `small: ${formatMiB(peakRssMiB(servers.small.child.pid))}`,
+      `large: ${formatMiB(peakRssMiB(servers.large.child.pid))}`,
+    );
+  } finally {
+    await Promise.all([stop(servers.small.child), stop(servers.large.child)]);
   }
 
   progress('timing the list statements straight on each database');
@@ -310,7 +350,11 @@ async function run(options: Options, tmp: string): Promise<number> {
 
   const database = base ? 'PostgreSQL' : 'SQLite (synchronous=FULL)';
   console.log(
-    `\nLarge vs small database, ${database}; ${options.connections} connections, ${options.warmup} s warm-up + ${options.duration} s measured per round`,
+    `node ${process.version}, ${cpus()[0]?.model ?? 'unknown cpu'} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM`,
+  );
+  console.log(
+    `\nLarge vs small database, ${database}; ${options.connections} connections; per scenario ${options.rounds} round(s) on each database in turn ` +
+      `(${options.warmup} s warm-up + ${options.duration} s measured each), median round shown`,
   );
   console.log(
     `small: ${SMALL.sessions + 2} sessions, ${counts.small.toLocaleString('en')} messages; large: ${(LARGE_DEFAULTS.sessions + 3).toLocaleString('en')} sessions, ${counts.large.toLocaleString('en')} messages\n`,
