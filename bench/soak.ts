@@ -73,6 +73,12 @@ function readOptions(): Options {
   return options;
 }
 
+/** The database file and its write-ahead log. */
+function sqliteMiB(path: string): number {
+  const size = (file: string) => statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+  return (size(path) + size(`${path}-wal`)) / 2 ** 20;
+}
+
 function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/^VmRSS:\s+(\d+)\s+kB$/m.exec(status)?.[1] ?? 0) / 1024;
@@ -213,7 +219,7 @@ async function run(options: Options, tmp: string): Promise<number> {
         problems: problemsOf(result),
         rssEnd: rssMiB(pid),
         rssMax: Math.max(...inInterval.map((s) => s.rss), rssMiB(pid)),
-        databaseMiB: target.type === 'sqlite' ? statSync(target.path).size / 2 ** 20 : undefined,
+        databaseMiB: target.type === 'sqlite' ? sqliteMiB(target.path) : undefined,
       };
       lines.push(line);
       progress(
