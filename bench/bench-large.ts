@@ -4,8 +4,9 @@
  * (bulk inserts, same shape, same fixtures); the servers run one at a time on the same machine.
  *
  * Scenarios, each with a warm-up round and a measured round (autocannon):
- *   - read the 200-message history, list sessions (50 of the default list), append a message,
- *     get one session: small vs large, with the large/small ratio of p50 latency (aim: ≤ 1.3×);
+ *   - read the 200-message history, list sessions (50 of the default list), list pinned sessions,
+ *     append a message, get one session: small vs large, with the large/small ratio of p50
+ *     latency (aim: ≤ 1.3×);
  *   - deep paging in the large database's 1,000,000-message history, 100 messages a page: page 1,
  *     page N by cursor (`after=` the message at --depth) and `skip=` the same depth.
  * Then the database time of the list's two statements (the page and its X-Total-Count COUNT),
@@ -191,6 +192,7 @@ function scenarios(f: Fixture) {
   return [
     { name: 'read 200-message history', requests: [get(messages(f.history))] },
     { name: 'list sessions (limit 50)', requests: [get('/api/v1/sessions')] },
+    { name: 'list pinned sessions', requests: [get('/api/v1/sessions?pinned=true')] },
     { name: 'append a message', requests: [post(messages(f.writes), APPEND)] },
     { name: 'get one session', requests: [get(`/api/v1/sessions/${f.history}`)] },
   ];
