@@ -747,10 +747,19 @@ describe('Fuzzing every endpoint (e2e, fast-check)', () => {
     );
   });
 
-  it('GET / and the health endpoints', async () => {
+  it('GET /, the health endpoints and the API docs', async () => {
     await fuzz(
       fc.tuple(
-        fc.constantFrom('/', '/health/live', '/health/ready', '/health/ready/', '/health/'),
+        fc.constantFrom(
+          '/',
+          '/health/live',
+          '/health/ready',
+          '/health/ready/',
+          '/health/',
+          '/docs',
+          '/docs/',
+          '/docs-json',
+        ),
         queryString(['a', 'limit', 'format']),
         extras,
         fc.constantFrom('GET', 'HEAD'),
