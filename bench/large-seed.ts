@@ -1,3 +1,4 @@
+import { recountSessions } from './recount';
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
@@ -157,6 +158,7 @@ export async function seed(
     }
     db.pragma('wal_checkpoint(TRUNCATE)');
     db.close();
+    await recountSessions(databaseUrl);
     return;
   }
   const client = new Client({ connectionString: databaseUrl });
@@ -182,4 +184,5 @@ export async function seed(
   } finally {
     await client.end();
   }
+  await recountSessions(databaseUrl);
 }

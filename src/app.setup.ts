@@ -84,7 +84,7 @@ function answerProtocolErrorsWithProblems(server: Server): void {
       ),
     );
     res.writeHead(417, {
-      'Content-Type': 'application/problem+json',
+      'Content-Type': 'application/problem+json; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),
     });
     res.end(body);
@@ -97,7 +97,7 @@ function answerProtocolErrorsWithProblems(server: Server): void {
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
     const body = JSON.stringify(problem(status, 'Malformed HTTP request.', '/'));
     socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\n` +
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json; charset=utf-8\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   });

@@ -17,6 +17,21 @@ function fail(context: string, error: unknown): never {
   process.exit(1);
 }
 
+/**
+ * SIGTERM / SIGINT: Nest's shutdown hooks (enabled in configureApp) stop accepting connections,
+ * let the requests in flight finish, close the database and then raise the signal again to end the
+ * process. This listener turns that last step into exit code 0, which supervisors read as a clean
+ * stop: once Nest's own listener is gone, its shutdown has finished. A second signal during the
+ * shutdown is ignored, as Nest ignores it.
+ */
+function exitZeroAfterShutdown(): void {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (process.listenerCount(signal) === 1) process.exit(0);
+    });
+  }
+}
+
 async function bootstrap(): Promise<void> {
   const appModule = await AppModule.forRoot().catch((error) => fail('Configuration error', error));
   const app = await NestFactory.create<NestExpressApplication>(appModule, {
@@ -26,6 +41,7 @@ async function bootstrap(): Promise<void> {
     abortOnError: false,
   }).catch((error) => fail('Start-up failed', error));
   configureApp(app);
+  exitZeroAfterShutdown();
   await app.init().catch((error) => fail('Start-up failed', error));
 
   const config = app.get<ConfigService<Env, true>>(ConfigService);

@@ -1,4 +1,6 @@
 import { Logger } from '@nestjs/common';
+import { mkdirSync, statSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource, DataSourceOptions } from 'typeorm';
 
@@ -19,8 +21,11 @@ export async function openDataSource({
   startupTimeoutMs,
   ...options
 }: StartupOptions): Promise<DataSource> {
+  const file = sqliteFile(options);
+  if (file !== undefined) prepareSqlitePath(file);
   const dataSource = await connect(options, startupTimeoutMs);
   try {
+    if (file !== undefined) await checkSqliteFile(dataSource, file);
     await migrate(dataSource);
   } catch (error) {
     await dataSource.destroy();
@@ -35,13 +40,95 @@ async function connect(options: DataSourceOptions, startupTimeoutMs: number): Pr
     try {
       return await new DataSource(options).initialize();
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = messageOf(error);
       if (options.type !== 'postgres' || Date.now() + RETRY_DELAY_MS > deadline) {
-        throw new Error(`cannot open the database: ${message}`);
+        const file = sqliteFile(options);
+        throw new Error(
+          file === undefined
+            ? `cannot open the database: ${message}`
+            : `cannot open the database file ${file}: ${message}${sqliteHint(error, file)}`,
+        );
       }
       logger.warn(`Database not reachable (attempt ${attempt}): ${message}; retrying in 1 s`);
       await sleep(RETRY_DELAY_MS);
     }
+  }
+}
+
+/** The absolute path of a file-backed SQLite database; undefined for PostgreSQL and `:memory:`. */
+function sqliteFile(options: DataSourceOptions): string | undefined {
+  if (options.type !== 'better-sqlite3' || options.database === ':memory:') return undefined;
+  return resolve(options.database);
+}
+
+/** An error's message without the "SqliteError: " that TypeORM's QueryFailedError puts before it. */
+function messageOf(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).replace(/^\w*Error: /, '');
+}
+
+/** Permission problems (extended codes too, e.g. SQLITE_READONLY_DIRECTORY) get a hint. */
+function sqliteHint(error: unknown, file: string): string {
+  const code = String((error as { code?: unknown }).code);
+  if (!code.startsWith('SQLITE_READONLY') && !code.startsWith('SQLITE_CANTOPEN')) return '';
+  return ` (SQLite must be able to write ${basename(file)} and to create ${basename(file)}-wal and ${basename(file)}-shm in ${dirname(file)}; check the permissions)`;
+}
+
+function statOf(path: string) {
+  return statSync(path, { throwIfNoEntry: false });
+}
+
+/**
+ * Creates the database file's missing directories one level at a time, and names the path when it
+ * cannot be used. The driver's own recursive mkdir reports a file in the way as "file already
+ * exists" and never returns on some paths (Node's recursive mkdir loops under /proc).
+ */
+function prepareSqlitePath(file: string): void {
+  try {
+    const stat = statOf(file);
+    if (stat) {
+      if (!stat.isFile()) throw new Error(`${file} is not a regular file`);
+      return;
+    }
+    const missing: string[] = [];
+    let dir = dirname(file);
+    for (let stat = statOf(dir); !stat; stat = statOf(dir)) {
+      missing.unshift(dir);
+      dir = dirname(dir);
+    }
+    if (!statOf(dir)!.isDirectory()) throw new Error(`${dir} is not a directory`);
+    for (const each of missing) mkdirSync(each);
+  } catch (error) {
+    throw new Error(`cannot open the database file ${file}: ${messageOf(error)}`);
+  }
+}
+
+/**
+ * Before anything is written: a damaged file stops start-up here, before migrations or requests
+ * write to it and make the damage worse; and as SQLite silently opens a file it may not write as
+ * read-only (every write would then fail at request time), a write is tried and rolled back.
+ */
+async function checkSqliteFile(dataSource: DataSource, file: string): Promise<void> {
+  let problems: { quick_check: string }[];
+  try {
+    problems = await dataSource.query('PRAGMA quick_check(3)');
+  } catch (error) {
+    problems = [{ quick_check: messageOf(error) }];
+  }
+  const found = problems.map((p) => p.quick_check).filter((p) => p !== 'ok');
+  if (found.length > 0) {
+    throw new Error(
+      `the database file ${file} is damaged (${found.join('; ').replace(/\s+/g, ' ')}); refusing to start: restore it from a backup (or salvage it with the sqlite3 shell's .recover)`,
+    );
+  }
+  try {
+    await dataSource.query('BEGIN IMMEDIATE');
+    await dataSource.query('CREATE TABLE "__write_probe" ("x" integer)');
+  } catch (error) {
+    throw new Error(
+      `the database file ${file} is not writable: ${messageOf(error)}${sqliteHint(error, file)}`,
+    );
+  } finally {
+    await dataSource.query('ROLLBACK').catch(() => undefined);
   }
 }
 

@@ -13,6 +13,21 @@ import { epochMs } from '../database/epoch-ms.transformer';
 ])
 @Index('idx_sessions_owner_archived_id', ['owner_id', 'archived', 'id'])
 @Index('idx_sessions_owner_id', ['owner_id', 'id'])
+@Index('idx_sessions_owner_archived_pinned_recency', [
+  'owner_id',
+  'archived',
+  'pinned',
+  'last_updated_at',
+  'created_at',
+  'id',
+])
+@Index('idx_sessions_owner_pinned_recency', [
+  'owner_id',
+  'pinned',
+  'last_updated_at',
+  'created_at',
+  'id',
+])
 export class Session {
   @PrimaryColumn({ type: 'varchar', length: 36 })
   id: string;

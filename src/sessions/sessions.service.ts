@@ -35,6 +35,17 @@ interface Flags {
   pinned: boolean | number;
 }
 
+/**
+ * Rebuilds session_counts from the sessions themselves: for bulk loads that insert rows directly
+ * (the large-data seeders), never needed by the service, which keeps the counts as it writes.
+ */
+export const RECOUNT_SESSIONS_SQL = [
+  `DELETE FROM "session_counts"`,
+  `INSERT INTO "session_counts" ("owner_id", "archived", "pinned", "n")
+   SELECT "owner_id", "archived", "pinned", COUNT(*) FROM "sessions"
+   GROUP BY "owner_id", "archived", "pinned"`,
+];
+
 /** The one order in which session-count buckets are locked, so writers never wait in a cycle. */
 export const bucketOrder = (bucket: { archived: boolean; pinned: boolean }) =>
   Number(bucket.archived) * 2 + Number(bucket.pinned);

@@ -1,3 +1,7 @@
 import { dropTestDatabases } from './database-target';
+import { killServers } from './server-process';
 
-afterAll(() => dropTestDatabases());
+afterAll(async () => {
+  await killServers();
+  await dropTestDatabases();
+});

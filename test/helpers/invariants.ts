@@ -1,3 +1,4 @@
+import type { DataSource } from 'typeorm';
 import type { DatabaseService } from '../../src/database/database.service';
 
 /**
@@ -5,9 +6,10 @@ import type { DatabaseService } from '../../src/database/database.service';
  * session's message_count equal to its real count, and last_updated_at equal to its newest message's
  * timestamp (or created_at when it has none; no earlier than it once messages were deleted), and
  * session_counts equal to the sessions. Returns the violations; an empty list means all hold.
+ * `db` is the app's DatabaseService, or `readerOf(dataSource)` for a database a server child owns.
  */
 export async function invariantViolations(
-  db: DatabaseService,
+  db: Pick<DatabaseService, 'read'>,
   options: { messagesDeleted?: boolean } = {},
 ): Promise<string[]> {
   // Deleting a message leaves last_updated_at where it was: it may then be later than the newest
@@ -50,4 +52,9 @@ export async function invariantViolations(
     ...miscounted.map((s) => `wrong message_count on session ${s.id}`),
     ...stale.map((s) => `last_updated_at is not the newest message's timestamp on session ${s.id}`),
   ];
+}
+
+/** Reads through a DataSource of its own (e.g. on the file or schema a server child is using). */
+export function readerOf(dataSource: DataSource): Pick<DatabaseService, 'read'> {
+  return { read: (work) => work(dataSource.manager) };
 }

@@ -28,11 +28,21 @@ export interface Exited {
   stderr: string;
 }
 
+/** Which user the child runs as (tests that need permissions to bite even when run as root). */
+export interface RunAs {
+  uid?: number;
+  gid?: number;
+}
+
 /** Runs the built server with `env` (on top of a clean, quiet default) until it exits by itself. */
-export function runServerToExit(env: Record<string, string>, timeoutMs = 20_000): Promise<Exited> {
+export function runServerToExit(
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+  runAs: RunAs = {},
+): Promise<Exited> {
   assertBuilt();
   return new Promise((resolve, reject) => {
-    const child = spawnServer(env);
+    const child = spawnServer(env, runAs);
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -48,12 +58,13 @@ export function runServerToExit(env: Record<string, string>, timeoutMs = 20_000)
   });
 }
 
-export function spawnServer(env: Record<string, string>): ChildProcess {
+export function spawnServer(env: Record<string, string>, runAs: RunAs = {}): ChildProcess {
   assertBuilt();
   return spawn(process.execPath, [MAIN], {
     cwd: join(__dirname, '..', '..'),
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...runAs,
   });
 }
 
@@ -71,26 +82,64 @@ export async function waitUntilReady(base: string, timeoutMs = 20_000): Promise<
   }
 }
 
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface RunningServer {
+  base: string;
+  child: ChildProcess;
+  /** Everything the server has written to stderr so far. */
+  stderr(): string;
+  /** SIGTERM (a graceful stop), then waits for the exit. */
+  stop(): Promise<ExitStatus>;
+  /** SIGKILL (a crash: no shutdown code runs), then waits for the exit. */
+  kill(): Promise<ExitStatus>;
+}
+
+/** Every server child still running, so a failing test cannot leave one behind (see cleanup.ts). */
+const running = new Set<ChildProcess>();
+
+function exitOf(child: ChildProcess): Promise<ExitStatus> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  }
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+}
+
 /** Starts the built server on a free port and waits until it is ready. */
-export async function startServer(
-  env: Record<string, string>,
-): Promise<{ base: string; child: ChildProcess; stop(): Promise<void> }> {
+export async function startServer(env: Record<string, string>): Promise<RunningServer> {
   const port = await freePort();
   const child = spawnServer({ PORT: String(port), HOST: '127.0.0.1', ...env });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout?.resume();
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitUntilReady(base);
   } catch (error) {
     child.kill('SIGKILL');
+    await exitOf(child);
     throw new Error(`${(error as Error).message}; stderr: ${stderr}`);
   }
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    });
-  return { base, child, stop };
+  const signal = (name: NodeJS.Signals) => () => {
+    const exited = exitOf(child);
+    child.kill(name);
+    return exited;
+  };
+  return { base, child, stderr: () => stderr, stop: signal('SIGTERM'), kill: signal('SIGKILL') };
+}
+
+/** Kills every server child a test left running. */
+export async function killServers(): Promise<void> {
+  await Promise.all(
+    [...running].map((child) => {
+      const exited = exitOf(child);
+      child.kill('SIGKILL');
+      return exited;
+    }),
+  );
 }

@@ -4,6 +4,7 @@ import { OwnersApiKeysIdempotency1795568400000 } from './1795568400000-owners-ap
 import { SessionCounts1795570200000 } from './1795570200000-session-counts';
 import { SearchIndex1795575600000 } from './1795575600000-search-index';
 import { ExportOrder1795579200000 } from './1795579200000-export-order';
+import { PinnedIndexes1795579200001 } from './1795579200001-pinned-indexes';
 
 /** Every migration, oldest first. Listed explicitly so the app, the CLI and the tests run the same set. */
 export const migrations = [
@@ -13,4 +14,5 @@ export const migrations = [
   SessionCounts1795570200000,
   SearchIndex1795575600000,
   ExportOrder1795579200000,
+  PinnedIndexes1795579200001,
 ];

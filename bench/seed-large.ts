@@ -1,0 +1,407 @@
+/**
+ * `npm run seed:large`: fills a database with a large, realistic data set by bulk inserts (not the
+ * API), fast enough to make a million-message store in well under a minute.
+ *
+ * The schema comes from the service's own migrations. The data keeps every invariant the service
+ * keeps (message_count, last_updated_at = newest message, timestamps increasing within a session)
+ * and looks like a real store: message counts per session vary (exponentially distributed), the
+ * messages of all sessions are interleaved in time (so one session's rows are spread over the whole
+ * table, as they are after months of use), contents of 20–600 characters, metadata on some
+ * assistant messages, some sessions archived, pinned or tagged. Besides the bulk, three sessions the
+ * benchmark uses, found by name: a 200-message history, an empty session that takes appends, and a
+ * deep history (1,000,000 messages by default) for paging deep by cursor and by skip.
+ *
+ * Options (flags, or the environment variable in brackets):
+ *   --database-url [SEED_DATABASE_URL]  default sqlite:./data/large.sqlite; postgres://… works too
+ *   --sessions     [SEED_SESSIONS]      bulk sessions (default 100,000)
+ *   --messages     [SEED_MESSAGES]      messages spread over them (default 1,000,000)
+ *   --deep         [SEED_DEEP]          messages of the deep-history session (default 1,000,000; 0 = none)
+ *   --seed         [SEED_SEED]          the pseudo-random seed (default 1): same seed, same data
+ * It refuses a database that already holds sessions.
+ */
+import { recountSessions } from './recount';
+import Database from 'better-sqlite3';
+import { statSync } from 'node:fs';
+import { Client } from 'pg';
+import { DataSource } from 'typeorm';
+import { validateEnv } from '../src/config/env.validation';
+import { buildDataSourceOptions } from '../src/database/database.options';
+import { Args } from './args';
+import { seededRandom } from './random';
+
+export const FIXTURE_NAMES = {
+  history: 'Benchmark: 200-message history',
+  writes: 'Benchmark: appends',
+  deep: 'Benchmark: deep history',
+} as const;
+
+export const HISTORY_MESSAGES = 200;
+
+export interface LargeSeedOptions {
+  sessions: number;
+  messages: number;
+  deepMessages: number;
+  seed: number;
+}
+
+export const LARGE_DEFAULTS: LargeSeedOptions = {
+  sessions: 100_000,
+  messages: 1_000_000,
+  deepMessages: 1_000_000,
+  seed: 1,
+};
+
+export interface SeedResult {
+  sessions: number;
+  messages: number;
+  seconds: number;
+}
+
+interface SessionPlan {
+  id: string;
+  name: string;
+  createdAt: number;
+  lastUpdatedAt: number;
+  messageCount: number;
+  ragDocumentIds: string | null;
+  metadataTags: string | null;
+  archived: boolean;
+  pinned: boolean;
+}
+
+interface MessageRow {
+  sessionId: string;
+  timestamp: number;
+  role: string;
+  content: string;
+  metadata: string | null;
+}
+
+const DAY_MS = 86_400_000;
+
+const TOPICS = [
+  'Trip planning',
+  'Quarterly report',
+  'Recipe ideas',
+  'Bug triage',
+  'Learning Rust',
+  'Gift ideas',
+  'Interview prep',
+  'Garden layout',
+];
+
+const SENTENCES = [
+  'Can you summarise the main differences between optimistic and pessimistic locking?',
+  'Optimistic locking assumes conflicts are rare: it reads freely and checks a version at write time.',
+  'What would a good itinerary for three days in Lisbon look like?',
+  'Start in Alfama, take tram 28 up to the castle, and keep the evening for Bairro Alto.',
+  'Here is the stack trace from the failing job; the error starts after the retry.',
+  'The retry reuses a closed connection, so the second attempt fails the same way.',
+  'Ünïcödé and emoji 🙂 appear in real conversations too.',
+  'Please rewrite this paragraph to be shorter and friendlier.',
+];
+
+/** A version-4 UUID from the seeded sequence, so the same seed makes the same ids. */
+function uuid(random: () => number): string {
+  const hex = Array.from({ length: 32 }, () => Math.floor(random() * 16).toString(16));
+  hex[12] = '4';
+  hex[16] = (8 + Math.floor(random() * 4)).toString(16);
+  const s = hex.join('');
+  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
+}
+
+function content(random: () => number): string {
+  const length = 20 + Math.floor(random() * random() * 580);
+  let text = '';
+  while (text.length < length) text += `${SENTENCES[Math.floor(random() * SENTENCES.length)]} `;
+  // Never cut a surrogate pair (the emoji) in half.
+  const end = /[\ud800-\udbff]/.test(text[length - 1]) ? length - 1 : length;
+  return text.slice(0, end).trimEnd();
+}
+
+/**
+ * The whole data set as a plan: sessions (inserted first, for the foreign key) and a generator of
+ * message rows in global time order, so ids and timestamps rise together, as in a live store.
+ */
+function plan(options: LargeSeedOptions, now: number) {
+  const random = seededRandom(options.seed);
+  const counts: number[] = [];
+  const mean = options.sessions > 0 ? options.messages / options.sessions : 0;
+  let assigned = 0;
+  for (let i = 0; i < options.sessions; i++) {
+    const count = Math.floor(-Math.log(1 - random()) * mean);
+    counts.push(count);
+    assigned += count;
+  }
+  // Make the total exact: trim or top up a few sessions at a time.
+  for (let i = 0; assigned !== options.messages && options.sessions > 0; i++) {
+    const index = i % options.sessions;
+    if (assigned > options.messages && counts[index] > 0) {
+      counts[index]--;
+      assigned--;
+    } else if (assigned < options.messages) {
+      counts[index]++;
+      assigned++;
+    }
+  }
+  const fixtures = [
+    { name: FIXTURE_NAMES.history, count: HISTORY_MESSAGES },
+    { name: FIXTURE_NAMES.writes, count: 0 },
+    ...(options.deepMessages > 0
+      ? [{ name: FIXTURE_NAMES.deep, count: options.deepMessages }]
+      : []),
+  ];
+  counts.push(...fixtures.map((f) => f.count));
+
+  const sessions: SessionPlan[] = counts.map((count, i) => {
+    const fixture = fixtures[i - options.sessions];
+    const tagged = random() < 0.2;
+    return {
+      id: uuid(random),
+      name: fixture?.name ?? `${TOPICS[i % TOPICS.length]} #${i}`,
+      createdAt: 0,
+      lastUpdatedAt: 0,
+      messageCount: count,
+      ragDocumentIds: random() < 0.3 ? JSON.stringify([`doc-${i}`, 'handbook']) : null,
+      metadataTags: tagged
+        ? JSON.stringify({ project: TOPICS[i % TOPICS.length], lang: 'en' })
+        : null,
+      archived: !fixture && random() < 0.1,
+      pinned: !fixture && random() < 0.02,
+    };
+  });
+
+  // Which session each message belongs to, in time order: every session's messages, shuffled.
+  const total = counts.reduce((a, b) => a + b, 0);
+  const owner = new Int32Array(total);
+  let k = 0;
+  counts.forEach((count, s) => owner.fill(s, k, (k += count)));
+  for (let i = total - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [owner[i], owner[j]] = [owner[j], owner[i]];
+  }
+  // Timestamps: strictly increasing over the last 300 days, so within each session too.
+  const start = now - 300 * DAY_MS;
+  const step = Math.max(1, Math.floor((299 * DAY_MS) / Math.max(1, total)));
+  const firstSeen = new Float64Array(sessions.length).fill(NaN);
+  for (let m = 0; m < total; m++) {
+    const s = owner[m];
+    const timestamp = start + m * step;
+    if (Number.isNaN(firstSeen[s])) firstSeen[s] = timestamp;
+    sessions[s].lastUpdatedAt = timestamp;
+  }
+  sessions.forEach((session, s) => {
+    const before = Math.floor(random() * 3_600_000);
+    session.createdAt = Number.isNaN(firstSeen[s])
+      ? start + Math.floor(random() * 299 * DAY_MS)
+      : firstSeen[s] - before;
+    if (Number.isNaN(firstSeen[s])) session.lastUpdatedAt = session.createdAt;
+  });
+
+  function* messages(): Generator<MessageRow> {
+    const sent = new Int32Array(sessions.length);
+    const text = seededRandom(options.seed + 1);
+    for (let m = 0; m < total; m++) {
+      const s = owner[m];
+      const assistant = sent[s]++ % 2 === 1;
+      yield {
+        sessionId: sessions[s].id,
+        timestamp: start + m * step,
+        role: sent[s] === 1 && text() < 0.1 ? 'system' : assistant ? 'assistant' : 'user',
+        content: content(text),
+        metadata:
+          assistant && text() < 0.5
+            ? JSON.stringify({ model: 'default', tokens: Math.floor(text() * 900) })
+            : null,
+      };
+    }
+  }
+  return { sessions, messages, total };
+}
+
+async function migrate(databaseUrl: string): Promise<void> {
+  const dataSource = new DataSource(
+    buildDataSourceOptions(validateEnv({ DATABASE_URL: databaseUrl })),
+  );
+  await dataSource.initialize();
+  try {
+    await dataSource.runMigrations();
+    const [{ n }]: { n: number | string }[] = await dataSource.query(
+      `SELECT COUNT(*) AS "n" FROM "sessions"`,
+    );
+    if (Number(n) > 0)
+      throw new Error(`the database already holds ${n} sessions; seed an empty one`);
+  } finally {
+    await dataSource.destroy();
+  }
+}
+
+const SQLITE_BATCH = 50_000;
+
+function seedSqlite(path: string, data: ReturnType<typeof plan>, progress: (line: string) => void) {
+  const db = new Database(path);
+  try {
+    // A bulk load into a fresh file: nothing to lose if it dies half-way, so no fsync per batch.
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = OFF');
+    db.pragma('cache_size = -262144');
+    const insertSession = db.prepare(
+      `INSERT INTO "sessions" ("id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned")
+       VALUES (?, ?, ?, ?, 'default', ?, ?, ?, ?, ?)`,
+    );
+    const insertMessage = db.prepare(
+      `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata") VALUES (?, ?, ?, ?, ?)`,
+    );
+    db.transaction(() => {
+      for (const s of data.sessions) {
+        insertSession.run(
+          s.id,
+          s.name,
+          s.createdAt,
+          s.lastUpdatedAt,
+          s.ragDocumentIds,
+          s.metadataTags,
+          s.messageCount,
+          s.archived ? 1 : 0,
+          s.pinned ? 1 : 0,
+        );
+      }
+    })();
+    const batch: MessageRow[] = [];
+    const flush = db.transaction(() => {
+      for (const m of batch)
+        insertMessage.run(m.sessionId, m.timestamp, m.role, m.content, m.metadata);
+    });
+    let done = 0;
+    for (const message of data.messages()) {
+      batch.push(message);
+      if (batch.length === SQLITE_BATCH) {
+        flush();
+        done += batch.length;
+        batch.length = 0;
+        if (done % 500_000 === 0) progress(`${done.toLocaleString('en')} messages`);
+      }
+    }
+    flush();
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  } finally {
+    db.close();
+  }
+}
+
+const POSTGRES_BATCH = 5_000;
+
+async function seedPostgres(
+  url: string,
+  data: ReturnType<typeof plan>,
+  progress: (line: string) => void,
+) {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('SET synchronous_commit = off');
+    for (let i = 0; i < data.sessions.length; i += POSTGRES_BATCH) {
+      const rows = data.sessions.slice(i, i + POSTGRES_BATCH);
+      await client.query(
+        `INSERT INTO "sessions" ("id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned")
+         SELECT id, name, created_at, last_updated_at, 'default', rag, tags, count, archived, pinned
+         FROM unnest($1::varchar[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::boolean[], $9::boolean[])
+           AS t(id, name, created_at, last_updated_at, rag, tags, count, archived, pinned)`,
+        [
+          rows.map((s) => s.id),
+          rows.map((s) => s.name),
+          rows.map((s) => s.createdAt),
+          rows.map((s) => s.lastUpdatedAt),
+          rows.map((s) => s.ragDocumentIds),
+          rows.map((s) => s.metadataTags),
+          rows.map((s) => s.messageCount),
+          rows.map((s) => s.archived),
+          rows.map((s) => s.pinned),
+        ],
+      );
+    }
+    const batch: MessageRow[] = [];
+    const flush = () =>
+      client.query(
+        `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata")
+         SELECT * FROM unnest($1::varchar[], $2::bigint[], $3::varchar[], $4::text[], $5::text[])`,
+        [
+          batch.map((m) => m.sessionId),
+          batch.map((m) => m.timestamp),
+          batch.map((m) => m.role),
+          batch.map((m) => m.content),
+          batch.map((m) => m.metadata),
+        ],
+      );
+    let done = 0;
+    for (const message of data.messages()) {
+      batch.push(message);
+      if (batch.length === POSTGRES_BATCH) {
+        await flush();
+        done += batch.length;
+        batch.length = 0;
+        if (done % 500_000 === 0) progress(`${done.toLocaleString('en')} messages`);
+      }
+    }
+    if (batch.length > 0) await flush();
+    // Fresh statistics, as autovacuum would gather them shortly after a load this size.
+    await client.query('ANALYZE "sessions"');
+    await client.query('ANALYZE "chat_messages"');
+  } finally {
+    await client.end();
+  }
+}
+
+/** Seeds an empty database (migrating it first); `databaseUrl` as DATABASE_URL. */
+export async function seedLarge(
+  databaseUrl: string,
+  options: LargeSeedOptions = LARGE_DEFAULTS,
+  progress: (line: string) => void = () => {},
+): Promise<SeedResult> {
+  const started = Date.now();
+  await migrate(databaseUrl);
+  const data = plan(options, Date.now());
+  const target = validateEnv({ DATABASE_URL: databaseUrl }).DATABASE;
+  if (target.type === 'sqlite') seedSqlite(target.path, data, progress);
+  else await seedPostgres(target.url, data, progress);
+  await recountSessions(databaseUrl);
+  return {
+    sessions: data.sessions.length,
+    messages: data.total,
+    seconds: (Date.now() - started) / 1000,
+  };
+}
+
+async function main(): Promise<void> {
+  const args = new Args();
+  const databaseUrl =
+    args.text('--database-url', 'SEED_DATABASE_URL') ?? 'sqlite:./data/large.sqlite';
+  const options: LargeSeedOptions = {
+    sessions: args.integer('--sessions', 'SEED_SESSIONS', LARGE_DEFAULTS.sessions),
+    messages: args.integer('--messages', 'SEED_MESSAGES', LARGE_DEFAULTS.messages),
+    deepMessages: args.integer('--deep', 'SEED_DEEP', LARGE_DEFAULTS.deepMessages),
+    seed: args.integer('--seed', 'SEED_SEED', LARGE_DEFAULTS.seed),
+  };
+  args.rejectUnknown();
+  const result = await seedLarge(databaseUrl, options, (line) =>
+    process.stderr.write(`  ${line}\n`),
+  );
+  const target = validateEnv({ DATABASE_URL: databaseUrl }).DATABASE;
+  const size =
+    target.type === 'sqlite'
+      ? `, ${(statSync(target.path).size / 2 ** 20).toFixed(0)} MiB on disk`
+      : '';
+  console.log(
+    `seeded ${result.sessions.toLocaleString('en')} sessions and ${result.messages.toLocaleString('en')} messages ` +
+      `in ${result.seconds.toFixed(1)} s (${Math.round(result.messages / result.seconds).toLocaleString('en')} messages/s)${size}`,
+  );
+}
+
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    process.stderr.write(
+      `seed:large failed: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  });
+}
