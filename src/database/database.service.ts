@@ -126,6 +126,7 @@ export class DatabaseService implements OnApplicationShutdown {
    * for it, as SQLite has a single writer; reads go on meanwhile on the main connection and see the
    * last committed state (WAL), never the bulk write in progress. An in-memory database cannot be
    * opened twice, so there this is `write` (reads wait too). PostgreSQL: `write`.
+   * `work` must use only the manager it is given: another `write` from inside it would wait for it.
    */
   bulkWrite<T>(work: Work<T>): Promise<T> {
     const options = this.dataSource.options;
