@@ -2,9 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
+import { seededRandom } from '../bench/random';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { invariantViolations, readerOf } from './helpers/invariants';
-import { seededRandom } from '../bench/random';
 import { RunningServer, startServer } from './helpers/server-process';
 
 /**
@@ -128,9 +128,10 @@ async function worker(
       if (reply?.status === 201) {
         ledger.acknowledged.set(tag, reply.body);
         ledger.writes++;
-      } else if (reply && !(reply.status === 404 && ledger.deleted.has(sessionId))) {
+      } else if (reply) {
         // 404 is right for a session deleted meanwhile; anything else is not.
-        if (!(reply.status === 404 && ledger.deleting.has(sessionId)))
+        const gone = ledger.deleted.has(sessionId) || ledger.deleting.has(sessionId);
+        if (reply.status !== 404 || !gone)
           ledger.unexpected.push(`POST message ${tag}: ${reply.status}`);
       }
     }
