@@ -329,9 +329,11 @@ async function run(options: Options, tmp: string): Promise<number> {
   progress('timing the list statements straight on each database');
   const sqlRows: string[][] = [];
   const ORDER = `ORDER BY "last_updated_at" DESC, "created_at" DESC, "id" DESC LIMIT 50 OFFSET 0`;
+  // The statements the service runs: scoped by owner (`local` without authentication), the total
+  // read from session_counts.
   for (const [list, where, params] of [
-    ['default list', `"archived" = ?`, [false]],
-    ['pinned list', `"archived" = ? AND "pinned" = ?`, [false, true]],
+    ['default list', `"owner_id" = ? AND "archived" = ?`, ['local', false]],
+    ['pinned list', `"owner_id" = ? AND "archived" = ? AND "pinned" = ?`, ['local', false, true]],
   ] as const) {
     for (const [label, url] of [
       ['small', smallUrl],
@@ -342,7 +344,7 @@ async function run(options: Options, tmp: string): Promise<number> {
       ]);
       const count = await timeStatement(
         url,
-        `SELECT COUNT(*) AS "total" FROM "sessions" WHERE ${where}`,
+        `SELECT COALESCE(SUM("n"), 0) AS "total" FROM "session_counts" WHERE ${where}`,
         [...params],
       );
       sqlRows.push([
