@@ -26,15 +26,15 @@
  *                                     without it the large database is seeded first (~1 min)
  */
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { validateEnv } from '../src/config/env.validation';
 import { Args } from './args';
 import { fire, get, measurement, type Measurement, post, problemsOf } from './load';
-import { benchSchema, dropBenchSchemas } from './postgres';
-import { assertAlive, killAllNow, peakRssMiB, stop, stopAll } from './processes';
+import { benchSchema } from './postgres';
+import { runBenchScript } from './script';
+import { assertAlive, peakRssMiB, stop } from './processes';
 import { formatMiB } from './report';
 import { FIXTURE_NAMES, LARGE_DEFAULTS, type LargeSeedOptions, seedLarge } from './seed-large';
 import { ensureBuilt, type Server, startOurServer } from './servers';
@@ -409,27 +409,4 @@ async function run(options: Options, tmp: string): Promise<number> {
   return 1;
 }
 
-async function main(): Promise<void> {
-  const tmp = mkdtempSync(join(tmpdir(), 'chat-bench-large-'));
-  const cleanUp = async () => {
-    await stopAll();
-    await dropBenchSchemas();
-    rmSync(tmp, { recursive: true, force: true });
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
-  }
-  process.on('exit', killAllNow);
-  try {
-    process.exitCode = await run(readOptions(), tmp);
-  } catch (error) {
-    process.stderr.write(
-      `bench:large failed: ${error instanceof Error ? error.message : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  } finally {
-    await cleanUp();
-  }
-}
-
-void main();
+runBenchScript('bench:large', (tmp) => run(readOptions(), tmp));

@@ -20,16 +20,15 @@
  * Results go to stdout, progress and the servers' own output to stderr. The exit code is non-zero
  * when any round (warm-up included) saw a connection error, a timeout or a non-2xx answer.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BenchConfig, readConfig } from './config';
 import { fire, measurement, type Measurement, problemsOf } from './load';
-import { assertAlive, killAllNow, peakRssMiB, stopAll } from './processes';
+import { runBenchScript } from './script';
+import { assertAlive, peakRssMiB } from './processes';
 import { formatMiB, machineInfo, type Row, table, targetNote } from './report';
 import { SCENARIOS, type Scenario } from './scenarios';
 import { type Fixture, seed, sessionCount } from './seed';
-import { benchSchema, dropBenchSchemas } from './postgres';
+import { benchSchema } from './postgres';
 import { ensureBuilt, type Server, serverEntry, startBaseline, startOurServer } from './servers';
 
 interface Target {
@@ -121,30 +120,4 @@ async function run(config: BenchConfig, tmp: string): Promise<number> {
   return 1;
 }
 
-async function main(): Promise<void> {
-  const tmp = mkdtempSync(join(tmpdir(), 'chat-bench-'));
-  const cleanUp = async () => {
-    await stopAll();
-    await dropBenchSchemas();
-    rmSync(tmp, { recursive: true, force: true });
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      progress(`${signal}: stopping the servers`);
-      void cleanUp().finally(() => process.exit(130));
-    });
-  }
-  process.on('exit', killAllNow);
-  try {
-    process.exitCode = await run(readConfig(), tmp);
-  } catch (error) {
-    process.stderr.write(
-      `bench failed: ${error instanceof Error ? error.message : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  } finally {
-    await cleanUp();
-  }
-}
-
-void main();
+runBenchScript('bench', (tmp) => run(readConfig(), tmp));

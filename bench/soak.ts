@@ -19,8 +19,8 @@
  * 10 % above the first half's), the invariants do not hold or the server did not stop cleanly.
  */
 import autocannon from 'autocannon';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
@@ -28,8 +28,9 @@ import { buildDataSourceOptions } from '../src/database/database.options';
 import { invariantViolations, readerOf } from '../test/helpers/invariants';
 import { Args } from './args';
 import { fire, problemsOf } from './load';
-import { benchSchema, dropBenchSchemas } from './postgres';
-import { assertAlive, exited, killAllNow, stopAll } from './processes';
+import { benchSchema } from './postgres';
+import { runBenchScript } from './script';
+import { assertAlive, exited } from './processes';
 import { seededRandom } from './random';
 import { ensureBuilt, startOurServer } from './servers';
 
@@ -290,27 +291,4 @@ async function run(options: Options, tmp: string): Promise<number> {
   return errors === 0 && violations.length === 0 && exitCode === 0 && growth <= 10 ? 0 : 1;
 }
 
-async function main(): Promise<void> {
-  const tmp = mkdtempSync(join(tmpdir(), 'chat-soak-'));
-  const cleanUp = async () => {
-    await stopAll();
-    await dropBenchSchemas();
-    rmSync(tmp, { recursive: true, force: true });
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
-  }
-  process.on('exit', killAllNow);
-  try {
-    process.exitCode = await run(readOptions(), tmp);
-  } catch (error) {
-    process.stderr.write(
-      `soak failed: ${error instanceof Error ? error.message : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  } finally {
-    await cleanUp();
-  }
-}
-
-void main();
+runBenchScript('soak', (tmp) => run(readOptions(), tmp));

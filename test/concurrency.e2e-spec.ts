@@ -1,11 +1,7 @@
 import { freshDatabaseUrl } from './helpers/database-target';
+import { callJson, type JsonReply } from './helpers/http';
 import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 import { invariantViolations } from './helpers/invariants';
-
-interface Reply {
-  status: number;
-  body: { id?: number | string; session_id?: string; timestamp?: string; message_count?: number };
-}
 
 /** Hundreds of real HTTP requests in flight at once against a listening server. */
 describe('Concurrency (e2e)', () => {
@@ -20,15 +16,7 @@ describe('Concurrency (e2e)', () => {
   afterAll(() => t.close());
   beforeEach(() => resetDatabase(t.db));
 
-  async function call(method: string, path: string, body?: unknown): Promise<Reply> {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : {} };
-  }
+  const call = (method: string, path: string, body?: unknown) => callJson(base, method, path, body);
 
   async function createSessions(n: number): Promise<string[]> {
     const replies = await Promise.all(
@@ -86,7 +74,7 @@ describe('Concurrency (e2e)', () => {
   it('races appends against deletes: every 201 is stored unless its session was deleted, never an orphan', async () => {
     const sessions = await createSessions(10);
     const doomed = new Set(sessions.slice(0, 5));
-    const work: Promise<{ kind: 'append' | 'delete'; session: string; reply: Reply }>[] = [];
+    const work: Promise<{ kind: 'append' | 'delete'; session: string; reply: JsonReply }>[] = [];
     for (let i = 0; i < 300; i++) {
       const session = sessions[i % 10];
       work.push(
@@ -140,7 +128,7 @@ describe('Concurrency (e2e)', () => {
 
   it('keeps X-Total-Count exact under concurrent creates, deletes, archives and pins', async () => {
     const sessions = await createSessions(40);
-    const work: Promise<Reply>[] = [];
+    const work: Promise<JsonReply>[] = [];
     for (let i = 0; i < 200; i++) {
       const id = sessions[i % sessions.length];
       if (i % 10 === 3) work.push(call('DELETE', `/api/v1/sessions/${id}`));

@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { callJson } from './helpers/http';
 import { invariantViolations } from './helpers/invariants';
 import type { DatabaseService } from '../src/database/database.service';
 import { freshDatabaseUrl } from './helpers/database-target';
@@ -298,19 +299,7 @@ describe('Message management under concurrency (e2e)', () => {
   afterAll(() => t.close());
   beforeEach(() => resetDatabase(t.db));
 
-  async function call(
-    method: string,
-    path: string,
-    body?: unknown,
-  ): Promise<{ status: number; body: { id?: number | string } }> {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : {} };
-  }
+  const call = (method: string, path: string, body?: unknown) => callJson(base, method, path, body);
 
   async function seed(sessions: number, perSession: number): Promise<[string, number[]][]> {
     const ids = await Promise.all(

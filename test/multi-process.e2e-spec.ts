@@ -2,22 +2,8 @@ import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
+import { callJson, type JsonReply } from './helpers/http';
 import { startServer } from './helpers/server-process';
-
-interface Reply {
-  status: number;
-  body: { id?: string | number };
-}
-
-async function call(base: string, method: string, path: string, body?: unknown): Promise<Reply> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? (JSON.parse(text) as Reply['body']) : {} };
-}
 
 /**
  * Two real server processes on one PostgreSQL database (SQLite is single-process by design):
@@ -55,15 +41,17 @@ async function call(base: string, method: string, path: string, body?: unknown):
       const [a, b] = servers.map((s) => s.base);
       const sessions: string[] = [];
       for (let i = 0; i < 12; i++) {
-        sessions.push(String((await call(i % 2 ? a : b, 'POST', '/api/v1/sessions', {})).body.id));
+        sessions.push(
+          String((await callJson(i % 2 ? a : b, 'POST', '/api/v1/sessions', {})).body.id),
+        );
       }
       const doomed = new Set(sessions.slice(0, 4));
-      const work: Promise<{ session: string; kind: 'append' | 'delete'; reply: Reply }>[] = [];
+      const work: Promise<{ session: string; kind: 'append' | 'delete'; reply: JsonReply }>[] = [];
       for (let i = 0; i < 600; i++) {
         const session = sessions[i % sessions.length];
         const base = i % 2 ? a : b;
         work.push(
-          call(base, 'POST', `/api/v1/sessions/${session}/messages`, { content: `m${i}` }).then(
+          callJson(base, 'POST', `/api/v1/sessions/${session}/messages`, { content: `m${i}` }).then(
             (reply) => ({
               session,
               kind: 'append' as const,
@@ -74,7 +62,7 @@ async function call(base: string, method: string, path: string, body?: unknown):
         if (i % 150 === 75) {
           const victim = sessions[(i - 75) / 150];
           work.push(
-            call(i % 3 ? a : b, 'DELETE', `/api/v1/sessions/${victim}`).then((reply) => ({
+            callJson(i % 3 ? a : b, 'DELETE', `/api/v1/sessions/${victim}`).then((reply) => ({
               session: victim,
               kind: 'delete' as const,
               reply,
