@@ -144,14 +144,13 @@ describe('Start-up (e2e, built server)', () => {
 
 /**
  * Bad SQLite files and paths. Permissions do not bind root, so when the suite runs as root the
- * server runs as `nobody` for the permission cases.
+ * server runs without capabilities for the permission cases (see RunAs).
  */
 (onPostgres ? describe.skip : describe)(
   'Start-up on a bad SQLite file or path (e2e, built server)',
   () => {
     let dir: string;
-    const asRoot = process.getuid?.() === 0;
-    const unprivileged: RunAs = asRoot ? { uid: 65534, gid: 65534 } : {};
+    const unprivileged: RunAs = { withoutPrivileges: true };
 
     beforeEach(() => {
       dir = mkdtempSync(join(tmpdir(), 'chat-sessions-startup-'));

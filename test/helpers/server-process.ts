@@ -28,10 +28,13 @@ export interface Exited {
   stderr: string;
 }
 
-/** Which user the child runs as (tests that need permissions to bite even when run as root). */
+/**
+ * `withoutPrivileges`: file permissions bind the child even when the suite runs as root. Root keeps
+ * its uid (so it still reaches a checkout in a private folder, which `nobody` could not) but loses
+ * every capability, CAP_DAC_OVERRIDE included, through util-linux's `setpriv`.
+ */
 export interface RunAs {
-  uid?: number;
-  gid?: number;
+  withoutPrivileges?: boolean;
 }
 
 /** Runs the built server with `env` (on top of a clean, quiet default) until it exits by itself. */
@@ -60,11 +63,14 @@ export function runServerToExit(
 
 export function spawnServer(env: Record<string, string>, runAs: RunAs = {}): ChildProcess {
   assertBuilt();
-  return spawn(process.execPath, [MAIN], {
+  const dropCapabilities = runAs.withoutPrivileges === true && process.getuid?.() === 0;
+  const [command, args] = dropCapabilities
+    ? ['setpriv', ['--inh-caps=-all', '--bounding-set=-all', '--', process.execPath, MAIN]]
+    : [process.execPath, [MAIN]];
+  return spawn(command, args, {
     cwd: join(__dirname, '..', '..'),
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-    ...runAs,
   });
 }
 
