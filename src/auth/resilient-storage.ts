@@ -4,6 +4,14 @@ import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis'
 
 type Increment = Awaited<ReturnType<ThrottlerStorage['increment']>>;
 const WARN_EVERY_MS = 10_000;
+/**
+ * How long one rate-limit count may take. A healthy Redis answers in a millisecond; one that holds
+ * the connection but stops answering (paused, swapping, a runaway script) would otherwise hold
+ * every request, as ioredis waits for a reply forever.
+ */
+export const REDIS_COMMAND_TIMEOUT_MS = 500;
+/** After a failure, requests skip Redis this long rather than each waiting out the timeout. */
+export const REDIS_RETRY_AFTER_MS = 2000;
 
 /**
  * Rate-limit counters in Redis, shared by every process. When Redis does not answer, requests are
@@ -14,12 +22,14 @@ export class ResilientRedisStorage implements ThrottlerStorage, OnModuleDestroy 
   private readonly logger = new Logger('RateLimit');
   private readonly redis: ThrottlerStorageRedisService;
   private lastWarning = 0;
+  private skipUntil = 0;
 
   constructor(url: string) {
     this.redis = new ThrottlerStorageRedisService(url, {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: false,
       connectTimeout: 2000,
+      commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     });
     this.redis.redis.on('error', (error: Error) => this.warn(error));
   }
@@ -31,17 +41,20 @@ export class ResilientRedisStorage implements ThrottlerStorage, OnModuleDestroy 
     blockDuration: number,
     throttlerName: string,
   ): Promise<Increment> {
-    try {
-      return await this.redis.increment(key, ttl, limit, blockDuration, throttlerName);
-    } catch (error) {
-      this.warn(error as Error);
-      return {
-        totalHits: 0,
-        timeToExpire: Math.ceil(ttl / 1000),
-        isBlocked: false,
-        timeToBlockExpire: 0,
-      };
+    if (Date.now() >= this.skipUntil) {
+      try {
+        return await this.redis.increment(key, ttl, limit, blockDuration, throttlerName);
+      } catch (error) {
+        this.skipUntil = Date.now() + REDIS_RETRY_AFTER_MS;
+        this.warn(error as Error);
+      }
     }
+    return {
+      totalHits: 0,
+      timeToExpire: Math.ceil(ttl / 1000),
+      isBlocked: false,
+      timeToBlockExpire: 0,
+    };
   }
 
   onModuleDestroy(): void {

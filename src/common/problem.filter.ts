@@ -1,7 +1,46 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { Request, Response } from 'express';
+import { QueryFailedError } from 'typeorm';
+import { TransactionLostError } from '../database/database.service';
 import { instanceOf, problem, sendProblem } from './problem';
 import { ValidationProblemException } from './validation.pipe';
+
+/** Seconds a client is asked to wait before retrying after the database failed under it. */
+export const DATABASE_RETRY_AFTER_S = 5;
+
+/**
+ * The database failed for reasons of its own (no space, I/O, memory, lock timeouts, connection
+ * lost, statement timeout): the client did nothing wrong and may retry, so this is not a 500.
+ * A full disk is 507 Insufficient Storage, which says exactly that; the rest are 503. Neither
+ * detail names the driver's message, which can carry paths and addresses (it goes to the log).
+ */
+function databaseFailure(exception: unknown): { status: 503 | 507; detail: string } | undefined {
+  const unavailable = {
+    status: 503,
+    detail: 'The database could not complete the request; try again later.',
+  } as const;
+  if (exception instanceof TransactionLostError) return unavailable;
+  const code = codeOf(exception instanceof QueryFailedError ? exception.driverError : exception);
+  if (code === undefined) return undefined;
+  if (code === 'SQLITE_FULL' || code === '53100') {
+    return {
+      status: 507,
+      detail: 'The server has run out of storage space; nothing was saved. Try again later.',
+    };
+  }
+  const transient =
+    /^SQLITE_(IOERR|NOMEM|BUSY|LOCKED)/.test(code) ||
+    // PostgreSQL: insufficient resources, connection exceptions, shutdowns, statement timeout.
+    /^(53|08)/.test(code) ||
+    ['57P01', '57P02', '57P03', '57014'].includes(code) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code);
+  return transient ? unavailable : undefined;
+}
+
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
 
 function detailOf(exception: HttpException): string {
   const body = exception.getResponse();
@@ -30,6 +69,17 @@ export class ProblemFilter implements ExceptionFilter {
       const status = exception.getStatus();
       const errors = exception instanceof ValidationProblemException ? exception.errors : undefined;
       sendProblem(res, problem(status, detailOf(exception), instance, errors));
+      return;
+    }
+    const failure = databaseFailure(exception);
+    if (failure) {
+      this.logger.error(
+        `Database failure on ${req.method} ${instance} (answered ${failure.status}): ${
+          exception instanceof Error ? exception.stack : String(exception)
+        }`,
+      );
+      if (failure.status === 503) res.setHeader('Retry-After', DATABASE_RETRY_AFTER_S);
+      sendProblem(res, problem(failure.status, failure.detail, instance));
       return;
     }
     this.logger.error(

@@ -18,10 +18,13 @@ export function requestLogger(json: boolean): RequestHandler {
       typeof incoming === 'string' && VALID_REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.setHeader('X-Request-Id', requestId);
     res.on('close', () => {
+      // 'close' also fires when the client goes away first: then only what was really sent counts,
+      // no status at all if the headers never left (res.statusCode would still say 200).
+      const sent = res.headersSent;
       const entry = {
         method: req.method,
         path: instanceOf(req.originalUrl),
-        status: res.statusCode,
+        ...(sent ? { status: res.statusCode } : {}),
         duration_ms: Math.round(Number(process.hrtime.bigint() - start) / 1e4) / 100,
         request_id: requestId,
         ...(res.writableFinished ? {} : { aborted: true }),
@@ -29,7 +32,7 @@ export function requestLogger(json: boolean): RequestHandler {
       logger.log(
         json
           ? entry
-          : `${entry.method} ${entry.path} ${entry.status} ${entry.duration_ms}ms id=${requestId}` +
+          : `${entry.method} ${entry.path} ${entry.status ?? '-'} ${entry.duration_ms}ms id=${requestId}` +
               (entry.aborted ? ' (aborted)' : ''),
       );
     });

@@ -1,24 +1,70 @@
+import Database, { SqliteError } from 'better-sqlite3';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource, EntityManager } from 'typeorm';
 import { validateEnv } from '../config/env.validation';
 import { buildDataSourceOptions } from './database.options';
 import { DatabaseService, MAX_WRITES_PER_COMMIT } from './database.service';
 
-async function openDatabase(): Promise<DataSource> {
+async function openDatabase(path = ':memory:'): Promise<DataSource> {
   const dataSource = new DataSource(
-    buildDataSourceOptions(validateEnv({ DATABASE_URL: 'sqlite::memory:' })),
+    buildDataSourceOptions(validateEnv({ DATABASE_URL: `sqlite:${path}` })),
   );
   await dataSource.initialize();
   await dataSource.runMigrations();
   return dataSource;
 }
 
-function insertSession(manager: EntityManager, id: string): Promise<unknown> {
+function insertSession(manager: EntityManager, id: string, name = id): Promise<unknown> {
   return manager.query(
     `INSERT INTO "sessions" ("id", "name", "created_at", "last_updated_at", "message_count")
      VALUES (?, ?, 0, 0, 0)`,
-    [id, id],
+    [id, name],
   );
+}
+
+/**
+ * A name too big for a database capped two pages above its size. SQLite hits SQLITE_FULL while
+ * splitting b-tree pages, where it rolls back the whole transaction, not just the statement.
+ */
+const HUGE_NAME = 'x y '.repeat(2000);
+
+/** Lets the database grow by `pages` pages only (per connection), like a disk about to be full. */
+async function capDatabase(manager: EntityManager, pages: number): Promise<void> {
+  const [{ page_count }]: { page_count: number }[] = await manager.query('PRAGMA page_count');
+  await manager.query(`PRAGMA max_page_count = ${page_count + pages}`);
+}
+
+function codeOf(result: PromiseSettledResult<unknown>): string | undefined {
+  if (result.status === 'fulfilled') return 'fulfilled';
+  const error = result.reason as { code?: string; driverError?: { code?: string } };
+  return error.driverError?.code ?? error.code;
+}
+
+function queriesOf(dataSource: DataSource): string[] {
+  const queries: string[] = [];
+  const runner = dataSource.driver.createQueryRunner('master');
+  const query = runner.query.bind(runner);
+  jest.spyOn(runner, 'query').mockImplementation((sql: string, ...rest: unknown[]) => {
+    queries.push(sql);
+    return (query as (...args: unknown[]) => Promise<unknown>)(sql, ...rest);
+  });
+  return queries;
+}
+
+function transactionState(dataSource: DataSource) {
+  const runner = dataSource.driver.createQueryRunner('master') as unknown as {
+    isTransactionActive: boolean;
+    transactionDepth: number;
+  };
+  const connection = (dataSource.driver as unknown as { databaseConnection: Database.Database })
+    .databaseConnection;
+  return {
+    typeorm: { active: runner.isTransactionActive, depth: runner.transactionDepth },
+    sqlite: connection.inTransaction,
+  };
 }
 
 async function sessionIds(dataSource: DataSource): Promise<string[]> {
@@ -146,6 +192,64 @@ describe('DatabaseService on SQLite', () => {
     expect(await sessionIds(dataSource)).toEqual(['after']);
   });
 
+  it('fails only the write whose I/O error ended the transaction, and commits the others', async () => {
+    // A real I/O error makes SQLite roll the whole transaction back; this driver wrapper does the
+    // same for one statement, marked by a comment in its SQL.
+    const connection = (dataSource.driver as unknown as { databaseConnection: Database.Database })
+      .databaseConnection;
+    const prepare = connection.prepare.bind(connection);
+    jest.spyOn(connection, 'prepare').mockImplementation((sql: string) => {
+      const statement = prepare(sql);
+      if (!sql.includes('/* io-error */')) return statement;
+      return new Proxy(statement, {
+        get(target, property) {
+          if (property === 'run') {
+            return () => {
+              connection.exec('ROLLBACK');
+              throw new SqliteError('disk I/O error', 'SQLITE_IOERR_WRITE');
+            };
+          }
+          const value: unknown = Reflect.get(target, property);
+          return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+        },
+      });
+    });
+    const queries = queriesOf(dataSource);
+
+    const results = await Promise.allSettled([
+      db.write((m) => insertSession(m, 'a')),
+      db.write(async (m) => {
+        await insertSession(m, 'b');
+        throw new Error('refused by the service');
+      }),
+      db.write(async (m) => {
+        await insertSession(m, 'io');
+        await m.query(`UPDATE "sessions" SET "name" = 'x' /* io-error */`);
+      }),
+      db.write((m) => insertSession(m, 'c')),
+    ]);
+
+    expect(results.map(codeOf)).toEqual([
+      'fulfilled',
+      undefined,
+      'SQLITE_IOERR_WRITE',
+      'fulfilled',
+    ]);
+    expect((results[1] as PromiseRejectedResult).reason).toEqual(
+      new Error('refused by the service'),
+    );
+    expect(await sessionIds(dataSource)).toEqual(['a', 'c']);
+    // The survivors ran again in a second transaction, not in autocommit mode.
+    expect(queries.filter((q) => q === 'BEGIN TRANSACTION')).toHaveLength(2);
+    expect(queries.filter((q) => q === 'COMMIT')).toHaveLength(1);
+    expect(transactionState(dataSource)).toEqual({
+      typeorm: { active: false, depth: 0 },
+      sqlite: false,
+    });
+    await db.write((m) => insertSession(m, 'later'));
+    expect(await sessionIds(dataSource)).toEqual(['a', 'c', 'later']);
+  });
+
   it('control: the same overlapping workload on bare TypeORM transactions loses or breaks writes', async () => {
     const outcomes = await Promise.allSettled(
       Array.from({ length: 50 }, (_, i) =>
@@ -160,5 +264,73 @@ describe('DatabaseService on SQLite', () => {
     const stored = (await sessionIds(dataSource)).length;
     // 40 writes should succeed; sharing one connection, some fail or vanish after being acknowledged.
     expect(acknowledged !== 40 || stored !== 40).toBe(true);
+  });
+});
+
+describe('DatabaseService on a full SQLite file', () => {
+  let path: string;
+  let dataSource: DataSource;
+  let db: DatabaseService;
+
+  beforeEach(async () => {
+    path = join(tmpdir(), `database-service-full-${process.pid}-${Date.now()}.sqlite`);
+    dataSource = await openDatabase(path);
+    db = new DatabaseService(dataSource);
+    await insertSession(dataSource.manager, 'seed');
+  });
+  afterEach(async () => {
+    await db.onApplicationShutdown();
+    await dataSource.destroy();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+  });
+
+  it('rejects only the write that filled the disk, commits the rest of its batch, and recovers', async () => {
+    await capDatabase(dataSource.manager, 2);
+    const queries = queriesOf(dataSource);
+
+    const results = await Promise.allSettled([
+      db.write((m) => insertSession(m, 'a')),
+      db.write((m) => insertSession(m, 'huge', HUGE_NAME)),
+      db.write((m) => insertSession(m, 'c')),
+    ]);
+
+    expect(results.map(codeOf)).toEqual(['fulfilled', 'SQLITE_FULL', 'fulfilled']);
+    expect(await sessionIds(dataSource)).toEqual(['a', 'c', 'seed']);
+    // The error ended the transaction (not just the statement): a and c were committed by a
+    // second transaction.
+    expect(queries.filter((q) => q === 'BEGIN TRANSACTION')).toHaveLength(2);
+    expect(transactionState(dataSource)).toEqual({
+      typeorm: { active: false, depth: 0 },
+      sqlite: false,
+    });
+
+    await dataSource.query('PRAGMA max_page_count = 1000000');
+    await db.write((m) => insertSession(m, 'huge', HUGE_NAME));
+    expect(await sessionIds(dataSource)).toEqual(['a', 'c', 'huge', 'seed']);
+  });
+
+  it('leaves the bulk connection usable, and holding no lock, after a full disk', async () => {
+    const full = db.bulkWrite(async (m) => {
+      await capDatabase(m, 2);
+      await insertSession(m, 'bulk-huge', HUGE_NAME);
+    });
+    await expect(full).rejects.toMatchObject({ driverError: { code: 'SQLITE_FULL' } });
+    const failing = db.bulkWrite(async (m) => {
+      await insertSession(m, 'bulk-failed');
+      throw new Error('import refused');
+    });
+    await expect(failing).rejects.toThrow('import refused');
+
+    // Were a transaction still open on the bulk connection, this would wait for SQLite's busy
+    // timeout (5 s) and fail with SQLITE_BUSY.
+    const started = Date.now();
+    await db.write((m) => insertSession(m, 'main'));
+    expect(Date.now() - started).toBeLessThan(1000);
+
+    await db.bulkWrite(async (m) => {
+      await m.query('PRAGMA max_page_count = 1000000');
+      await insertSession(m, 'bulk-ok', HUGE_NAME);
+    });
+    expect(await sessionIds(dataSource)).toEqual(['bulk-ok', 'main', 'seed']);
   });
 });

@@ -1,7 +1,7 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Mutex } from 'async-mutex';
-import { DataSource, EntityManager } from 'typeorm';
+import { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { takeWriteHooks } from './write-hooks';
 
 type Work<T> = (manager: EntityManager) => Promise<T>;
@@ -144,7 +144,19 @@ export class DatabaseService implements OnApplicationShutdown {
           this.bulkSource = undefined;
           throw error;
         });
-      return (await this.bulkSource).transaction(withTakenHooks(work));
+      const source = await this.bulkSource;
+      try {
+        return await source.transaction(withTakenHooks(work));
+      } catch (error) {
+        // The same repair as after a group commit (see commitBatch): otherwise, after an error that
+        // ended the transaction, the next bulk write would run as a bare SAVEPOINT, and a failure
+        // there would leave a transaction open that holds SQLite's write lock for good.
+        await abandonTransaction(
+          source.driver.createQueryRunner('master'),
+          sqliteConnection(source),
+        );
+        throw error;
+      }
     });
   }
 
@@ -171,28 +183,89 @@ export class DatabaseService implements OnApplicationShutdown {
   }
 
   private async commitQueued(): Promise<void> {
-    const batch = this.queue.splice(0, MAX_WRITES_PER_COMMIT);
+    let batch = this.queue.splice(0, MAX_WRITES_PER_COMMIT);
     if (this.queue.length > 0) this.scheduleCommit();
+    // Each round settles at least one write, so this ends.
+    while (batch.length > 0) batch = await this.commitBatch(batch);
+  }
+
+  /**
+   * Commits `batch` in one transaction and settles its writes; returns the writes to run again.
+   *
+   * Some errors end the whole transaction rather than the statement: SQLite rolls everything back on
+   * an I/O error, on SQLITE_NOMEM, and on SQLITE_FULL when it strikes while pages are being
+   * rearranged. TypeORM does not notice (its ROLLBACK TO SAVEPOINT then fails, its depth stays up),
+   * and the next writes of the batch would run in autocommit mode, committed at once, while the
+   * batch's COMMIT fails and rejects them all. So after each write, SQLite's own `inTransaction`
+   * says whether the transaction survived. If not, the write that was running is rejected with its
+   * error, and the others, none of them settled yet, go again in a new transaction: their earlier
+   * run was rolled back, so running their work again cannot apply it twice.
+   */
+  private async commitBatch(batch: PendingWrite[]): Promise<PendingWrite[]> {
+    const runner = this.dataSource.driver.createQueryRunner('master');
+    const connection = sqliteConnection(this.dataSource);
     const outcomes: Outcome[] = [];
     try {
-      await this.dataSource.transaction(async (manager) => {
-        for (const pending of batch) {
-          try {
-            // A nested transaction on the same connection is a SAVEPOINT.
-            outcomes.push({ ok: true, value: await manager.transaction(pending.work) });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
-          }
+      await runner.startTransaction();
+      for (const [i, pending] of batch.entries()) {
+        let outcome: Outcome;
+        try {
+          // A nested transaction on the same connection is a SAVEPOINT.
+          outcome = { ok: true, value: await runner.manager.transaction(pending.work) };
+        } catch (error) {
+          outcome = { ok: false, error };
         }
-      });
+        if (!connection.inTransaction) {
+          await abandonTransaction(runner, connection);
+          pending.reject(outcome.ok ? new TransactionLostError() : outcome.error);
+          return batch.filter((_, j) => j !== i);
+        }
+        outcomes.push(outcome);
+      }
+      await runner.commitTransaction();
     } catch (error) {
+      // BEGIN or COMMIT failed: no write of the batch is stored.
+      await abandonTransaction(runner, connection);
       for (const pending of batch) pending.reject(error);
-      return;
+      return [];
     }
     batch.forEach((pending, i) => {
       const outcome = outcomes[i];
       if (outcome.ok) pending.resolve(outcome.value);
       else pending.reject(outcome.error);
     });
+    return [];
   }
+}
+
+/** A write whose transaction SQLite ended under it while it reported success. */
+export class TransactionLostError extends Error {
+  constructor() {
+    super('The transaction was rolled back by the database; the write was not stored.');
+    this.name = 'TransactionLostError';
+  }
+}
+
+interface SqliteConnection {
+  inTransaction: boolean;
+}
+
+function sqliteConnection(dataSource: DataSource): SqliteConnection {
+  return (dataSource.driver as unknown as { databaseConnection: SqliteConnection })
+    .databaseConnection;
+}
+
+/**
+ * Ends whatever transaction `runner` still has open and makes TypeORM's bookkeeping agree with
+ * SQLite: after SQLite rolled a transaction back by itself, TypeORM still counts it (and its
+ * savepoints) as open, and would turn the next BEGIN into a SAVEPOINT outside any transaction.
+ */
+async function abandonTransaction(
+  runner: QueryRunner,
+  connection: SqliteConnection,
+): Promise<void> {
+  if (connection.inTransaction) await runner.query('ROLLBACK').catch(() => undefined);
+  const state = runner as unknown as { isTransactionActive: boolean; transactionDepth: number };
+  state.isTransactionActive = false;
+  state.transactionDepth = 0;
 }
