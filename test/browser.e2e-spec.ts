@@ -33,13 +33,9 @@ async function openDocs(browser: Browser, server: RunningServer): Promise<[Page,
   page.on('requestfailed', (req) =>
     seen.problems.push(`request failed: ${req.url()} ${req.failure()?.errorText ?? ''}`),
   );
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (event) =>
-      console.error(
-        `Content Security Policy violation: ${event.violatedDirective} ${event.blockedURI}`,
-      ),
-    );
-  });
+  // Runs in the page, before its own scripts: every CSP violation becomes a console error.
+  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (event) =>
+    console.error('Content Security Policy violation: ' + event.violatedDirective + ' ' + event.blockedURI));`);
   await page.goto(`http://${BROWSER_HOST}:${port}/docs`, { waitUntil: 'load' });
   await page.locator('.opblock').first().waitFor({ timeout: 15_000 });
   return [page, seen];
@@ -112,6 +108,12 @@ describeOnce('Swagger console in Chromium (e2e)', () => {
       expect(await page.locator('.opblock').count()).toBe(16);
       expect(await page.locator('.opblock-summary-description').first().innerText()).toMatch(/\w/);
       expect(seen.problems).toEqual([]);
+      // The watch works: an inline script, which the policy forbids, is reported.
+      await page.evaluate(
+        "const s = document.createElement('script'); s.textContent = '1'; document.body.append(s);",
+      );
+      for (let i = 0; i < 20 && !seen.problems.length; i++) await page.waitForTimeout(50);
+      expect(seen.problems.join('\n')).toMatch(/Content Security Policy/);
       await page.close();
     });
 
