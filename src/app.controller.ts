@@ -1,6 +1,6 @@
 import { Controller, Get } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
-import { ApiOkResponse, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { ApiProblems } from './common/problem.dto';
 import type { Env } from './config/env.validation';
 
@@ -25,7 +25,12 @@ export class AppController {
   }
 
   @Get()
-  @ApiOkResponse({ type: StatusDto })
+  @ApiOperation({
+    summary: 'Service status',
+    description:
+      'Answers while the process runs: a welcome line with APP_NAME, `status: "running"` and the server time. Needs no API key.',
+  })
+  @ApiOkResponse({ type: StatusDto, description: 'The service is running.' })
   @ApiProblems()
   status(): StatusDto {
     return { message: this.welcome, status: 'running', timestamp: new Date().toISOString() };

@@ -1,14 +1,13 @@
 import { ConfigService } from '@nestjs/config';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import helmet from 'helmet';
 import { IncomingMessage, Server, ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { bodyErrorHandler, importBody, jsonBody } from './common/body-parsing';
-import { applyRequestBodies, closeRequestBodies } from './common/openapi';
 import { TOTAL_COUNT_HEADER } from './common/pagination';
 import { instanceOf, problem } from './common/problem';
 import { requestLogger } from './common/request-logger';
+import { securityHeaders } from './common/security-headers';
+import { setupSwagger } from './common/swagger';
 import type { Env } from './config/env.validation';
 import { createLogger } from './logger';
 
@@ -32,7 +31,7 @@ export function configureApp(app: NestExpressApplication): NestExpressApplicatio
   // No ETags: the contract has no conditional requests, and hashing every body costs throughput.
   app.set('etag', false);
   app.use(requestLogger(nodeEnv === 'production'));
-  app.use(helmet());
+  app.use(securityHeaders(config.get('BEHIND_HTTPS', { infer: true })));
   const origins = config.get('CORS_ORIGINS', { infer: true });
   if (origins.length > 0) {
     app.enableCors({
@@ -45,26 +44,7 @@ export function configureApp(app: NestExpressApplication): NestExpressApplicatio
   app.use(jsonBody(BODY_LIMIT));
   app.use(bodyErrorHandler);
 
-  const appName = config.get('APP_NAME', { infer: true });
-  const document = closeRequestBodies(
-    applyRequestBodies(
-      SwaggerModule.createDocument(
-        app,
-        new DocumentBuilder()
-          .setTitle(appName)
-          .setDescription(
-            'Stores chat conversations: sessions and their messages. Errors are RFC 9457 problem documents ' +
-              '(application/problem+json). Every path also answers with a trailing slash.',
-          )
-          .setVersion('1.1.0')
-          .build(),
-      ),
-    ),
-  );
-  SwaggerModule.setup('docs', app, document, {
-    jsonDocumentUrl: 'docs-json',
-    customSiteTitle: `${appName} — API docs`,
-  });
+  setupSwagger(app, config.get('APP_NAME', { infer: true }));
   answerProtocolErrorsWithProblems(app.getHttpServer());
   app.enableShutdownHooks();
   return app;

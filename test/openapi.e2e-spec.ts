@@ -9,7 +9,11 @@ import type {
 } from '@nestjs/swagger';
 import Ajv, { type ErrorObject } from 'ajv';
 import addFormats from 'ajv-formats';
+import { existsSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
+import { join } from 'node:path';
 import request from 'supertest';
+import { inFlight } from '../src/idempotency/idempotency.service';
 import { dereferenceOpenApi, validateOpenApi } from './helpers/swagger-parser';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -220,7 +224,12 @@ describe('OpenAPI document (e2e)', () => {
       for (const status of problems) {
         expect({ status, content: (responses[status] as ResponseObject).content }).toEqual({
           status,
-          content: { 'application/problem+json': { schema: { $ref: PROBLEM_REF } } },
+          content: {
+            'application/problem+json': {
+              schema: { $ref: PROBLEM_REF },
+              example: expect.objectContaining({ status, title: STATUS_CODES[status] }),
+            },
+          },
         });
       }
     });
@@ -271,13 +280,78 @@ describe('OpenAPI document (e2e)', () => {
     it.each(OPERATIONS.filter(([operation]) => operation.includes('{id}')))(
       '%s documents the id path parameter',
       (operation) => {
-        expect(parameterOf(operationOf(doc, operation), 'id')).toMatchObject({
+        expect(parameterOf(operationOf(doc, operation), 'id')).toEqual({
+          name: 'id',
           in: 'path',
           required: true,
-          schema: { type: 'string' },
+          description: expect.stringContaining('UUID'),
+          schema: { type: 'string', format: 'uuid' },
         });
       },
     );
+
+    it.each(OPERATIONS)('%s has a summary, a description and a description per response', (key) => {
+      const operation = operationOf(doc, key);
+      expect({ summary: operation.summary, description: operation.description }).toEqual({
+        summary: expect.stringMatching(/^[A-Z][^.]{3,60}$/),
+        description: expect.stringMatching(/^.{20,}$/s),
+      });
+      for (const [status, response] of Object.entries(operation.responses)) {
+        const description = (response as ResponseObject).description;
+        expect({ status, description }).toEqual({
+          status,
+          description: expect.stringMatching(/\w/),
+        });
+        // The same description twice is what a problem decorator applied twice used to produce.
+        const [first] = description.split('\n\n');
+        expect({ status, repeats: description.split(first).length - 1 }).toEqual({
+          status,
+          repeats: 1,
+        });
+      }
+    });
+
+    it.each(OPERATIONS)('%s gives every response an example that its schema accepts', (key) => {
+      const operation = operationOf(resolved, key);
+      for (const [status, response] of Object.entries(operation.responses)) {
+        for (const [mediaType, media] of Object.entries(
+          (response as ResponseObject).content ?? {},
+        )) {
+          const where = `${status} ${mediaType}`;
+          expect({ where, hasExample: media.example !== undefined }).toEqual({
+            where,
+            hasExample: true,
+          });
+          expect({
+            where,
+            errors: schemaErrors(closed(media.schema as SchemaObject), media.example),
+          }).toEqual({ where, errors: [] });
+          if (mediaType === 'application/problem+json') {
+            expect({ where, status: (media.example as { status: number }).status }).toEqual({
+              where,
+              status: Number(status),
+            });
+          }
+        }
+      }
+    });
+
+    it('declares the bearer scheme, required by every /api/v1 operation and by no other', () => {
+      expect(doc.components?.securitySchemes).toEqual({
+        bearer: expect.objectContaining({ type: 'http', scheme: 'bearer' }),
+      });
+      for (const [key] of OPERATIONS) {
+        expect({ key, security: operationOf(doc, key).security }).toEqual({
+          key,
+          security: key.includes(' /api/v1/') ? [{ bearer: [] }] : undefined,
+        });
+      }
+    });
+
+    it('points readers at the contract in the repository', () => {
+      expect(doc.info.description).toContain('docs/API.md');
+      expect(existsSync(join(__dirname, '..', 'docs', 'API.md'))).toBe(true);
+    });
   });
 
   describe('GET /docs', () => {
@@ -732,6 +806,172 @@ describe('OpenAPI document (e2e)', () => {
           .set('Content-Type', 'application/x-ndjson')
           .send('x'.repeat(50 * ONE_MIB + 1)),
         operation,
+      );
+    });
+  });
+});
+
+describe('OpenAPI problem examples (e2e)', () => {
+  /** Ids, counts and limits differ between the example and a real response; the wording may not. */
+  function wording(body: Record<string, unknown>): Record<string, unknown> {
+    const text = (value: unknown) =>
+      String(value)
+        .replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, 'ID')
+        .replace(/\d+/g, 'N');
+    const errors = body.errors as { field: string; message: string }[] | undefined;
+    return {
+      title: body.title,
+      status: body.status,
+      detail: text(body.detail),
+      errors: errors?.map((e) => ({ field: text(e.field), message: text(e.message) })),
+    };
+  }
+
+  function example(doc: OpenAPIObject, key: string, status: number): Record<string, unknown> {
+    const response = operationOf(doc, key).responses[status] as ResponseObject | undefined;
+    const media = response?.content?.['application/problem+json'];
+    if (!media) throw new Error(`${key} documents no problem for ${status}`);
+    return media.example as Record<string, unknown>;
+  }
+
+  describe('with the default settings', () => {
+    let t: TestApp;
+    let doc: OpenAPIObject;
+    let id: string;
+
+    beforeAll(async () => {
+      t = await createTestApp({ AUTH_MODE: 'none', RATE_LIMIT_PER_MINUTE: '0' });
+      doc = (await request(t.http).get('/docs-json')).body as OpenAPIObject;
+      id = (await request(t.http).post('/api/v1/sessions').send({})).body.id as string;
+    });
+    afterAll(() => t.close());
+
+    const cases: [string, number, (t: TestApp, id: string) => request.Test][] = [
+      [
+        'POST /api/v1/sessions',
+        400,
+        (t) => request(t.http).post('/api/v1/sessions').send({ name: ' ' }),
+      ],
+      ['GET /api/v1/sessions', 400, (t) => request(t.http).get('/api/v1/sessions?limit=0')],
+      [
+        'PATCH /api/v1/sessions/{id}',
+        400,
+        (t, id) => request(t.http).patch(`/api/v1/sessions/${id}`).send({ pinned: 'yes' }),
+      ],
+      [
+        'POST /api/v1/sessions/{id}/messages',
+        400,
+        (t, id) =>
+          request(t.http)
+            .post(`/api/v1/sessions/${id}/messages`)
+            .send({ content: '', role: 'bot' }),
+      ],
+      [
+        'GET /api/v1/sessions/{id}/messages',
+        400,
+        (t, id) => request(t.http).get(`/api/v1/sessions/${id}/messages?before=999`),
+      ],
+      ['GET /api/v1/search', 400, (t) => request(t.http).get('/api/v1/search')],
+      [
+        'GET /api/v1/sessions/{id}/export',
+        400,
+        (t, id) => request(t.http).get(`/api/v1/sessions/${id}/export?format=pdf`),
+      ],
+      ['GET /api/v1/export', 400, (t) => request(t.http).get('/api/v1/export?archived=maybe')],
+      ['POST /api/v1/import', 400, (t) => request(t.http).post('/api/v1/import').send([42])],
+      [
+        'POST /api/v1/import',
+        415,
+        (t) => request(t.http).post('/api/v1/import').set('Content-Type', 'text/plain').send('x'),
+      ],
+      [
+        'POST /api/v1/sessions',
+        413,
+        (t) =>
+          request(t.http)
+            .post('/api/v1/sessions')
+            .send({ name: 'n'.repeat(ONE_MIB) }),
+      ],
+      [
+        'POST /api/v1/sessions',
+        415,
+        (t) => request(t.http).post('/api/v1/sessions').set('Content-Type', 'text/plain').send('x'),
+      ],
+      [
+        'GET /api/v1/sessions/{id}',
+        404,
+        (t) => request(t.http).get(`/api/v1/sessions/${UNKNOWN_ID}`),
+      ],
+      [
+        'GET /api/v1/search',
+        404,
+        (t) => request(t.http).get(`/api/v1/search?q=x&session_id=${UNKNOWN_ID}`),
+      ],
+      [
+        'GET /api/v1/sessions/{id}/messages/{message_id}',
+        404,
+        (t, id) => request(t.http).get(`/api/v1/sessions/${id}/messages/3`),
+      ],
+      [
+        'DELETE /api/v1/sessions/{id}/messages/{message_id}',
+        404,
+        (t, id) => request(t.http).delete(`/api/v1/sessions/${id}/messages/3`),
+      ],
+    ];
+
+    it.each(cases)('%s: the %d example says what the server says', async (key, status, send) => {
+      const res = await send(t, id);
+      expect(res.status).toBe(status);
+      expect(wording(res.body as Record<string, unknown>)).toEqual(
+        wording(example(doc, key, status)),
+      );
+    });
+
+    it('POST /api/v1/sessions: the 422 example says what the server says', async () => {
+      const first = await request(t.http)
+        .post('/api/v1/sessions')
+        .set('Idempotency-Key', 'k')
+        .send({});
+      expect(first.status).toBe(201);
+      const res = await request(t.http)
+        .post('/api/v1/sessions')
+        .set('Idempotency-Key', 'k')
+        .send({ name: 'other' });
+      expect(res.status).toBe(422);
+      expect(wording(res.body as Record<string, unknown>)).toEqual(
+        wording(example(doc, 'POST /api/v1/sessions', 422)),
+      );
+    });
+
+    it('the 409 example says what the server says', () => {
+      expect(example(doc, 'POST /api/v1/sessions', 409).detail).toBe(inFlight().message);
+    });
+  });
+
+  describe('with API keys and a rate limit', () => {
+    let t: TestApp;
+    let doc: OpenAPIObject;
+
+    beforeAll(async () => {
+      t = await createTestApp({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '1' });
+      doc = (await request(t.http).get('/docs-json')).body as OpenAPIObject;
+    });
+    afterAll(() => t.close());
+
+    it('the 401 example says what the server says', async () => {
+      const res = await request(t.http).get('/api/v1/sessions');
+      expect(res.status).toBe(401);
+      expect(wording(res.body as Record<string, unknown>)).toEqual(
+        wording(example(doc, 'GET /api/v1/sessions', 401)),
+      );
+    });
+
+    it('the 429 example says what the server says', async () => {
+      let res = await request(t.http).get('/');
+      for (let i = 0; i < 3 && res.status !== 429; i++) res = await request(t.http).get('/');
+      expect(res.status).toBe(429);
+      expect(wording(res.body as Record<string, unknown>)).toEqual(
+        wording({ ...example(doc, 'GET /api/v1/sessions', 429), instance: '/' }),
       );
     });
   });

@@ -39,30 +39,37 @@ export class ProblemDto {
   errors?: FieldErrorDto[];
 }
 
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
 const WHEN: Record<number, string> = {
-  400: 'Invalid body field, unknown body field, malformed JSON or bad query parameter.',
-  401: 'Missing, unknown or revoked API key (AUTH_MODE=api-key); sent with WWW-Authenticate: Bearer.',
-  404: 'Unknown id.',
-  413: 'Body over the size limit.',
+  400: 'Invalid body field, unknown body field, malformed JSON or bad query parameter; `errors` lists each bad field.',
+  401: 'Missing, unknown or revoked API key (AUTH_MODE=api-key); sent with `WWW-Authenticate: Bearer`.',
+  404: 'Unknown id, or one that belongs to another owner.',
   409: 'A request with this Idempotency-Key is still being processed.',
-  415: 'Body is not JSON.',
+  413: 'Body over the size limit.',
+  415: 'Body is not JSON (wrong Content-Type).',
   422: 'Idempotency-Key reused with a different request body.',
-  429: 'Over the rate limit; Retry-After says when to retry.',
-  503: 'Not ready: a dependency (the database) does not answer.',
+  429: 'Over the rate limit; `Retry-After` says when to retry.',
   500: 'Unexpected error; details go to the log, never to the body.',
+  503: 'Not ready: a dependency (the database) does not answer.',
 };
 
-/** Documents error responses as RFC 9457 problem documents. 500 is documented on every route. */
+/** One documented problem response (its example is added with the document, per operation). */
+export function problemResponse(status: number) {
+  return {
+    description: `${STATUS_CODES[status]}: ${WHEN[status] ?? ''}`.trim(),
+    content: { [PROBLEM_CONTENT_TYPE]: { schema: { $ref: getSchemaPath(ProblemDto) } } },
+  };
+}
+
+/**
+ * Documents error responses as RFC 9457 problem documents. 500, which every operation can answer,
+ * is added to each operation once, when the document is built (src/common/swagger.ts).
+ */
 export function ApiProblems(...statuses: number[]): MethodDecorator & ClassDecorator {
   return applyDecorators(
     ApiExtraModels(ProblemDto, FieldErrorDto),
-    ...[...new Set([...statuses, 500])].map((status) =>
-      ApiResponse({
-        status,
-        description: `${STATUS_CODES[status]}: ${WHEN[status] ?? ''}`.trim(),
-        content: { 'application/problem+json': { schema: { $ref: getSchemaPath(ProblemDto) } } },
-      }),
-    ),
+    ...statuses.map((status) => ApiResponse({ status, ...problemResponse(status) })),
   );
 }
 

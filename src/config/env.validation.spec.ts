@@ -20,6 +20,7 @@ describe('validateEnv', () => {
       AUTH_MODE: 'none',
       RATE_LIMIT_PER_MINUTE: 0,
       REDIS_URL: null,
+      BEHIND_HTTPS: false,
     });
   });
 
@@ -57,6 +58,12 @@ describe('validateEnv', () => {
     });
   });
 
+  it('reads BEHIND_HTTPS as true or false, in any case', () => {
+    expect(validateEnv({ BEHIND_HTTPS: 'TRUE' }).BEHIND_HTTPS).toBe(true);
+    expect(validateEnv({ BEHIND_HTTPS: 'false' }).BEHIND_HTTPS).toBe(false);
+    expect(validateEnv({ BEHIND_HTTPS: '' }).BEHIND_HTTPS).toBe(false);
+  });
+
   it.each([
     ['sqlite::memory:', { type: 'sqlite', path: ':memory:' }],
     ['sqlite:/var/lib/chat.db', { type: 'sqlite', path: '/var/lib/chat.db' }],
@@ -83,6 +90,7 @@ describe('validateEnv', () => {
     ['RATE_LIMIT_PER_MINUTE', 'lots'],
     ['REDIS_URL', 'http://localhost:6379'],
     ['DB_STATEMENT_TIMEOUT_MS', '-1'],
+    ['BEHIND_HTTPS', 'yes'],
   ])('refuses %s=%s with one line naming the variable', (name, value) => {
     let error: unknown;
     try {

@@ -24,6 +24,7 @@ export interface Env {
   AUTH_MODE: 'none' | 'api-key';
   RATE_LIMIT_PER_MINUTE: number;
   REDIS_URL: string | null;
+  BEHIND_HTTPS: boolean;
 }
 
 /** Raised for a bad environment value; its message is the one line printed before exiting. */
@@ -66,6 +67,14 @@ function integer(
     throw new ConfigError(name, `must be an integer from ${min} to ${max} (got '${value}')`);
   }
   return parsed;
+}
+
+function flag(env: Record<string, unknown>, name: string, fallback: boolean): boolean {
+  const value = text(env, name, String(fallback)).toLowerCase();
+  if (value !== 'true' && value !== 'false') {
+    throw new ConfigError(name, `must be true or false (got '${value}')`);
+  }
+  return value === 'true';
 }
 
 export function parseDatabaseUrl(url: string): DatabaseTarget {
@@ -143,5 +152,7 @@ export function validateEnv(env: Record<string, unknown>): Env {
       1_000_000,
     ),
     REDIS_URL: redisUrl === '' ? null : redisUrl,
+    // Off by default: HSTS and upgrade-insecure-requests break every plain-HTTP address.
+    BEHIND_HTTPS: flag(env, 'BEHIND_HTTPS', false),
   };
 }

@@ -3,6 +3,7 @@ import {
   ApiBearerAuth,
   ApiExtraModels,
   ApiOkResponse,
+  ApiOperation,
   ApiTags,
   getSchemaPath,
 } from '@nestjs/swagger';
@@ -31,6 +32,11 @@ export class ExportController {
   constructor(private readonly exports: ExportService) {}
 
   @Get('sessions/:id/export')
+  @ApiOperation({
+    summary: 'Export one session',
+    description:
+      'The session and all its messages as a download: JSON (`format=json`, the default; importable with `POST /api/v1/import`) or Markdown (`format=markdown`).',
+  })
   @ApiOkResponse({
     description:
       'The session and all its messages (oldest first) as a download: JSON (`format=json`, the default) or Markdown (`format=markdown`).',
@@ -55,6 +61,11 @@ export class ExportController {
   }
 
   @Get('export')
+  @ApiOperation({
+    summary: 'Export every session (NDJSON)',
+    description:
+      'One `{"session", "messages"}` object per line, streamed; `archived=any` includes archived sessions. Importable with `POST /api/v1/import`. See `docs/API.md` § Export and import.',
+  })
   @ApiOkResponse({
     description:
       'Every session the `archived` filter selects (by default the unarchived ones; `archived=any` for everything), ' +

@@ -1,5 +1,5 @@
 import { Controller, Get, ServiceUnavailableException } from '@nestjs/common';
-import { ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
 import { ApiProblems } from '../common/problem.dto';
 import { DatabaseHealthIndicator } from './database.health';
@@ -14,7 +14,18 @@ export class HealthController {
 
   /** The process is up and serving HTTP. */
   @Get('live')
-  @ApiOkResponse({ description: 'The process is alive.', schema: { example: { status: 'ok' } } })
+  @ApiOperation({
+    summary: 'Liveness',
+    description: 'The process is up and serving HTTP; asks nothing else. Needs no API key.',
+  })
+  @ApiOkResponse({
+    description: 'The process is alive.',
+    schema: {
+      type: 'object',
+      properties: { status: { type: 'string', enum: ['ok'] } },
+      required: ['status'],
+    },
+  })
   @ApiProblems()
   live(): { status: 'ok' } {
     return { status: 'ok' };
@@ -23,9 +34,23 @@ export class HealthController {
   /** The process can serve requests: its database answers. 503 otherwise. */
   @Get('ready')
   @HealthCheck({ swaggerDocumentation: false })
+  @ApiOperation({
+    summary: 'Readiness',
+    description:
+      'Ready when the database answers (with its latency); 503 otherwise. For load balancers and orchestrators. Needs no API key.',
+  })
   @ApiOkResponse({
     description: 'Ready: the database answers.',
-    schema: { example: { status: 'ok', info: { database: { status: 'up' } } } },
+    schema: {
+      type: 'object',
+      properties: {
+        status: { type: 'string', enum: ['ok'] },
+        info: { type: 'object', additionalProperties: { type: 'object' } },
+        error: { type: 'object', additionalProperties: { type: 'object' } },
+        details: { type: 'object', additionalProperties: { type: 'object' } },
+      },
+      required: ['status', 'info', 'error', 'details'],
+    },
   })
   @ApiProblems(503)
   async ready(): Promise<HealthCheckResult> {

@@ -3,6 +3,7 @@ import {
   ApiBearerAuth,
   ApiCreatedResponse,
   ApiExtraModels,
+  ApiOperation,
   ApiTags,
   getSchemaPath,
 } from '@nestjs/swagger';
@@ -29,6 +30,11 @@ export class ImportController {
   constructor(private readonly imports: ImportService) {}
 
   @Post()
+  @ApiOperation({
+    summary: 'Import exports or ChatGPT conversations',
+    description:
+      "Our JSON export (one object or an array), our NDJSON export, or a ChatGPT data export's `conversations.json`; up to 50 MiB, one transaction. Importing the same file again creates nothing. Accepts `Idempotency-Key`. See `docs/API.md` § Export and import.",
+  })
   @ApiRequestBody({
     required: true,
     description:

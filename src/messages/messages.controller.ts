@@ -4,6 +4,7 @@ import {
   ApiCreatedResponse,
   ApiNoContentResponse,
   ApiOkResponse,
+  ApiOperation,
   ApiParam,
   ApiTags,
 } from '@nestjs/swagger';
@@ -28,6 +29,11 @@ export class MessagesController {
   constructor(private readonly messages: MessagesService) {}
 
   @Post()
+  @ApiOperation({
+    summary: 'Append a message',
+    description:
+      "`content` (1–100,000 characters), `role` (`user` by default, `assistant` or `system`) and optional JSON `metadata`. Stored in one transaction with the session's new `last_updated_at`. Accepts `Idempotency-Key`.",
+  })
   @ApiCreatedResponse({
     type: ChatMessageDto,
     description: "The stored message; the session's last_updated_at is now its timestamp.",
@@ -43,6 +49,11 @@ export class MessagesController {
   }
 
   @Get()
+  @ApiOperation({
+    summary: 'List the messages of a session',
+    description:
+      'Oldest first (`order=desc`: newest first). Page by `skip`/`limit`, or by `after`/`before` (message ids of this session) and the `Link: rel="next"` header. See `docs/API.md` § Cursor pagination.',
+  })
   @ApiOkResponse({
     type: [ChatMessageDto],
     description:
@@ -62,8 +73,13 @@ export class MessagesController {
   }
 
   @Get(':message_id')
+  @ApiOperation({
+    summary: 'Get one message',
+    description:
+      '404 if the session or the message is unknown, or the message belongs to another session.',
+  })
   @ApiParam({ name: 'message_id', type: 'integer' })
-  @ApiOkResponse({ type: ChatMessageDto })
+  @ApiOkResponse({ type: ChatMessageDto, description: 'The message.' })
   @ApiProblems(404)
   async get(
     @Owner() owner: string,
@@ -74,6 +90,11 @@ export class MessagesController {
   }
 
   @Delete(':message_id')
+  @ApiOperation({
+    summary: 'Delete one message',
+    description:
+      "The session's `message_count` drops by one; its `last_updated_at` stays. Answers 204 with no body.",
+  })
   @HttpCode(204)
   @ApiParam({ name: 'message_id', type: 'integer' })
   @ApiNoContentResponse({

@@ -1,5 +1,5 @@
 import { Controller, Get, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Owner } from '../auth/owner.decorator';
 import { ApiProblems } from '../common/problem.dto';
 import { mapSearchHit, SearchHitDto, SearchQueryDto } from './dto/search.dto';
@@ -13,6 +13,11 @@ export class SearchController {
   constructor(private readonly searches: SearchService) {}
 
   @Get()
+  @ApiOperation({
+    summary: 'Full-text search',
+    description:
+      'Every word of `q` must match (case- and accent-insensitive, whole words or prefixes); `"quoted phrases"` match as phrases. `session_id` narrows to one session; `archived` as on the list. Each hit has a `snippet` with the matched terms in `[` `]`. See `docs/API.md` § Search.',
+  })
   @ApiOkResponse({
     type: [SearchHitDto],
     description:

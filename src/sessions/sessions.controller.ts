@@ -16,6 +16,7 @@ import {
   ApiCreatedResponse,
   ApiNoContentResponse,
   ApiOkResponse,
+  ApiOperation,
   ApiTags,
 } from '@nestjs/swagger';
 import type { Response } from 'express';
@@ -42,6 +43,11 @@ export class SessionsController {
   constructor(private readonly sessions: SessionsService) {}
 
   @Post()
+  @ApiOperation({
+    summary: 'Create a session',
+    description:
+      'Every field is optional (`{}` is a valid body); `llm_model_name` comes from DEFAULT_MODEL_NAME. Accepts `Idempotency-Key`. See `docs/API.md` § Session.',
+  })
   @ApiBody({ type: CreateSessionDto, required: false })
   @ApiCreatedResponse({ type: SessionDto, description: 'The new session.' })
   @ApiProblems(...BODY_PROBLEMS)
@@ -51,6 +57,11 @@ export class SessionsController {
   }
 
   @Get()
+  @ApiOperation({
+    summary: 'List sessions',
+    description:
+      'Most recently active first. Archived sessions are hidden unless `archived=true` or `any`; `pinned` filters. Page by `skip`/`limit` or follow the `Link: rel="next"` cursor. `X-Total-Count` counts what the filters match. See `docs/API.md` § Cursor pagination.',
+  })
   @ApiOkResponse({
     type: [SessionDto],
     headers: listHeaders('Number of sessions the filters match, ignoring paging.'),
@@ -69,13 +80,23 @@ export class SessionsController {
   }
 
   @Get(':id')
-  @ApiOkResponse({ type: SessionDto })
+  @ApiOperation({
+    summary: 'Get a session',
+    description:
+      "One session with its `message_count`. Another owner's session answers 404, like an unknown one.",
+  })
+  @ApiOkResponse({ type: SessionDto, description: 'The session.' })
   @ApiProblems(404)
   async get(@Owner() owner: string, @Param('id') id: string): Promise<SessionDto> {
     return mapSession(await this.sessions.get(owner, id));
   }
 
   @Patch(':id')
+  @ApiOperation({
+    summary: 'Rename, tag, archive or pin a session',
+    description:
+      'Any of `name`, `rag_document_ids`, `metadata_tags`, `archived`, `pinned`: a field left out is unchanged, a field given replaces the old value whole, `null` clears a nullable field; `{}` is a no-op. `last_updated_at` does not move.',
+  })
   @ApiBody({ type: UpdateSessionDto, required: false })
   @ApiOkResponse({
     type: SessionDto,
@@ -92,6 +113,11 @@ export class SessionsController {
   }
 
   @Delete(':id')
+  @ApiOperation({
+    summary: 'Delete a session and its messages',
+    description:
+      'Removes the session and all its messages in one transaction. Answers 204 with no body.',
+  })
   @HttpCode(204)
   @ApiNoContentResponse({ description: 'The session and all its messages are gone.' })
   @ApiProblems(404)
