@@ -4,6 +4,7 @@ import { APP_GUARD } from '@nestjs/core';
 import { ThrottlerModule } from '@nestjs/throttler';
 import type { Env } from '../config/env.validation';
 import { ApiKeysService } from './api-keys.service';
+import { AuthFailureLimiter } from './auth-failures';
 import { AuthGuard } from './auth.guard';
 import { RateLimitGuard } from './rate-limit.guard';
 import { ResilientRedisStorage } from './resilient-storage';
@@ -19,14 +20,16 @@ import { ResilientRedisStorage } from './resilient-storage';
         return {
           throttlers: [{ name: 'default', ttl: 60_000, limit: Math.max(limit, 1) }],
           skipIf: () => limit === 0,
-          // Without Redis each process counts alone (documented in the README).
-          storage: redisUrl && limit > 0 ? new ResilientRedisStorage(redisUrl) : undefined,
+          // Without Redis each process counts alone (documented in the README). The storage also
+          // counts failed authentications, which are limited even when RATE_LIMIT_PER_MINUTE=0.
+          storage: redisUrl ? new ResilientRedisStorage(redisUrl) : undefined,
         };
       },
     }),
   ],
   providers: [
     ApiKeysService,
+    AuthFailureLimiter,
     // Guards run in this order: the owner is known before requests are counted against it.
     { provide: APP_GUARD, useClass: AuthGuard },
     { provide: APP_GUARD, useClass: RateLimitGuard },
