@@ -1,9 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
 import { ThrottlerStorage } from '@nestjs/throttler';
+import type { Env } from '../config/env.validation';
 
 /**
- * Failed authentications allowed per client address (an IPv6 /64) per minute. Generous for a
- * client with a mistyped or revoked key, which fails on every request anyway; a guesser gets 20
+ * Failed authentications allowed per client address (an IPv6 /64) per minute, whenever rate limits
+ * are on (RATE_LIMIT_PER_MINUTE above 0; `0` turns every limit off, this one included). Generous for
+ * a client with a mistyped or revoked key, which fails on every request anyway; a guesser gets 20
  * tries a minute against 256-bit secrets.
  */
 export const AUTH_FAILURES_PER_MINUTE = 20;
@@ -29,8 +32,14 @@ export interface FailureBudget {
 @Injectable()
 export class AuthFailureLimiter {
   private readonly blockedUntil = new Map<string, number>();
+  private readonly enabled: boolean;
 
-  constructor(@Inject(ThrottlerStorage) private readonly storage: ThrottlerStorage) {}
+  constructor(
+    @Inject(ThrottlerStorage) private readonly storage: ThrottlerStorage,
+    config: ConfigService<Env, true>,
+  ) {
+    this.enabled = config.get('RATE_LIMIT_PER_MINUTE', { infer: true }) > 0;
+  }
 
   /** Seconds `address` must still wait, as far as this process knows; 0 when it may try. */
   blockedFor(address: string): number {
@@ -42,7 +51,9 @@ export class AuthFailureLimiter {
     return 0;
   }
 
-  async fail(address: string): Promise<FailureBudget> {
+  /** Counts one failure of `address`; undefined when failures are not limited. */
+  async fail(address: string): Promise<FailureBudget | undefined> {
+    if (!this.enabled) return undefined;
     const limit = AUTH_FAILURES_PER_MINUTE;
     const count = await this.storage.increment(
       `auth-failures:${address}`,

@@ -53,10 +53,12 @@ export class AuthGuard implements CanActivate {
     const owner = token === undefined ? null : await this.apiKeys.authenticate(token);
     if (owner === null) {
       const budget = await this.failures.fail(address);
-      if (budget.blocked > 0) throw tooManyFailures(res, budget.blocked);
-      res.setHeader('RateLimit-Limit', budget.limit);
-      res.setHeader('RateLimit-Remaining', budget.remaining);
-      res.setHeader('RateLimit-Reset', budget.reset);
+      if (budget && budget.blocked > 0) throw tooManyFailures(res, budget.blocked);
+      if (budget) {
+        res.setHeader('RateLimit-Limit', budget.limit);
+        res.setHeader('RateLimit-Remaining', budget.remaining);
+        res.setHeader('RateLimit-Reset', budget.reset);
+      }
       res.setHeader('WWW-Authenticate', 'Bearer realm="api", charset="UTF-8"');
       throw new UnauthorizedException(
         header === undefined

@@ -20,9 +20,8 @@ import { ResilientRedisStorage } from './resilient-storage';
         return {
           throttlers: [{ name: 'default', ttl: 60_000, limit: Math.max(limit, 1) }],
           skipIf: () => limit === 0,
-          // Without Redis each process counts alone (documented in the README). The storage also
-          // counts failed authentications, which are limited even when RATE_LIMIT_PER_MINUTE=0.
-          storage: redisUrl ? new ResilientRedisStorage(redisUrl) : undefined,
+          // Without Redis each process counts alone (documented in the README).
+          storage: redisUrl && limit > 0 ? new ResilientRedisStorage(redisUrl) : undefined,
         };
       },
     }),

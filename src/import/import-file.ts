@@ -74,14 +74,13 @@ export async function readImportFile(
   };
 
   const values =
-    body.format === 'ndjson' ? ndjsonValues(body.bytes, problems) : jsonValues(body.bytes);
-  let seen = false;
+    body.format === 'ndjson'
+      ? ndjsonValues(body.bytes, problems)
+      : jsonValues(body.bytes, problems);
   for await (const { value, field, at } of values) {
-    seen = true;
     read(value, at, field);
     await pacer.pace();
   }
-  if (!seen && problems.count === 0) problems.add('body', 'the request has no body');
   problems.throwIfAny();
   return sessions;
 }
@@ -153,7 +152,10 @@ async function* withoutBom(bytes: ImportBody['bytes']): AsyncGenerator<Buffer> {
 }
 
 /** A JSON file: the elements of a top-level array, or the one top-level value. */
-async function* jsonValues(bytes: ImportBody['bytes']): AsyncGenerator<TopLevelValue> {
+async function* jsonValues(
+  bytes: ImportBody['bytes'],
+  problems: ImportProblems,
+): AsyncGenerator<TopLevelValue> {
   let parser: StreamedJson | undefined;
   let elements = false;
   let index = 0;
@@ -181,11 +183,13 @@ async function* jsonValues(bytes: ImportBody['bytes']): AsyncGenerator<TopLevelV
     for (const value of parse(() => open.write(chunk))) yield named(value);
   }
   const open = parser;
-  if (open) for (const value of parse(() => open.end())) yield named(value);
+  if (!open) problems.add('body', 'the request has no body');
+  else for (const value of parse(() => open.end())) yield named(value);
 }
 
 /**
- * An NDJSON file: one value per line (numbered from 1, blank lines skipped). A line that is not
+ * An NDJSON file: one value per line (numbered from 1, blank lines skipped; no line at all imports
+ * nothing, no bytes at all is a problem). A line that is not
  * JSON, or too deep, is a problem of its own and the reading goes on with the next line.
  */
 async function* ndjsonValues(
@@ -193,6 +197,7 @@ async function* ndjsonValues(
   problems: ImportProblems,
 ): AsyncGenerator<TopLevelValue> {
   let number = 1;
+  let empty = true;
   let parser: StreamedJson | undefined;
   let failed = false;
   const field = () => `line ${number}`;
@@ -238,6 +243,7 @@ async function* ndjsonValues(
     at: new Location(field(), field()),
   });
   for await (const chunk of withoutBom(bytes)) {
+    empty &&= chunk.length === 0;
     let start = 0;
     for (let end = chunk.indexOf(0x0a); end !== -1; end = chunk.indexOf(0x0a, start)) {
       for (const value of [...feed(chunk.subarray(start, end)), ...endLine()]) yield line(value);
@@ -247,6 +253,7 @@ async function* ndjsonValues(
     for (const value of feed(chunk.subarray(start))) yield line(value);
   }
   for (const value of endLine()) yield line(value);
+  if (empty) problems.add('body', 'the request has no body');
 }
 
 /** The parser's complaint, without its chunk-relative byte positions. */
