@@ -44,10 +44,7 @@ export function configureApp(app: NestExpressApplication): NestExpressApplicatio
     createLogger({ NODE_ENV: nodeEnv, LOG_LEVEL: config.get('LOG_LEVEL', { infer: true }) }),
   );
   app.flushLogs();
-  // Before anything touches the router, which reads these settings once when it is created:
-  // `/API/v1/…` must not reach a route registered as `/api/v1/…` (guards, idempotency scopes and
-  // logs all see the path as spelled). Trailing slashes stay optional (strict routing off).
-  app.set('case sensitive routing', true);
+  caseSensitiveRouting(app);
   app.disable('x-powered-by');
   // No ETags: the contract has no conditional requests, and hashing every body costs throughput.
   app.set('etag', false);
@@ -87,6 +84,20 @@ export function configureApp(app: NestExpressApplication): NestExpressApplicatio
   answerProtocolErrorsWithProblems(app.getHttpServer());
   app.enableShutdownHooks();
   return app;
+}
+
+/**
+ * `/API/v1/…` must not reach a route registered as `/api/v1/…`: idempotency scopes, logs and
+ * limits all see the path as spelled. Express reads `case sensitive routing` once, when it creates
+ * its router, and Nest has created it by now; each route takes the router's flag when it is
+ * registered, which Nest does in `init()`, after this. So the flag is set on the router itself too.
+ * Trailing slashes stay optional (strict routing off), as the contract says.
+ */
+function caseSensitiveRouting(app: NestExpressApplication): void {
+  app.set('case sensitive routing', true);
+  const router = (app.getHttpAdapter().getInstance() as { router?: { caseSensitive?: boolean } })
+    .router;
+  if (router) router.caseSensitive = true;
 }
 
 /**
