@@ -284,7 +284,6 @@ describe('A 45 MB gzip import, refused and accepted (e2e, built server)', () => 
 
 /** A request whose body is sent in parts, so a test decides when an import finishes arriving. */
 function slowImport(port: number, key: string) {
-  let answer!: Promise<{ status: number; body: string; retryAfter?: string }>;
   const req = http.request({
     host: '127.0.0.1',
     port,
@@ -296,16 +295,18 @@ function slowImport(port: number, key: string) {
       'Transfer-Encoding': 'chunked',
     },
   });
-  answer = new Promise((resolve, reject) => {
-    req.on('response', (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, body, retryAfter: res.headers['retry-after'] }),
-      );
-    });
-    req.on('error', reject);
-  });
+  const answer = new Promise<{ status: number; body: string; retryAfter?: string }>(
+    (resolve, reject) => {
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body, retryAfter: res.headers['retry-after'] }),
+        );
+      });
+      req.on('error', reject);
+    },
+  );
   req.flushHeaders();
   return { answer, finish: () => req.end('\n') };
 }
