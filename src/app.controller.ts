@@ -1,6 +1,7 @@
 import { Controller, Get } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { Public } from './auth/public.decorator';
 import { ApiProblems } from './common/problem.dto';
 import type { Env } from './config/env.validation';
 
@@ -16,6 +17,7 @@ export class StatusDto {
 }
 
 @ApiTags('status')
+@Public()
 @Controller()
 export class AppController {
   private readonly welcome: string;

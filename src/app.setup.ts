@@ -2,7 +2,8 @@ import { ConfigService } from '@nestjs/config';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { IncomingMessage, Server, ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { bodyErrorHandler, importBody, jsonBody } from './common/body-parsing';
+import { Reflector } from '@nestjs/core';
+import { BodyParsingInterceptor, closeIfBodyUnread } from './common/body-parsing';
 import { TOTAL_COUNT_HEADER } from './common/pagination';
 import { instanceOf, problem } from './common/problem';
 import { requestLogger } from './common/request-logger';
@@ -12,8 +13,23 @@ import type { Env } from './config/env.validation';
 import { createLogger } from './logger';
 
 export const BODY_LIMIT = '1mb';
-export const IMPORT_BODY_LIMIT = '50mb';
+/** 50 MiB, counted after any Content-Encoding is undone. */
+export const IMPORT_BODY_LIMIT = 50 * 1024 * 1024;
 export const IMPORT_PATH = '/api/v1/import';
+
+/** Every response header the contract gives clients, readable by a page on an allowed origin. */
+export const EXPOSED_HEADERS = [
+  TOTAL_COUNT_HEADER,
+  'Link',
+  'X-Request-Id',
+  'RateLimit-Limit',
+  'RateLimit-Remaining',
+  'RateLimit-Reset',
+  'Retry-After',
+  'Idempotent-Replayed',
+  'Content-Disposition',
+  'WWW-Authenticate',
+];
 
 /**
  * Everything about the HTTP layer that lives on the app rather than in a module: the server and the
@@ -27,27 +43,41 @@ export function configureApp(app: NestExpressApplication): NestExpressApplicatio
     createLogger({ NODE_ENV: nodeEnv, LOG_LEVEL: config.get('LOG_LEVEL', { infer: true }) }),
   );
   app.flushLogs();
+  caseSensitiveRouting(app);
   app.disable('x-powered-by');
   // No ETags: the contract has no conditional requests, and hashing every body costs throughput.
   app.set('etag', false);
+  app.use(closeIfBodyUnread);
   app.use(requestLogger(nodeEnv === 'production'));
   app.use(securityHeaders(config.get('BEHIND_HTTPS', { infer: true })));
   const origins = config.get('CORS_ORIGINS', { infer: true });
   if (origins.length > 0) {
     app.enableCors({
       origin: origins.includes('*') ? true : origins,
-      exposedHeaders: [TOTAL_COUNT_HEADER, 'Link', 'X-Request-Id'],
+      exposedHeaders: EXPOSED_HEADERS,
     });
   }
-  // The import route's own limit and types come first; the general pipeline skips what it handled.
-  app.use(IMPORT_PATH, importBody(IMPORT_BODY_LIMIT));
-  app.use(jsonBody(BODY_LIMIT));
-  app.use(bodyErrorHandler);
+  // Bodies are parsed after the guards (see BodyParsingInterceptor), never by middleware.
+  app.useGlobalInterceptors(new BodyParsingInterceptor(app.get(Reflector), BODY_LIMIT));
 
   setupSwagger(app, config.get('APP_NAME', { infer: true }));
   answerProtocolErrorsWithProblems(app.getHttpServer());
   app.enableShutdownHooks();
   return app;
+}
+
+/**
+ * `/API/v1/…` must not reach a route registered as `/api/v1/…`: idempotency scopes, logs and
+ * limits all see the path as spelled. Express reads `case sensitive routing` once, when it creates
+ * its router, and Nest has created it by now; each route takes the router's flag when it is
+ * registered, which Nest does in `init()`, after this. So the flag is set on the router itself too.
+ * Trailing slashes stay optional (strict routing off), as the contract says.
+ */
+function caseSensitiveRouting(app: NestExpressApplication): void {
+  app.set('case sensitive routing', true);
+  const router = (app.getHttpAdapter().getInstance() as { router?: { caseSensitive?: boolean } })
+    .router;
+  if (router) router.caseSensitive = true;
 }
 
 /**

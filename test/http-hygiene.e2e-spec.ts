@@ -1,4 +1,8 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import request from 'supertest';
+import { EXPOSED_HEADERS } from '../src/app.setup';
+import { ApiKeysService } from '../src/auth/api-keys.service';
 import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
 /** Hostile and malformed requests: each gets a clear 4xx problem document and changes nothing. */
@@ -179,9 +183,50 @@ describe('Hostile input and HTTP hygiene (e2e)', () => {
       }
     });
 
+    it.each([
+      ['get', '/API/v1/sessions'],
+      ['get', '/Api/v1/search?q=x'],
+      ['post', '/API/v1/sessions'],
+      ['get', '/api/V1/sessions'],
+    ] as const)(
+      'routes case-sensitively: %s %s is a 404 problem, not a 5xx',
+      async (method, path) => {
+        const res = await request(t.http)[method](path).send({});
+        expectProblem(res, 404, path.split('?')[0]);
+        await expectNothingChanged();
+      },
+    );
+
+    it('does not let another spelling of a path create a second session under one Idempotency-Key', async () => {
+      const first = await request(t.http)
+        .post('/api/v1/sessions')
+        .set('Idempotency-Key', 'spelling-1')
+        .send({ name: 'once' });
+      expect(first.status).toBe(201);
+      const other = await request(t.http)
+        .post('/API/v1/sessions')
+        .set('Idempotency-Key', 'spelling-1')
+        .send({ name: 'once' });
+      expect(other.status).toBe(404);
+      expect(await countRows(t.db, 'sessions')).toBe(2);
+    });
+
     it('does not reflect the query string into problem documents', async () => {
       const res = await request(t.http).get('/api/v1/sessions?limit=0&secret=<script>');
       expectProblem(res, 400, '/api/v1/sessions');
+    });
+  });
+
+  describe('bodies', () => {
+    it('reads a missing POST body as {} and ignores a GET body', async () => {
+      const created = await request(t.http).post('/api/v1/sessions');
+      expect(created.status).toBe(201);
+      const listed = await request(t.http)
+        .get('/api/v1/sessions')
+        .set('Content-Type', 'text/plain')
+        .send('not json at all');
+      expect(listed.status).toBe(200);
+      expect(listed.body).toHaveLength(2);
     });
   });
 
@@ -219,10 +264,24 @@ describe('CORS (e2e)', () => {
   });
   afterAll(() => t.close());
 
-  it('allows the configured origins and exposes the list headers', async () => {
+  it('allows the configured origins and exposes every header the contract gives clients', async () => {
     const res = await request(t.http).get('/api/v1/sessions').set('Origin', 'https://app.example');
     expect(res.headers['access-control-allow-origin']).toBe('https://app.example');
-    expect(res.headers['access-control-expose-headers']).toContain('X-Total-Count');
+    expect(res.headers['access-control-expose-headers']?.split(',').sort()).toEqual(
+      [
+        'X-Total-Count',
+        'Link',
+        'X-Request-Id',
+        'RateLimit-Limit',
+        'RateLimit-Remaining',
+        'RateLimit-Reset',
+        'Retry-After',
+        'Idempotent-Replayed',
+        'Content-Disposition',
+        'WWW-Authenticate',
+      ].sort(),
+    );
+    expect(EXPOSED_HEADERS).toHaveLength(10);
   });
 
   it('answers preflight requests for configured origins only', async () => {
@@ -236,5 +295,86 @@ describe('CORS (e2e)', () => {
       .get('/api/v1/sessions')
       .set('Origin', 'https://evil.example');
     expect(denied.headers['access-control-allow-origin']).toBeUndefined();
+  });
+});
+
+/**
+ * With AUTH_MODE=api-key nothing a caller sends is read before it is known: bodies are parsed after
+ * the guards, every route but the public ones needs a key, and an early answer to a request whose
+ * body is still arriving closes the connection instead of reading the rest.
+ */
+describe('Nothing is read before authentication (e2e)', () => {
+  let t: TestApp;
+  let port: number;
+  let key: string;
+
+  beforeAll(async () => {
+    t = await createTestApp({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '0' });
+    await new Promise<void>((resolve) => t.http.listen(0, '127.0.0.1', resolve));
+    port = (t.http.address() as AddressInfo).port;
+    key = (await t.app.get(ApiKeysService).create('alice')).key;
+  });
+  afterAll(() => t.close());
+
+  it.each([
+    ['malformed JSON', 'application/json', '{"name":'],
+    [
+      'a body over 1 MiB',
+      'application/json',
+      JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) }),
+    ],
+    ['a body that is not JSON', 'text/plain', 'hello'],
+  ])('answers 401, not a body error, to an unauthenticated POST with %s', async (_, type, body) => {
+    for (const path of ['/api/v1/sessions', '/api/v1/import', '/API/v1/sessions']) {
+      const res = await request(t.http).post(path).set('Content-Type', type).send(body);
+      expect({ path, status: res.status }).toEqual({
+        path,
+        status: path === '/API/v1/sessions' ? 404 : 401,
+      });
+    }
+    expect(await countRows(t.db, 'sessions')).toBe(0);
+  });
+
+  it('still answers body errors to an authenticated caller', async () => {
+    const res = await request(t.http)
+      .post('/api/v1/sessions')
+      .set('Authorization', `Bearer ${key}`)
+      .set('Content-Type', 'application/json')
+      .send('{"name":');
+    expect({ status: res.status, detail: res.body.detail }).toEqual({
+      status: 400,
+      detail: 'Malformed JSON in request body.',
+    });
+  });
+
+  it('answers an unauthenticated request at once, without waiting for its body, and closes the connection', async () => {
+    const started = performance.now();
+    const reply = await new Promise<{ status: number; connection?: string }>((resolve, reject) => {
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/api/v1/import',
+          headers: { 'Content-Type': 'application/x-ndjson', 'Content-Length': 40 * 1024 * 1024 },
+        },
+        (res) => {
+          res.resume();
+          resolve({ status: res.statusCode ?? 0, connection: res.headers.connection });
+          req.destroy();
+        },
+      );
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') reject(error);
+      });
+      // Only the first 64 KiB of the announced 40 MiB are ever sent.
+      req.write(Buffer.alloc(64 * 1024, 0x20));
+    });
+    expect(reply).toEqual({ status: 401, connection: 'close' });
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  it.each(['/', '/health/live', '/health/ready', '/docs-json'])('keeps %s open', async (path) => {
+    expect((await request(t.http).get(path)).status).toBe(200);
   });
 });

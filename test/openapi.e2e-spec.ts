@@ -38,7 +38,7 @@ const OPERATIONS: [string, number[]][] = [
   ['GET /api/v1/search', [200, 400, 401, 404, 429, 500]],
   ['GET /api/v1/sessions/{id}/export', [200, 400, 401, 404, 429, 500]],
   ['GET /api/v1/export', [200, 400, 401, 429, 500]],
-  ['POST /api/v1/import', [201, 400, 401, 409, 413, 415, 422, 429, 500]],
+  ['POST /api/v1/import', [201, 400, 401, 409, 413, 415, 422, 429, 500, 503]],
 ];
 
 /** The media types of each success response; JSON unless listed here. */

@@ -1,6 +1,8 @@
+import Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
+import { AUTH_FAILURES_PER_MINUTE } from '../src/auth/auth-failures';
 import { freshDatabaseUrl } from './helpers/database-target';
 import { startServer } from './helpers/server-process';
 import { createTestApp, TestApp } from './helpers/test-app';
@@ -75,6 +77,47 @@ describe('Rate limits (e2e)', () => {
     });
   });
 
+  describe('failed authentications, per client address', () => {
+    let t: TestApp;
+    beforeAll(async () => {
+      t = await createTestApp({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '600' });
+    });
+    afterAll(() => t.close());
+
+    it('answers 401 with RateLimit headers, then 429 without looking keys up any more', async () => {
+      const keys = t.app.get(ApiKeysService);
+      const good = (await keys.create('alice')).key;
+      const lookups = jest.spyOn(keys, 'authenticate');
+      const bad = () => `csk_${randomBytes(8).toString('hex')}_${'A'.repeat(43)}`;
+      const get = (key?: string) => {
+        const call = request(t.http).get('/api/v1/sessions');
+        return key === undefined ? call : call.set('Authorization', `Bearer ${key}`);
+      };
+      for (let i = 0; i < AUTH_FAILURES_PER_MINUTE; i++) {
+        const res = await (i % 5 === 4 ? get() : get(bad()));
+        expect(res.status).toBe(401);
+        expectRateHeaders(res, AUTH_FAILURES_PER_MINUTE, AUTH_FAILURES_PER_MINUTE - 1 - i);
+      }
+      const limited = await get(bad());
+      expect(limited.status).toBe(429);
+      expect(limited.body).toEqual({
+        type: 'about:blank',
+        title: 'Too Many Requests',
+        status: 429,
+        detail: expect.stringContaining('failed authentications'),
+        instance: '/api/v1/sessions',
+      });
+      expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+      expectRateHeaders(limited, AUTH_FAILURES_PER_MINUTE, 0);
+      const looked = lookups.mock.calls.length;
+      // Over the limit, a flood of keys (the right one too) costs no lookup.
+      for (let i = 0; i < 30; i++) expect((await get(i === 0 ? good : bad())).status).toBe(429);
+      expect(lookups.mock.calls.length).toBe(looked);
+      // Routes open to everyone stay open.
+      expect((await request(t.http).get('/health/live')).status).toBe(200);
+    });
+  });
+
   describe('RATE_LIMIT_PER_MINUTE=0', () => {
     let t: TestApp;
     beforeAll(async () => {
@@ -143,6 +186,31 @@ describe('Rate limits (e2e)', () => {
       }
       expect(statuses.filter((s) => s === 200)).toHaveLength(limit);
       expect(statuses.slice(limit)).toEqual([429, 429, 429, 429]);
+    }, 30_000);
+
+    it('counts failed authentications across both processes', async () => {
+      // The count lives in the shared Redis: start from none for this address (a run on the other
+      // database may have counted some within the minute).
+      const redis = new Redis('redis://127.0.0.1:6379');
+      const stale = await redis.keys('{auth-failures:127.0.0.1:*');
+      if (stale.length > 0) await redis.del(...stale);
+      redis.disconnect();
+      const statuses: number[] = [];
+      for (let i = 0; i < AUTH_FAILURES_PER_MINUTE + 2; i++) {
+        const res = await fetch(`${servers[i % 2].base}/api/v1/sessions`, {
+          headers: { Authorization: `Bearer csk_0123456789abcdef_${'B'.repeat(43)}` },
+        });
+        statuses.push(res.status);
+      }
+      expect(statuses.filter((s) => s === 401)).toHaveLength(AUTH_FAILURES_PER_MINUTE);
+      expect(statuses.slice(AUTH_FAILURES_PER_MINUTE)).toEqual([429, 429]);
+      // Each process refuses the address on its own now, before looking any key up.
+      for (const server of servers) {
+        const res = await fetch(`${server.base}/api/v1/sessions`, {
+          headers: { Authorization: `Bearer ${keys[0]}` },
+        });
+        expect(res.status).toBe(429);
+      }
     }, 30_000);
   });
 });

@@ -1,16 +1,27 @@
-import { CanActivate, ExecutionContext, Injectable, UnauthorizedException } from '@nestjs/common';
+import {
+  CanActivate,
+  ExecutionContext,
+  HttpException,
+  HttpStatus,
+  Injectable,
+  UnauthorizedException,
+} from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
+import { Reflector } from '@nestjs/core';
 import type { Response } from 'express';
 import type { Env } from '../config/env.validation';
 import { ApiKeysService } from './api-keys.service';
+import { AUTH_FAILURES_PER_MINUTE, AuthFailureLimiter } from './auth-failures';
+import { clientAddress } from './client-address';
 import { LOCAL_OWNER, OwnedRequest } from './owner.decorator';
-
-/** Routes under this prefix need a key with AUTH_MODE=api-key; `/`, docs and health stay open. */
-const PROTECTED_PREFIX = '/api/';
+import { isPublic } from './public.decorator';
 
 /**
  * Establishes the caller's owner for every request. AUTH_MODE=none: everyone is the local owner.
- * AUTH_MODE=api-key: `/api/…` needs `Authorization: Bearer <key>`, looked up on every request.
+ * AUTH_MODE=api-key: every route needs `Authorization: Bearer <key>`, looked up on every request,
+ * except routes marked `@Public()`. Deny by default: whatever path spelling or new route reaches a
+ * handler, it reaches it authenticated. Failed attempts are limited per client address
+ * (AuthFailureLimiter); an address over that limit is refused before its key is looked up.
  */
 @Injectable()
 export class AuthGuard implements CanActivate {
@@ -18,6 +29,8 @@ export class AuthGuard implements CanActivate {
 
   constructor(
     private readonly apiKeys: ApiKeysService,
+    private readonly failures: AuthFailureLimiter,
+    private readonly reflector: Reflector,
     config: ConfigService<Env, true>,
   ) {
     this.required = config.get('AUTH_MODE', { infer: true }) === 'api-key';
@@ -29,15 +42,24 @@ export class AuthGuard implements CanActivate {
       req.owner = LOCAL_OWNER;
       return true;
     }
-    if (!req.path.startsWith(PROTECTED_PREFIX)) return true;
+    if (isPublic(this.reflector, context)) return true;
+    const res = context.switchToHttp().getResponse<Response>();
+    const address = clientAddress(req);
+    const wait = this.failures.blockedFor(address);
+    if (wait > 0) throw tooManyFailures(res, wait);
+
     const header = req.headers.authorization;
     const token = /^Bearer +(\S+) *$/i.exec(header ?? '')?.[1];
     const owner = token === undefined ? null : await this.apiKeys.authenticate(token);
     if (owner === null) {
-      context
-        .switchToHttp()
-        .getResponse<Response>()
-        .setHeader('WWW-Authenticate', 'Bearer realm="api", charset="UTF-8"');
+      const budget = await this.failures.fail(address);
+      if (budget && budget.blocked > 0) throw tooManyFailures(res, budget.blocked);
+      if (budget) {
+        res.setHeader('RateLimit-Limit', budget.limit);
+        res.setHeader('RateLimit-Remaining', budget.remaining);
+        res.setHeader('RateLimit-Reset', budget.reset);
+      }
+      res.setHeader('WWW-Authenticate', 'Bearer realm="api", charset="UTF-8"');
       throw new UnauthorizedException(
         header === undefined
           ? 'Missing API key: send Authorization: Bearer <key>.'
@@ -48,4 +70,15 @@ export class AuthGuard implements CanActivate {
     req.authenticated = true;
     return true;
   }
+}
+
+function tooManyFailures(res: Response, seconds: number): HttpException {
+  res.setHeader('Retry-After', seconds);
+  res.setHeader('RateLimit-Limit', AUTH_FAILURES_PER_MINUTE);
+  res.setHeader('RateLimit-Remaining', 0);
+  res.setHeader('RateLimit-Reset', seconds);
+  return new HttpException(
+    `Too many failed authentications from this address (at most ${AUTH_FAILURES_PER_MINUTE} per minute); retry in ${seconds} s.`,
+    HttpStatus.TOO_MANY_REQUESTS,
+  );
 }

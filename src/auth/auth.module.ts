@@ -4,6 +4,7 @@ import { APP_GUARD } from '@nestjs/core';
 import { ThrottlerModule } from '@nestjs/throttler';
 import type { Env } from '../config/env.validation';
 import { ApiKeysService } from './api-keys.service';
+import { AuthFailureLimiter } from './auth-failures';
 import { AuthGuard } from './auth.guard';
 import { RateLimitGuard } from './rate-limit.guard';
 import { ResilientRedisStorage } from './resilient-storage';
@@ -27,6 +28,7 @@ import { ResilientRedisStorage } from './resilient-storage';
   ],
   providers: [
     ApiKeysService,
+    AuthFailureLimiter,
     // Guards run in this order: the owner is known before requests are counted against it.
     { provide: APP_GUARD, useClass: AuthGuard },
     { provide: APP_GUARD, useClass: RateLimitGuard },

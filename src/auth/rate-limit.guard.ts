@@ -1,12 +1,14 @@
 import { ExecutionContext, Injectable } from '@nestjs/common';
 import { ThrottlerException, ThrottlerGuard, type ThrottlerLimitDetail } from '@nestjs/throttler';
 import type { Response } from 'express';
+import { clientAddress } from './client-address';
 import type { OwnedRequest } from './owner.decorator';
 
 /**
  * @nestjs/throttler's guard with the contract's headers: `RateLimit-Limit`, `RateLimit-Remaining`
  * and `RateLimit-Reset` on every response (the 429 included), `Retry-After` on a 429. Counts per
- * owner when the caller is authenticated by an API key, per client address otherwise.
+ * owner when the caller is authenticated by an API key, per client address otherwise (an IPv6
+ * client by its /64, see clientAddress).
  */
 @Injectable()
 export class RateLimitGuard extends ThrottlerGuard {
@@ -14,7 +16,7 @@ export class RateLimitGuard extends ThrottlerGuard {
 
   protected override getTracker(req: OwnedRequest): Promise<string> {
     return Promise.resolve(
-      req.authenticated && req.owner ? `owner:${req.owner}` : `ip:${req.ip ?? 'unknown'}`,
+      req.authenticated && req.owner ? `owner:${req.owner}` : `ip:${clientAddress(req)}`,
     );
   }
 

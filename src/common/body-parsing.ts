@@ -1,105 +1,56 @@
-import { Logger } from '@nestjs/common';
-import express, { ErrorRequestHandler, Request, RequestHandler } from 'express';
+import {
+  BadRequestException,
+  CallHandler,
+  ExecutionContext,
+  HttpException,
+  Injectable,
+  NestInterceptor,
+  PayloadTooLargeException,
+  SetMetadata,
+  UnsupportedMediaTypeException,
+} from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import express, { Request, RequestHandler, Response } from 'express';
+import type { Observable } from 'rxjs';
 import { jsonDepth } from './json-bounds';
-import { instanceOf, problem, sendProblem } from './problem';
 
 /** Deeper bodies are refused before any code walks them (the contract's deepest field is 17 levels). */
 export const BODY_MAX_DEPTH = 32;
 /** Import files nest deeper: an array of exports, each with messages and their 16-level metadata. */
 export const IMPORT_MAX_DEPTH = 64;
 const WITH_BODY = new Set(['POST', 'PUT', 'PATCH']);
-const JSON_TYPES = ['application/json', 'application/*+json'];
+export const JSON_TYPES = ['application/json', 'application/*+json'];
 export const NDJSON_TYPE = 'application/x-ndjson';
 
-/**
- * Requests whose body a route-specific pipeline (registered before the general one) has handled;
- * the general JSON pipeline leaves them alone, so each route gets exactly one size limit.
- */
-const handledBodies = new WeakSet<Request>();
+const READS_OWN_BODY = 'readsOwnBody';
 
-function hasBody(req: Request): boolean {
+/**
+ * Marks a route that reads its request body itself (as a stream): the general JSON pipeline leaves
+ * the body unread for it.
+ */
+export const ReadsOwnBody = (): MethodDecorator & ClassDecorator =>
+  SetMetadata(READS_OWN_BODY, true);
+
+/** True when the request announces a body (a Content-Length above 0, or chunked framing). */
+export function hasBody(req: Request): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-function isJson(req: Request): boolean {
-  return Boolean(req.is(JSON_TYPES));
+export function unsupportedType(req: Request, accepted: string): HttpException {
+  const type = req.headers['content-type'] ?? 'none';
+  return new UnsupportedMediaTypeException(`Unsupported Content-Type '${type}': send ${accepted}.`);
 }
 
-class BodyProblem extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
+export function tooLarge(limit: number): HttpException {
+  return new PayloadTooLargeException(`Request body exceeds the ${limit} byte limit.`);
 }
 
-/** 415 for a body that is not JSON, before anything reads it. */
-const requireJson: RequestHandler = (req, _res, next) => {
-  if (handledBodies.has(req)) return next();
-  if (WITH_BODY.has(req.method) && hasBody(req) && !isJson(req)) {
-    const type = req.headers['content-type'] ?? 'none';
-    next(new BodyProblem(415, `Unsupported Content-Type '${type}': send application/json.`));
-    return;
-  }
-  next();
-};
-
-/** A missing body reads as `{}`; a body nested deeper than any valid one is refused with a 400. */
-const checkParsedBody: RequestHandler = (req, _res, next) => {
-  if (handledBodies.has(req)) return next();
-  if (WITH_BODY.has(req.method) && req.body === undefined) req.body = {};
-  next(tooDeep(req.body, BODY_MAX_DEPTH));
-};
-
-function tooDeep(body: unknown, maxDepth: number): BodyProblem | undefined {
-  return jsonDepth(body, maxDepth) > maxDepth
-    ? new BodyProblem(400, `JSON body is nested more than ${maxDepth} levels deep.`)
-    : undefined;
+export function tooDeep(maxDepth: number): HttpException {
+  return new BadRequestException(`JSON body is nested more than ${maxDepth} levels deep.`);
 }
 
-/**
- * The JSON body pipeline: content-type check, size-limited strict parse, depth guard. Only methods
- * that take a body are parsed; a body sent with GET or DELETE is ignored, as HTTP gives it no meaning.
- */
-export function jsonBody(limit: string): RequestHandler[] {
-  const parse = express.json({ limit, strict: true, type: JSON_TYPES });
-  const parseWithBody: RequestHandler = (req, res, next) =>
-    WITH_BODY.has(req.method) && !handledBodies.has(req) ? parse(req, res, next) : next();
-  return [requireJson, parseWithBody, checkParsedBody];
-}
-
-/**
- * The body pipeline of `POST /api/v1/import`, mounted on that path before the general one: a JSON
- * document or NDJSON text (one export per line, parsed by the import itself so its errors can
- * name the line) up to `limit`, 415 for any other type. A missing body stays undefined.
- */
-export function importBody(limit: string): RequestHandler[] {
-  const json = express.json({ limit, strict: true, type: JSON_TYPES });
-  const ndjson = express.text({ limit, type: NDJSON_TYPE });
-  const parse: RequestHandler = (req, res, next) => {
-    if (req.method !== 'POST') return next();
-    handledBodies.add(req);
-    if (!hasBody(req)) return next();
-    if (req.is(NDJSON_TYPE)) return ndjson(req, res, next);
-    if (isJson(req)) {
-      return json(req, res, (error?: unknown) =>
-        next(error ?? tooDeep(req.body, IMPORT_MAX_DEPTH)),
-      );
-    }
-    const type = req.headers['content-type'] ?? 'none';
-    next(
-      new BodyProblem(
-        415,
-        `Unsupported Content-Type '${type}': send application/json or ${NDJSON_TYPE}.`,
-      ),
-    );
-  };
-  return [parse];
-}
-
-interface HttpError {
+interface ParserError {
   status?: number;
   statusCode?: number;
   type?: string;
@@ -108,26 +59,74 @@ interface HttpError {
   limit?: number;
 }
 
-const logger = new Logger('BodyParser');
+/** body-parser's errors as the problem documents the contract gives them; anything else is a 500. */
+function bodyProblem(error: ParserError & Error): Error {
+  const status = error.status ?? error.statusCode ?? 500;
+  if (error.type === 'entity.parse.failed') {
+    return new BadRequestException('Malformed JSON in request body.');
+  }
+  if (error.type === 'entity.too.large') return tooLarge(error.limit ?? 0);
+  if (status >= 400 && status < 500 && error.expose) {
+    return new HttpException(error.message ?? 'Bad request.', status);
+  }
+  return error;
+}
 
-/** Body errors happen before Nest's router, so this express error handler answers them as problems. */
-export const bodyErrorHandler: ErrorRequestHandler = (err: HttpError, req, res, next) => {
-  if (res.headersSent) {
-    next(err);
-    return;
+/**
+ * Parses JSON request bodies after the guards have run, so nothing a caller sends is read, inflated
+ * or parsed before it is known and within its rate limit (body parsing as express middleware runs
+ * before every guard). Registered as the first global interceptor: interceptors run after guards,
+ * and global ones before those of a route (idempotency hashes the parsed body).
+ *
+ * Content-type check (415), size-limited strict parse (413 / 400), depth guard (400). A missing body
+ * reads as `{}`. Only methods that take a body are parsed; a body sent with GET or DELETE is
+ * ignored, as HTTP gives it no meaning. Routes marked `@ReadsOwnBody()` read theirs themselves.
+ */
+@Injectable()
+export class BodyParsingInterceptor implements NestInterceptor {
+  private readonly parse: RequestHandler;
+
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly limit: string,
+  ) {
+    this.parse = express.json({ limit, strict: true, type: JSON_TYPES });
   }
-  const instance = instanceOf(req.originalUrl);
-  const status = err.status ?? err.statusCode ?? 500;
-  let detail: string;
-  if (err instanceof BodyProblem) detail = err.message ?? '';
-  else if (err.type === 'entity.parse.failed') detail = 'Malformed JSON in request body.';
-  else if (err.type === 'entity.too.large')
-    detail = `Request body exceeds the ${err.limit} byte limit.`;
-  else if (status >= 400 && status < 500 && err.expose) detail = err.message ?? 'Bad request.';
-  else {
-    logger.error(`Unhandled body error on ${req.method} ${instance}: ${String(err.message)}`);
-    sendProblem(res, problem(500, 'An unexpected error occurred.', instance));
-    return;
+
+  async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
+    if (context.getType() !== 'http') return next.handle();
+    const http = context.switchToHttp();
+    const req = http.getRequest<Request>();
+    const ownBody = this.reflector.getAllAndOverride<boolean | undefined>(READS_OWN_BODY, [
+      context.getHandler(),
+      context.getClass(),
+    ]);
+    if (WITH_BODY.has(req.method) && !ownBody) await this.parseJson(req, http.getResponse());
+    return next.handle();
   }
-  sendProblem(res, problem(status, detail, instance));
+
+  private async parseJson(req: Request, res: Response): Promise<void> {
+    if (hasBody(req) && !req.is(JSON_TYPES)) throw unsupportedType(req, 'application/json');
+    await new Promise<void>((resolve, reject) =>
+      this.parse(req, res, (error?: unknown) =>
+        error ? reject(bodyProblem(error as ParserError & Error)) : resolve(),
+      ),
+    );
+    if (req.body === undefined) req.body = {};
+    if (jsonDepth(req.body, BODY_MAX_DEPTH) > BODY_MAX_DEPTH) throw tooDeep(BODY_MAX_DEPTH);
+  }
+}
+
+/**
+ * A response sent while the request's body is still arriving (a 401, 429, 404 or 413 answered
+ * without reading it) closes the connection: keeping it alive would make Node read and discard
+ * the rest of the body first, which is the work the early answer avoids.
+ */
+export const closeIfBodyUnread: RequestHandler = (req, res, next) => {
+  const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => Response;
+  res.writeHead = ((...args: unknown[]) => {
+    if (!req.complete && hasBody(req) && !res.headersSent) res.setHeader('Connection', 'close');
+    return writeHead(...args);
+  }) as Response['writeHead'];
+  next();
 };

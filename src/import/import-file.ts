@@ -1,20 +1,30 @@
-import { IMPORT_MAX_DEPTH } from '../common/body-parsing';
-import { isPlainObject, jsonDepth } from '../common/json-bounds';
+import { BadRequestException } from '@nestjs/common';
+import { Tokenizer, TokenParser, TokenType } from '@streamparser/json';
+import { IMPORT_MAX_DEPTH, tooDeep } from '../common/body-parsing';
+import { isPlainObject } from '../common/json-bounds';
 import { readChatGptConversation } from './chatgpt-conversation';
 import { ImportProblems } from './import-problems';
 import { type ImportedSession, Location, readExportedSession } from './imported-session';
 import { Pacer } from './pacer';
 
-/** A request body as the import's body pipeline left it. */
-export type ImportBody = { json: unknown } | { ndjson: unknown };
+/**
+ * An import file as it arrives: its format (the request's media type) and its bytes, any
+ * Content-Encoding undone and the size limit enforced (see ImportIntakeInterceptor).
+ */
+export interface ImportBody {
+  format: 'json' | 'ndjson';
+  bytes: AsyncIterable<Buffer> | Iterable<Buffer>;
+}
 
 /**
  * Reads a whole import file into sessions ready to insert, or throws one 400 listing the problems
  * (each naming its place in the file and the session or conversation it belongs to). Accepts our
  * export (one `{session, messages}` object or an array of them, or NDJSON with one per line) and
  * ChatGPT's `conversations.json` (an array of conversations with a `mapping`); each element is
- * recognised by its shape, so one file may mix them. All the checking happens here, before the
- * database is touched, yielding to the event loop as it goes.
+ * recognised by its shape, so one file may mix them. The file is parsed as its bytes arrive and
+ * each top-level value (array element, NDJSON line, or the one object) is checked as soon as it is
+ * complete, yielding to the event loop as it goes; a fatal problem (malformed JSON, too deep, over
+ * the size limit) stops reading at once. Nothing here touches the database.
  */
 export async function readImportFile(
   body: ImportBody,
@@ -63,48 +73,192 @@ export async function readImportFile(
     sessions.push(imported);
   };
 
-  if ('ndjson' in body) {
-    if (typeof body.ndjson !== 'string') problems.add('body', 'the request has no body');
-    else {
-      for (const [number, line] of lines(body.ndjson)) {
-        const field = `line ${number}`;
-        let value: unknown;
-        try {
-          value = JSON.parse(line);
-        } catch (error) {
-          problems.add(field, `${field} is not valid JSON: ${(error as Error).message}`);
-          continue;
-        }
-        if (jsonDepth(value, IMPORT_MAX_DEPTH) > IMPORT_MAX_DEPTH) {
-          problems.add(field, `${field} is nested more than ${IMPORT_MAX_DEPTH} levels deep`);
-          continue;
-        }
-        read(value, new Location(field, field), field);
-        await pacer.pace();
-      }
-    }
-  } else if (Array.isArray(body.json)) {
-    for (const [i, value] of body.json.entries()) {
-      read(value, new Location(`[${i}]`, `[${i}]`), `[${i}]`);
-      await pacer.pace();
-    }
-  } else if (isPlainObject(body.json)) {
-    read(body.json, new Location('', 'the export'), 'body');
-  } else {
-    problems.add('body', 'the request has no body');
+  const values =
+    body.format === 'ndjson'
+      ? ndjsonValues(body.bytes, problems)
+      : jsonValues(body.bytes, problems);
+  for await (const { value, field, at } of values) {
+    read(value, at, field);
+    await pacer.pace();
   }
   problems.throwIfAny();
   return sessions;
 }
 
-/** The non-blank lines of an NDJSON text, numbered from 1 (a `\r` before `\n` and a BOM are ignored). */
-function* lines(text: string): Generator<[number, string]> {
-  let start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
-  for (let number = 1; start < text.length; number++) {
-    let end = text.indexOf('\n', start);
-    if (end === -1) end = text.length;
-    const line = text.slice(start, text.charCodeAt(end - 1) === 13 ? end - 1 : end);
-    if (line.trim() !== '') yield [number, line];
-    start = end + 1;
+interface TopLevelValue {
+  value: unknown;
+  field: string;
+  at: Location;
+}
+
+class TooDeep extends Error {}
+
+/**
+ * An incremental JSON parser for one document that refuses nesting deeper than `maxDepth` as soon
+ * as it is reached, before the parser builds anything that deep. With `elements`, the values
+ * completed are the elements of a top-level array (each dropped once handed out); otherwise the
+ * one top-level value.
+ */
+class StreamedJson {
+  private readonly tokenizer = new Tokenizer();
+  private readonly parser: TokenParser;
+  private depth = 0;
+  private done: unknown[] = [];
+
+  constructor(elements: boolean, maxDepth: number) {
+    this.parser = new TokenParser({ paths: [elements ? '$.*' : '$'], keepStack: false });
+    this.parser.onValue = ({ value }) => this.done.push(value);
+    this.tokenizer.onToken = (info) => {
+      if (info.token === TokenType.LEFT_BRACE || info.token === TokenType.LEFT_BRACKET) {
+        if (++this.depth > maxDepth) throw new TooDeep();
+      } else if (info.token === TokenType.RIGHT_BRACE || info.token === TokenType.RIGHT_BRACKET) {
+        this.depth--;
+      }
+      this.parser.write(info);
+    };
   }
+
+  /** The values these bytes completed. Throws on malformed JSON or too deep a value. */
+  write(bytes: Uint8Array): unknown[] {
+    this.tokenizer.write(bytes);
+    return this.take();
+  }
+
+  /** The values completed at the end of the document; throws when it ends early. */
+  end(): unknown[] {
+    if (!this.tokenizer.isEnded) this.tokenizer.end();
+    if (!this.parser.isEnded) this.parser.end();
+    return this.take();
+  }
+
+  private take(): unknown[] {
+    const done = this.done;
+    this.done = [];
+    return done;
+  }
+}
+
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+const isJsonSpace = (byte: number) =>
+  byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
+
+/** The bytes without a leading UTF-8 byte order mark. */
+async function* withoutBom(bytes: ImportBody['bytes']): AsyncGenerator<Buffer> {
+  let first = true;
+  for await (const chunk of bytes) {
+    yield first && chunk.subarray(0, 3).equals(UTF8_BOM) ? chunk.subarray(3) : chunk;
+    first = false;
+  }
+}
+
+/** A JSON file: the elements of a top-level array, or the one top-level value. */
+async function* jsonValues(
+  bytes: ImportBody['bytes'],
+  problems: ImportProblems,
+): AsyncGenerator<TopLevelValue> {
+  let parser: StreamedJson | undefined;
+  let elements = false;
+  let index = 0;
+  const named = (value: unknown): TopLevelValue => {
+    if (!elements) return { value, field: 'body', at: new Location('', 'the export') };
+    const field = `[${index++}]`;
+    return { value, field, at: new Location(field, field) };
+  };
+  const parse = (step: () => unknown[]): unknown[] => {
+    try {
+      return step();
+    } catch (error) {
+      if (error instanceof TooDeep) throw tooDeep(IMPORT_MAX_DEPTH);
+      throw new BadRequestException('Malformed JSON in request body.');
+    }
+  };
+  for await (const chunk of withoutBom(bytes)) {
+    if (!parser) {
+      const start = chunk.findIndex((byte) => !isJsonSpace(byte));
+      if (start === -1) continue;
+      elements = chunk[start] === 0x5b; // '['
+      parser = new StreamedJson(elements, IMPORT_MAX_DEPTH);
+    }
+    const open = parser;
+    for (const value of parse(() => open.write(chunk))) yield named(value);
+  }
+  const open = parser;
+  if (!open) problems.add('body', 'the request has no body');
+  else for (const value of parse(() => open.end())) yield named(value);
+}
+
+/**
+ * An NDJSON file: one value per line (numbered from 1, blank lines skipped; no line at all imports
+ * nothing, no bytes at all is a problem). A line that is not
+ * JSON, or too deep, is a problem of its own and the reading goes on with the next line.
+ */
+async function* ndjsonValues(
+  bytes: ImportBody['bytes'],
+  problems: ImportProblems,
+): AsyncGenerator<TopLevelValue> {
+  let number = 1;
+  let empty = true;
+  let parser: StreamedJson | undefined;
+  let failed = false;
+  const field = () => `line ${number}`;
+  const fail = (error: unknown) => {
+    failed = true;
+    parser = undefined;
+    problems.add(
+      field(),
+      error instanceof TooDeep
+        ? `${field()} is nested more than ${IMPORT_MAX_DEPTH} levels deep`
+        : `${field()} is not valid JSON: ${describeJsonError(error)}`,
+    );
+  };
+  const feed = (part: Buffer): unknown[] => {
+    if (failed) return [];
+    if (!parser) {
+      if (part.every(isJsonSpace)) return [];
+      parser = new StreamedJson(false, IMPORT_MAX_DEPTH);
+    }
+    try {
+      return parser.write(part);
+    } catch (error) {
+      fail(error);
+      return [];
+    }
+  };
+  const endLine = (): unknown[] => {
+    const ended = parser;
+    parser = undefined;
+    failed = false;
+    if (!ended) return [];
+    try {
+      return ended.end();
+    } catch (error) {
+      fail(error);
+      failed = false;
+      return [];
+    }
+  };
+  const line = (value: unknown): TopLevelValue => ({
+    value,
+    field: field(),
+    at: new Location(field(), field()),
+  });
+  for await (const chunk of withoutBom(bytes)) {
+    empty &&= chunk.length === 0;
+    let start = 0;
+    for (let end = chunk.indexOf(0x0a); end !== -1; end = chunk.indexOf(0x0a, start)) {
+      for (const value of [...feed(chunk.subarray(start, end)), ...endLine()]) yield line(value);
+      number++;
+      start = end + 1;
+    }
+    for (const value of feed(chunk.subarray(start))) yield line(value);
+  }
+  for (const value of endLine()) yield line(value);
+  if (empty) problems.add('body', 'the request has no body');
+}
+
+/** The parser's complaint, without its chunk-relative byte positions. */
+function describeJsonError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  if (message.startsWith('Parser ended in mid-parsing')) return 'the line ends inside a value';
+  return message.replace(/ at chunk position .*?(?= in state |$)/, '');
 }
