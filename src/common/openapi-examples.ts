@@ -173,6 +173,11 @@ const OPERATION_PROBLEMS: Record<string, Record<number, ProblemText>> = {
       ],
     },
     413: { detail: 'Request body exceeds the 52428800 byte limit.' },
+    429: {
+      detail:
+        'Another import of yours is still running (at most 1 at a time); retry when it has finished.',
+    },
+    503: { detail: 'The server is running 2 imports already; retry shortly.' },
     415: {
       detail:
         "Unsupported Content-Type 'text/plain': send application/json or application/x-ndjson.",

@@ -41,14 +41,22 @@ function complete(document: OpenAPIObject): OpenAPIObject {
       const key = `${method.toUpperCase()} ${path}`;
       operation.responses['500'] ??= problemResponse(500);
       for (const [status, response] of Object.entries(operation.responses)) {
-        const content = (response as ResponseObject).content ?? {};
         const examples = Number(status) >= 400 ? null : SUCCESS_EXAMPLES[key];
-        for (const [mediaType, media] of Object.entries(content)) {
-          media.example =
-            mediaType === PROBLEM_CONTENT_TYPE
-              ? problemExample(key, Number(status))
-              : examples?.[mediaType];
-        }
+        // New content objects: decorators may share one between responses of different statuses.
+        const content = (response as ResponseObject).content;
+        if (!content) continue;
+        (response as ResponseObject).content = Object.fromEntries(
+          Object.entries(content).map(([mediaType, media]) => [
+            mediaType,
+            {
+              ...media,
+              example:
+                mediaType === PROBLEM_CONTENT_TYPE
+                  ? problemExample(key, Number(status))
+                  : examples?.[mediaType],
+            },
+          ]),
+        );
       }
       for (const parameter of (operation.parameters ?? []) as ParameterObject[]) {
         if (parameter.in === 'path' && PATH_PARAMETERS[parameter.name]) {
