@@ -13,7 +13,7 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * code points of text and costs at most 4c (a lower-cased code point is at most 4 bytes in UTF-8)
  * + 5 bytes, which is at most 4.5 bytes per code point of text. 200,000 code points therefore cost
  * at most 900,005 bytes, under the 1,048,575 allowed (the worst input constructed, distinct
- * 100-character runs of squared katakana, reaches about 600,000).
+ * 100-character runs of squared katakana, reaches about 620,000).
  *
  * What is cut: only text whose folded form is over twice the API's 100,000-character limit, i.e.
  * text made mostly of expanding characters (and Korean past about 66,000 syllables, as NFKD splits
