@@ -1,5 +1,7 @@
 import fc from 'fast-check';
 import request from 'supertest';
+import type { EntityManager } from 'typeorm';
+import * as database from '../src/database/database.service';
 import { INDEXED_CODE_POINTS, indexedText } from '../src/search/search-text';
 import { onPostgres } from './helpers/database-target';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
@@ -382,6 +384,33 @@ describe('Search (e2e)', () => {
     });
   });
 
+  describe('owner scoping', () => {
+    it("drops a hit whose session stopped being the caller's between the statements", async () => {
+      // A crafted race (nothing in the API moves a session): the session is handed to another
+      // owner just before its row is read for the hits. On PostgreSQL the statements are not one
+      // snapshot, so only the statement's own owner filter keeps the other owner's row out.
+      const s = await session({ name: 'Private plans' });
+      await message(s.id, 'a secret rendezvous');
+      const original = database.queryRows;
+      const spy = jest
+        .spyOn(database, 'queryRows')
+        .mockImplementation(async (manager: EntityManager, sql: string, params?: unknown[]) => {
+          if (/"owner_id" = \S+ AND "id" IN \(/.test(sql)) {
+            await manager.query(
+              t.db.sql(`UPDATE "sessions" SET "owner_id" = 'intruder' WHERE "id" = ?`),
+              [s.id],
+            );
+          }
+          return original(manager, sql, params);
+        });
+      try {
+        await expect(search({ q: 'rendezvous' })).resolves.toEqual([]);
+      } finally {
+        spy.mockRestore();
+      }
+    });
+  });
+
   describe('international text', () => {
     it.each([
       [
@@ -596,6 +625,6 @@ describe('Search (e2e)', () => {
         }),
         { numRuns: 300 },
       );
-    });
+    }, 30_000); // 300 requests: over 5 s on a busy PostgreSQL
   });
 });
