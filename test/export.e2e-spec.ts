@@ -1,4 +1,6 @@
 import request from 'supertest';
+import type { EntityManager } from 'typeorm';
+import * as database from '../src/database/database.service';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
@@ -279,6 +281,71 @@ describe('Export (e2e)', () => {
         const stamps = (line.messages as { timestamp: string }[]).map((m) => m.timestamp);
         expect(stamps).toEqual([...stamps].sort());
       }
+    }, 30_000); // thousands of rows inserted: over 5 s on a busy PostgreSQL
+  });
+
+  describe('owner scoping of every statement', () => {
+    /**
+     * Runs `work` while every statement matching `statement` is preceded by a reassignment of the
+     * session to another owner: a crafted race (nothing in the API moves a session) that shows the
+     * message statements name the owner themselves rather than trust the session read before them.
+     * The first `spared` matching statements run unchanged.
+     */
+    async function withReassignment<T>(
+      statement: RegExp,
+      sessionIds: string[],
+      spared: number,
+      work: () => Promise<T>,
+    ): Promise<T> {
+      const original = database.queryRows;
+      let seen = 0;
+      const spy = jest
+        .spyOn(database, 'queryRows')
+        .mockImplementation(async (manager: EntityManager, sql: string, params?: unknown[]) => {
+          if (statement.test(sql) && seen++ >= spared) {
+            await manager.query(
+              t.db.sql(
+                `UPDATE "sessions" SET "owner_id" = 'intruder' WHERE "id" IN (${sessionIds.map(() => '?').join(', ')})`,
+              ),
+              sessionIds,
+            );
+          }
+          return original(manager, sql, params);
+        });
+      try {
+        return await work();
+      } finally {
+        spy.mockRestore();
+      }
+    }
+
+    it("stops reading a session's pages once it is not the caller's", async () => {
+      const s = await session();
+      await insertMessages(s.id, 2500);
+      const res = await withReassignment(/m\."id"\) > /, [s.id], 1, () =>
+        request(t.http).get(`/api/v1/sessions/${s.id}/export`),
+      );
+      expect(res.status).toBe(200);
+      const contents = (res.body as { messages: { content: string }[] }).messages.map(
+        (m) => m.content,
+      );
+      expect(contents).toEqual(Array.from({ length: 1000 }, (_, i) => `c${i}`));
+    });
+
+    it("reads no messages of sessions that stopped being the caller's in a bulk export", async () => {
+      const a = await session();
+      const b = await session();
+      await message(a.id, { content: 'mine' });
+      await message(b.id, { content: 'also mine' });
+      const res = await withReassignment(/"session_id" IN \(/, [a.id, b.id], 0, () =>
+        text(request(t.http).get('/api/v1/export')),
+      );
+      expect(res.status).toBe(200);
+      const lines = (res.body as string)
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { messages: unknown[] });
+      expect(lines.map((line) => line.messages)).toEqual([[], []]);
     });
   });
 });

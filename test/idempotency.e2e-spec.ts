@@ -1,6 +1,11 @@
+import { Client } from 'pg';
 import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
-import { IDEMPOTENCY_TTL_MS, IdempotencyService } from '../src/idempotency/idempotency.service';
+import {
+  IDEMPOTENCY_KEYS_PER_OWNER,
+  IDEMPOTENCY_TTL_MS,
+  IdempotencyService,
+} from '../src/idempotency/idempotency.service';
 import { onPostgres } from './helpers/database-target';
 import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -188,5 +193,101 @@ describe('Idempotency-Key (e2e)', () => {
       expect(invalid.status).toBe(400);
       expect((await post('/api/v1/sessions', alice, 'v', { name: 'ok' })).status).toBe(201);
     });
+  });
+
+  describe('scope, storage and locking', () => {
+    it('scopes by the route and its decoded parameters, not by how the path is spelled', async () => {
+      const session: string = (await post('/api/v1/sessions', alice, null)).body.id;
+      const encoded = `%${session.charCodeAt(0).toString(16)}${session.slice(1)}`;
+      const spellings = [
+        `/api/v1/sessions/${encoded}/messages`,
+        `/api/v1/sessions/${session}/messages`,
+        `/api/v1/sessions/${session}/messages/`,
+        `/api/v1/sessions/${encoded.toLowerCase()}/messages`,
+      ];
+      const [first, ...retries] = await spellings.reduce<Promise<request.Response[]>>(
+        async (done, path) => [...(await done), await post(path, alice, 'm', { content: 'once' })],
+        Promise.resolve([]),
+      );
+      expect(first.status).toBe(201);
+      for (const retry of retries) {
+        expect({
+          status: retry.status,
+          text: retry.text,
+          replayed: retry.headers['idempotent-replayed'],
+        }).toEqual({ status: 201, text: first.text, replayed: 'true' });
+      }
+      expect(await countRows(t.db, 'chat_messages')).toBe(1);
+    });
+
+    it(`keeps an owner's newest ${IDEMPOTENCY_KEYS_PER_OWNER} responses, evicting the oldest`, async () => {
+      const now = Date.now();
+      const insert = (owner: string, keys: number, first: number) =>
+        t.db.write(async (m) => {
+          for (let i = 0; i < keys; i += 500) {
+            const rows = Array.from({ length: Math.min(500, keys - i) }, (_, j) => [
+              owner,
+              'POST',
+              '/api/v1/sessions',
+              `old-${i + j}`,
+              'h',
+              201,
+              '{}',
+              first + i + j,
+            ]);
+            await m.query(
+              t.db.sql(
+                `INSERT INTO "idempotency_keys" ("owner_id", "method", "path", "key", "request_hash", "status", "body", "created_at")
+                 VALUES ${rows.map(() => '(?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+              ),
+              rows.flat(),
+            );
+          }
+        });
+      await insert('alice', IDEMPOTENCY_KEYS_PER_OWNER, now - 3_600_000);
+      await insert('bob', 3, now - 7_200_000);
+      expect((await post('/api/v1/sessions', alice, 'new')).status).toBe(201);
+      const left: { owner_id: string; key: string }[] = await t.db.read((m) =>
+        m.query(`SELECT "owner_id", "key" FROM "idempotency_keys" ORDER BY "created_at"`),
+      );
+      const alices = left.filter((r) => r.owner_id === 'alice').map((r) => r.key);
+      expect(alices).toHaveLength(IDEMPOTENCY_KEYS_PER_OWNER);
+      expect([alices[0], alices.at(-1)]).toEqual(['old-1', 'new']);
+      // Another owner's records are not theirs to evict, however old.
+      expect(left.filter((r) => r.owner_id === 'bob')).toHaveLength(3);
+      const retry = await post('/api/v1/sessions', alice, 'new');
+      expect(retry.headers['idempotent-replayed']).toBe('true');
+    });
+
+    (onPostgres ? it : it.skip)(
+      'locks a key by 64 bits of its scope: a key whose 32-bit hashtext collides is not refused',
+      async () => {
+        const client = new Client({ connectionString: process.env.TEST_DATABASE_URL });
+        await client.connect();
+        try {
+          const scope = 'alice\nPOST\n/api/v1/sessions\n';
+          // Among 300,000 keys, about ten pairs share a 32-bit hash.
+          const { rows } = await client.query<{ pair: string[] }>(
+            `SELECT (array_agg(k))[1:2] AS "pair" FROM (
+               SELECT 'c' || i AS k, hashtext($1 || 'c' || i) AS h FROM generate_series(1, 300000) i
+             ) keys GROUP BY h HAVING count(*) > 1 LIMIT 1`,
+            [scope],
+          );
+          const [held, other] = rows[0].pair;
+          // An in-flight request with the held key, by either lock (the old 32-bit and the 64-bit).
+          await client.query('BEGIN');
+          await client.query(
+            'SELECT pg_advisory_xact_lock(hashtext($1)), pg_advisory_xact_lock(hashtextextended($1, 0))',
+            [scope + held],
+          );
+          expect((await post('/api/v1/sessions', alice, held)).status).toBe(409);
+          expect((await post('/api/v1/sessions', alice, other)).status).toBe(201);
+          await client.query('ROLLBACK');
+          expect((await post('/api/v1/sessions', alice, held)).status).toBe(201);
+        } finally {
+          await client.end();
+        }
+      },
+    );
   });
 });

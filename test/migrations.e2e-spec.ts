@@ -188,4 +188,45 @@ describe('Migrations (e2e)', () => {
       await expect(searchHits('unindexed')).resolves.toEqual([[null, 'Written while [unindexed]']]);
     });
   });
+
+  describe('the search index cap migration', () => {
+    const id = '33333333-3333-4333-8333-333333333333';
+    // Distinct 100-character runs of squared katakana: over 1 MiB of lexemes once expanded.
+    let seed = 11;
+    let content = '';
+    while (content.length + 101 <= 100_000) {
+      for (let i = 0; i < 100; i++) {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        content += String.fromCharCode(0x3300 + (seed % 0x58));
+      }
+      content += ' ';
+    }
+
+    async function append(db: DataSource): Promise<void> {
+      await db.query(
+        db.driver.options.type === 'postgres'
+          ? `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content") VALUES ($1, 2000, 'user', $2)`
+          : `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content") VALUES (?, 2000, 'user', ?)`,
+        [id, content],
+      );
+    }
+
+    it('lets PostgreSQL index any text; reverting brings back the limit, reapplying lifts it', async () => {
+      const upToCap = migrations.findIndex((m) => m.name === 'SearchIndexCap1795582800000') + 1;
+      const db = await databaseAtMigration(url, upToCap);
+      await db.query(
+        `INSERT INTO "sessions" ("id", "created_at", "last_updated_at", "message_count") VALUES ('${id}', 1, 1, 0)`,
+      );
+      await append(db);
+      await db.undoLastMigration();
+      if (onPostgres) {
+        await expect(append(db)).rejects.toThrow(/string is too long for tsvector/);
+      } else {
+        await append(db);
+      }
+      await db.runMigrations();
+      await append(db);
+      await db.destroy();
+    });
+  });
 });

@@ -1,9 +1,63 @@
 import fc from 'fast-check';
 import request from 'supertest';
+import type { EntityManager } from 'typeorm';
+import * as database from '../src/database/database.service';
+import { INDEXED_CODE_POINTS, indexedText } from '../src/search/search-text';
+import { onPostgres } from './helpers/database-target';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
 const SEARCH = '/api/v1/search';
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
+const CONTENT_MAX = 100_000;
+
+/** A deterministic stream of numbers in [0, 1): the worst-case texts are the same on every run. */
+function seeded(seed: number): () => number {
+  return () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+}
+
+/** `count` random characters from [first, first + size), as one string. */
+function randomRun(random: () => number, first: number, size: number, count: number): string {
+  return Array.from({ length: count }, () =>
+    String.fromCodePoint(first + Math.floor(random() * size)),
+  ).join('');
+}
+
+/** `unit()` repeated after `prefix` while the text stays within the content limit (UTF-16 units). */
+function fill(prefix: string, unit: () => string): string {
+  let text = prefix;
+  for (let next = unit(); text.length + next.length <= CONTENT_MAX; next = unit()) text += next;
+  return text;
+}
+
+/**
+ * Texts the API accepts that are hardest on PostgreSQL's tsvector (1 MiB at most), each starting
+ * with the word "opening". Squared katakana (U+3300–U+3357) expand to 3–6 katakana under NFKD,
+ * U+FDFA to 18 code points with spaces, U+33C2 to "a.m.", U+2474 to "(1)".
+ */
+const random = seeded(7);
+const SQUARED = () => randomRun(random, 0x3300, 0x58, 1);
+const CJK = () => randomRun(random, 0x4e00, 0x5200, 1);
+const WORST_TEXTS: [string, string][] = [
+  // The reported case: 99,994 characters of squared katakana, one after another.
+  [
+    'the reported 99,994 squared katakana',
+    'opening ' +
+      Array.from({ length: 99_986 }, (_, i) => String.fromCharCode(0x3316 + (i % 0x40))).join(''),
+  ],
+  // Long distinct words: about 1.17 MB of lexemes once expanded (refused before the cap).
+  [
+    'distinct 100-character runs of squared katakana',
+    fill('opening ', () => randomRun(random, 0x3300, 0x58, 100) + ' '),
+  ],
+  // Many distinct short words, each carrying U+FDFA's expansion at its edges.
+  ['U+FDFA between distinct pairs of ideographs', fill('opening ', () => '\ufdfa' + CJK() + CJK())],
+  ['distinct short words split by U+33C2 (a.m.)', fill('opening ', () => CJK() + '\u33c2')],
+  [
+    'distinct 4-byte letters split by U+2474 ((1))',
+    fill('opening ', () => randomRun(random, 0x20000, 0xa6d0, 1) + '\u2474'),
+  ],
+  ['squared katakana and spaces, alternating', fill('opening ', () => SQUARED() + ' ')],
+];
 
 interface SessionBody {
   id: string;
@@ -330,6 +384,33 @@ describe('Search (e2e)', () => {
     });
   });
 
+  describe('owner scoping', () => {
+    it("drops a hit whose session stopped being the caller's between the statements", async () => {
+      // A crafted race (nothing in the API moves a session): the session is handed to another
+      // owner just before its row is read for the hits. On PostgreSQL the statements are not one
+      // snapshot, so only the statement's own owner filter keeps the other owner's row out.
+      const s = await session({ name: 'Private plans' });
+      await message(s.id, 'a secret rendezvous');
+      const original = database.queryRows;
+      const spy = jest
+        .spyOn(database, 'queryRows')
+        .mockImplementation(async (manager: EntityManager, sql: string, params?: unknown[]) => {
+          if (/"owner_id" = \S+ AND "id" IN \(/.test(sql)) {
+            await manager.query(
+              t.db.sql(`UPDATE "sessions" SET "owner_id" = 'intruder' WHERE "id" = ?`),
+              [s.id],
+            );
+          }
+          return original(manager, sql, params);
+        });
+      try {
+        await expect(search({ q: 'rendezvous' })).resolves.toEqual([]);
+      } finally {
+        spy.mockRestore();
+      }
+    });
+  });
+
   describe('international text', () => {
     it.each([
       [
@@ -357,6 +438,43 @@ describe('Search (e2e)', () => {
       for (const q of ['🎉', '!!!', '🎉🍕 ***', '"" ()', '-']) {
         await expect(hits(q)).resolves.toEqual([]);
       }
+    });
+  });
+
+  describe('long and expanding text', () => {
+    it.each(WORST_TEXTS)(
+      'indexes %s: stored, listed and found by a word of the indexed part',
+      async (_label, content) => {
+        const s = await session({ name: content.slice(0, 200) });
+        const m = await message(s.id, content);
+        expect(m.content).toBe(content);
+        const found = await search({ q: 'opening', limit: 100 });
+        expect(found.map((hit) => hit.message?.id ?? null)).toEqual([null, m.id]);
+      },
+    );
+
+    it('cuts what PostgreSQL indexes at 200,000 folded code points; SQLite indexes the whole text', async () => {
+      // Each U+FDFA folds to 18 code points: the cut falls after about 11,100 of them.
+      const units = Math.ceil(INDEXED_CODE_POINTS / 19) + 1000;
+      const content = `early ${'\ufdfa '.repeat(units)}late`;
+      expect(content.length).toBeLessThanOrEqual(CONTENT_MAX);
+      expect(indexedText(content)).toMatch(/^early /);
+      expect(indexedText(content)).not.toMatch(/late$/);
+      const s = await session();
+      const m = await message(s.id, content);
+      await expect(search({ q: 'early' })).resolves.toEqual([
+        expect.objectContaining({ message: expect.objectContaining({ id: m.id }) }),
+      ]);
+      await expect(search({ q: 'late' })).resolves.toHaveLength(onPostgres ? 0 : 1);
+    });
+
+    it('indexes a 100,000-character message of ordinary text whole', async () => {
+      const words = Array.from({ length: 12_500 }, (_, i) => `w${i.toString(36)}x`);
+      const content = words.join(' ').slice(0, CONTENT_MAX - 9) + ' lastword';
+      const s = await session();
+      await message(s.id, content);
+      await expect(search({ q: 'lastword' })).resolves.toHaveLength(1);
+      await expect(search({ q: 'w0x' })).resolves.toHaveLength(1);
     });
   });
 
@@ -507,6 +625,6 @@ describe('Search (e2e)', () => {
         }),
         { numRuns: 300 },
       );
-    });
+    }, 30_000); // 300 requests: over 5 s on a busy PostgreSQL
   });
 });

@@ -42,7 +42,8 @@ export class ExportService {
 
   constructor(private readonly db: DatabaseService) {
     const ids = Array.from({ length: SESSIONS_PER_PAGE }, () => '?').join(', ');
-    // Every session query names the owner: only the caller's sessions are ever exported.
+    const messageColumns = MESSAGE_COLUMNS.replace(/"(\w+)"/g, 'm."$1"');
+    // Every query names the owner: only the caller's sessions and messages are ever exported.
     this.sql = {
       session: db.sql(
         `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "id" = ? AND "owner_id" = ?`,
@@ -57,13 +58,16 @@ export class ExportService {
       // A fixed number of placeholders (unused ones are NULL, which matches nothing): one statement.
       // Unordered: the rows are grouped and ordered per session in memory (at most a page of them),
       // which spares PostgreSQL a sort over the IN list.
+      // Messages are reached through their session's owner too: an id that is not the caller's
+      // (a session reassigned or recreated between two pages) reads nothing.
       messagesOf: db.sql(
-        `SELECT ${MESSAGE_COLUMNS} FROM "chat_messages" WHERE "session_id" IN (${ids})`,
+        `SELECT ${messageColumns} FROM "chat_messages" m JOIN "sessions" s ON s."id" = m."session_id"
+         WHERE s."owner_id" = ? AND m."session_id" IN (${ids})`,
       ),
       messagesPage: db.sql(
-        `SELECT ${MESSAGE_COLUMNS} FROM "chat_messages"
-         WHERE "session_id" = ? AND ("timestamp", "id") > (?, ?)
-         ORDER BY "timestamp", "id" LIMIT ?`,
+        `SELECT ${messageColumns} FROM "chat_messages" m JOIN "sessions" s ON s."id" = m."session_id"
+         WHERE s."owner_id" = ? AND m."session_id" = ? AND (m."timestamp", m."id") > (?, ?)
+         ORDER BY m."timestamp", m."id" LIMIT ?`,
       ),
     };
   }
@@ -77,7 +81,7 @@ export class ExportService {
       queryRows(m, this.sql.session, [id, owner]),
     );
     if (!row) throw sessionNotFound(id);
-    const history = { session: toSession(row), pages: this.pages(id) };
+    const history = { session: toSession(row), pages: this.pages(owner, id) };
     return format === 'markdown'
       ? {
           contentType: 'text/markdown; charset=utf-8',
@@ -130,31 +134,32 @@ export class ExportService {
       let batchMessages = 0;
       for (const session of sessions) {
         if (session.message_count > MESSAGES_PER_PAGE) {
-          yield* this.batch(batch);
+          yield* this.batch(owner, batch);
           [batch, batchMessages] = [[], 0];
-          yield { session, pages: this.pages(session.id) };
+          yield { session, pages: this.pages(owner, session.id) };
           continue;
         }
         if (batchMessages + session.message_count > MESSAGES_PER_PAGE) {
-          yield* this.batch(batch);
+          yield* this.batch(owner, batch);
           [batch, batchMessages] = [[], 0];
         }
         batch.push(session);
         batchMessages += session.message_count;
       }
-      yield* this.batch(batch);
+      yield* this.batch(owner, batch);
       if (sessions.length < SESSIONS_PER_PAGE) return;
       after = sessions[sessions.length - 1].id;
     }
   }
 
-  private async *batch(sessions: Session[]): AsyncGenerator<SessionHistory> {
+  private async *batch(owner: string, sessions: Session[]): AsyncGenerator<SessionHistory> {
     if (sessions.length === 0) return;
-    const ids = [
+    const params = [
+      owner,
       ...sessions.map((s) => s.id),
       ...Array<null>(SESSIONS_PER_PAGE - sessions.length).fill(null),
     ];
-    const rows: MessageRow[] = await this.db.read((m) => queryRows(m, this.sql.messagesOf, ids));
+    const rows: MessageRow[] = await this.db.read((m) => queryRows(m, this.sql.messagesOf, params));
     const bySession = new Map<string, ChatMessage[]>(sessions.map((s) => [s.id, []]));
     for (const row of rows) bySession.get(row.session_id)?.push(toMessage(row));
     for (const session of sessions) {
@@ -165,11 +170,11 @@ export class ExportService {
   }
 
   /** One session's messages, oldest first, a page per query (keyset on timestamp and id). */
-  private async *pages(sessionId: string): AsyncGenerator<ChatMessage[]> {
+  private async *pages(owner: string, sessionId: string): AsyncGenerator<ChatMessage[]> {
     let [timestamp, id] = START;
     for (;;) {
       const rows: MessageRow[] = await this.db.read((m) =>
-        queryRows(m, this.sql.messagesPage, [sessionId, timestamp, id, MESSAGES_PER_PAGE]),
+        queryRows(m, this.sql.messagesPage, [owner, sessionId, timestamp, id, MESSAGES_PER_PAGE]),
       );
       const messages = rows.map(toMessage);
       if (messages.length > 0) yield messages;

@@ -60,7 +60,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const scope: IdempotencyScope = {
       owner: req.owner ?? '',
       method: req.method,
-      path: req.path.replace(/\/+$/, '') || '/',
+      path: routeOf(req),
       key,
       requestHash: createHash('sha256')
         .update(typeof body === 'string' ? body : JSON.stringify(body ?? {}))
@@ -93,4 +93,18 @@ export class IdempotencyInterceptor implements NestInterceptor {
     res.status(stored.status);
     return JSON.parse(stored.body) as unknown;
   }
+}
+
+/**
+ * The route and its decoded parameters, spelled one way: `/sessions/%61bc/messages`,
+ * `/sessions/abc/messages/` and `/sessions/abc/messages` are one route of one session, so one scope.
+ */
+function routeOf(req: OwnedRequest): string {
+  const route = (req.route as { path?: unknown } | undefined)?.path;
+  if (typeof route !== 'string') return req.path.replace(/\/+$/, '') || '/';
+  const params = req.params as Record<string, string>;
+  const path = route.replace(/:(\w+)/g, (_, name: string) =>
+    encodeURIComponent(params[name] ?? ''),
+  );
+  return `${req.baseUrl}${path}`.replace(/\/+$/, '') || '/';
 }

@@ -11,6 +11,13 @@ import type { WriteHooks } from '../database/write-hooks';
 
 /** Keys are remembered this long; a retry after that is a new request. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/**
+ * Stored responses an owner keeps at most. Storing one more evicts the owner's oldest: a retry of
+ * an evicted key runs again as a new request. Retries come within minutes, not 10,000 keyed writes
+ * later, so this only bounds what one owner can make the server keep (a response holds up to a
+ * 100,000-character message), where refusing new keys would stop a busy client's writes.
+ */
+export const IDEMPOTENCY_KEYS_PER_OWNER = 10_000;
 const CLEANUP_EVERY_MS = 10 * 60 * 1000;
 const CLEANUP_BATCH = 500;
 
@@ -52,7 +59,7 @@ const KEY = `"owner_id" = ? AND "method" = ? AND "path" = ? AND "key" = ?`;
 @Injectable()
 export class IdempotencyService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('Idempotency');
-  private readonly sql: Record<'find' | 'forget' | 'insert' | 'purge', string>;
+  private readonly sql: Record<'find' | 'forget' | 'insert' | 'evict' | 'purge', string>;
   private timer?: NodeJS.Timeout;
 
   constructor(private readonly db: DatabaseService) {
@@ -65,6 +72,13 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
         `INSERT INTO "idempotency_keys"
            ("owner_id", "method", "path", "key", "request_hash", "status", "body", "created_at")
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      // Keeps the owner's newest IDEMPOTENCY_KEYS_PER_OWNER records (and any sharing the oldest
+      // one's millisecond): one probe of the owner's index at that depth, nothing when under it.
+      evict: db.sql(
+        `DELETE FROM "idempotency_keys" WHERE "owner_id" = ? AND "created_at" < (
+           SELECT "created_at" FROM "idempotency_keys" WHERE "owner_id" = ?
+           ORDER BY "created_at" DESC LIMIT 1 OFFSET ${IDEMPOTENCY_KEYS_PER_OWNER - 1})`,
       ),
       // Small batches, each its own write: the cleanup never holds the database for long.
       purge: db.sql(
@@ -101,7 +115,8 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
         if (!this.db.isSqlite) {
           const [{ locked }]: { locked: boolean }[] = await queryRows(
             manager,
-            'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS "locked"',
+            // 64 bits of the scope: with hashtext's 32, unrelated keys collided into spurious 409s.
+            'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS "locked"',
             [params.join('\n')],
           );
           if (!locked) throw inFlight();
@@ -119,6 +134,7 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
           body,
           Date.now(),
         ]);
+        await queryRows(manager, this.sql.evict, [scope.owner, scope.owner]);
       },
     };
   }

@@ -19,7 +19,7 @@ export function Idempotent<T>(serialize: (result: T) => unknown): MethodDecorato
       name: IDEMPOTENCY_HEADER,
       required: false,
       description:
-        '1–255 printable ASCII characters. A retry with the same key and body within 24 hours returns the first response again (with `Idempotent-Replayed: true`) and writes nothing; another body → 422; while the first is still running → 409.',
+        "1–255 printable ASCII characters. A retry with the same key and body within 24 hours returns the first response again (with `Idempotent-Replayed: true`) and writes nothing; another body → 422; while the first is still running → 409. The key is scoped to the caller, the method, and the route with its decoded parameters. A caller's 10,000 newest keys are remembered: a key older than that is forgotten early, and its retry runs as a new request.",
       schema: { type: 'string', minLength: 1, maxLength: 255 },
     }),
     ApiProblems(409, 422),

@@ -14,6 +14,19 @@ export function foldText(text: string): string {
   return text.normalize('NFKD').replace(DIACRITICS, '').toLowerCase();
 }
 
+/**
+ * PostgreSQL indexes this many code points of a text's folded form, which keeps every tsvector
+ * under its 1 MiB limit (the bound is worked out in the search index cap migration). SQLite
+ * indexes whole texts.
+ */
+export const INDEXED_CODE_POINTS = 200_000;
+
+/** The part of `text` PostgreSQL indexes, decomposed and without diacritics (case kept). */
+export function indexedText(text: string): string {
+  const folded = text.normalize('NFKD').replace(DIACRITICS, '');
+  return Array.from(folded).slice(0, INDEXED_CODE_POINTS).join('');
+}
+
 /** The folded words of `text`, in order. */
 export function searchWords(text: string): string[] {
   return foldText(text).match(WORD) ?? [];

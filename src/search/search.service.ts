@@ -52,8 +52,7 @@ function prefixed(columns: string, alias: string): string {
 export class SearchService {
   private readonly sql = new Map<Variant, string>();
   private readonly sessionsByIds: string;
-  private readonly sessionExists: string;
-  private readonly sessionIdRange: string;
+  private readonly sessionRange: string;
 
   constructor(private readonly db: DatabaseService) {
     for (const kind of ['names', 'messages'] as const) {
@@ -64,10 +63,15 @@ export class SearchService {
       }
     }
     const ids = Array.from({ length: SEARCH_MAX_LIMIT }, () => '?').join(', ');
-    this.sessionsByIds = db.sql(`SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "id" IN (${ids})`);
-    this.sessionExists = db.sql(`SELECT "id" FROM "sessions" WHERE "id" = ? AND "owner_id" = ?`);
-    this.sessionIdRange = db.sql(
-      `SELECT MIN("id") AS "first", MAX("id") AS "last" FROM "chat_messages" WHERE "session_id" = ?`,
+    this.sessionsByIds = db.sql(
+      `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "owner_id" = ? AND "id" IN (${ids})`,
+    );
+    // One row if the session is the owner's, with the range of its message ids (each bound one
+    // index probe: MIN and MAX stay simple subqueries so both databases read just the index ends).
+    this.sessionRange = db.sql(
+      `SELECT (SELECT MIN("id") FROM "chat_messages" WHERE "session_id" = s."id") AS "first",
+         (SELECT MAX("id") FROM "chat_messages" WHERE "session_id" = s."id") AS "last"
+       FROM "sessions" s WHERE s."id" = ? AND s."owner_id" = ?`,
     );
   }
 
@@ -148,10 +152,9 @@ export class SearchService {
       // With a session: the range of its message ids, which bounds the index scan.
       let ids = ALL_IDS;
       if (sessionId !== undefined) {
-        const found = await queryRows(manager, this.sessionExists, [sessionId, owner]);
-        if (found.length === 0) throw sessionNotFound(sessionId);
         const [range]: { first: number | string | null; last: number | string | null }[] =
-          await queryRows(manager, this.sessionIdRange, [sessionId]);
+          await queryRows(manager, this.sessionRange, [sessionId, owner]);
+        if (!range) throw sessionNotFound(sessionId);
         ids = range.first === null ? [1, 0] : [Number(range.first), Number(range.last)];
       }
       if (terms.length === 0) return [];
@@ -177,6 +180,7 @@ export class SearchService {
       const sessionIds = [...new Set(messages.map((m) => m.session_id))];
       const padding = Array<null>(SEARCH_MAX_LIMIT - sessionIds.length).fill(null);
       const sessionRows: SessionRow[] = await queryRows(manager, this.sessionsByIds, [
+        owner,
         ...sessionIds,
         ...padding,
       ]);

@@ -5,6 +5,8 @@ import { SessionCounts1795570200000 } from './1795570200000-session-counts';
 import { SearchIndex1795575600000 } from './1795575600000-search-index';
 import { ExportOrder1795579200000 } from './1795579200000-export-order';
 import { PinnedIndexes1795579200001 } from './1795579200001-pinned-indexes';
+import { SearchIndexCap1795582800000 } from './1795582800000-search-index-cap';
+import { IdempotencyOwnerIndex1795582800001 } from './1795582800001-idempotency-owner-index';
 
 /** Every migration, oldest first. Listed explicitly so the app, the CLI and the tests run the same set. */
 export const migrations = [
@@ -15,4 +17,6 @@ export const migrations = [
   SearchIndex1795575600000,
   ExportOrder1795579200000,
   PinnedIndexes1795579200001,
+  SearchIndexCap1795582800000,
+  IdempotencyOwnerIndex1795582800001,
 ];
