@@ -17,9 +17,9 @@ import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
  *   export, append) with exact ids, the store's invariants hold, the other owner's data is untouched,
  *   importing the file again creates nothing, and the session's export imports back to the same
  *   data (its message ids renumbered, as this database issued them).
- * Seeded and short by default (FUZZ_IMPORT_RUNS files, default 25; FUZZ_SEED replays another run).
+ * Seeded and short by default (FUZZ_IMPORT_RUNS files, default 15; FUZZ_SEED replays another run).
  */
-const RUNS = Number(process.env.FUZZ_IMPORT_RUNS ?? 25);
+const RUNS = Number(process.env.FUZZ_IMPORT_RUNS ?? 15);
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_201);
 
 jest.setTimeout(Math.max(60_000, RUNS * 2_000));

@@ -750,8 +750,7 @@ describe('Import (e2e)', () => {
       ['a negative update_time', (c) => (c[1].update_time = -1), '[1].update_time'],
       [
         'a message create_time 1e13 seconds',
-        (c) =>
-          ((c[1].mapping.q as { message: Record<string, unknown> }).message.create_time = 1e13),
+        (c) => (c[1].mapping.q.message.create_time = 1e13),
         '[1].mapping["q"].message.create_time',
       ],
     ])('answers 400 to a ChatGPT conversation with %s', async (_label, mutate, field) => {
