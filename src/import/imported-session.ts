@@ -67,21 +67,21 @@ const ISO_TIMESTAMP =
 export function parseIsoTimestamp(text: string): number {
   const parts = ISO_TIMESTAMP.exec(text);
   if (!parts) return NaN;
-  const [year, month, day, hour, minute, second = '0', offsetHours = '0', offsetMinutes = '0'] =
-    parts.slice(1);
-  const daysInMonth = new Date(Date.UTC(2000, Number(month), 0)).getUTCDate();
-  const leapFebruary =
-    Number(month) === 2 && new Date(Date.UTC(Number(year), 1, 29)).getUTCDate() === 29;
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = parts
+    .slice(1)
+    .map((part) => (part === undefined ? 0 : Number(part)));
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
   const valid =
-    Number(month) >= 1 &&
-    Number(month) <= 12 &&
-    Number(day) >= 1 &&
-    Number(day) <= (Number(month) === 2 ? (leapFebruary ? 29 : 28) : daysInMonth) &&
-    Number(hour) <= 23 &&
-    Number(minute) <= 59 &&
-    Number(second) <= 59 &&
-    Number(offsetHours) <= 23 &&
-    Number(offsetMinutes) <= 59;
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= days &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    offsetHours <= 23 &&
+    offsetMinutes <= 59;
   return valid ? Date.parse(text) : NaN;
 }
 
@@ -240,7 +240,9 @@ export function readExportedSession(
 
 /** The fields of `value` among `names` that it has (a field left out is left out of the check too). */
 function given(value: Record<string, unknown>, names: string[]): Record<string, unknown> {
-  return Object.fromEntries(names.filter((n) => value[n] !== undefined).map((n) => [n, value[n]]));
+  const fields: Record<string, unknown> = {};
+  for (const name of names) if (value[name] !== undefined) fields[name] = value[name];
+  return fields;
 }
 
 function readMessage(
