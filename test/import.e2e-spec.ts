@@ -14,10 +14,11 @@ interface Exported {
 }
 
 /**
- * Message ids are kept only when the database never issued them, and deleting rows between tests
- * does not make ids new again: every file gets ids above those of the files before it.
+ * Message ids are kept only when the database never issued them (deleting rows between tests does
+ * not make ids new again) and lie within reach of the highest it issued: every file gets ids above
+ * those of the files before it, and above the high-water mark (see `syncIds`).
  */
-let nextIds = 1_000_000;
+let nextIds = 0;
 
 function exported(id: string, messages: Partial<Exported['messages'][number]>[] = []): Exported {
   const firstId = (nextIds += 1000);
@@ -46,6 +47,11 @@ function exported(id: string, messages: Partial<Exported['messages'][number]>[] 
   };
 }
 
+/** A ChatGPT conversation, typed loosely enough to break it in tests. */
+type Conversation = Record<string, unknown> & {
+  mapping: Record<string, { message: Record<string, unknown> }>;
+};
+
 const A = '11111111-1111-4111-8111-111111111111';
 const B = '22222222-2222-4222-8222-222222222222';
 
@@ -56,7 +62,23 @@ describe('Import (e2e)', () => {
     t = await createTestApp({ DEFAULT_MODEL_NAME: 'local-default' });
   });
   afterAll(() => t.close());
-  beforeEach(() => resetDatabase(t.db));
+  beforeEach(async () => {
+    await resetDatabase(t.db);
+    nextIds = Math.max(nextIds, await highWater());
+  });
+
+  /** The highest message id the database has issued. */
+  async function highWater(): Promise<number> {
+    const [row]: { n: number | string | null }[] = await t.db.read((m) =>
+      m.query(
+        t.db.isSqlite
+          ? `SELECT "seq" AS "n" FROM "sqlite_sequence" WHERE "name" = 'chat_messages'`
+          : `SELECT CASE WHEN "is_called" THEN "last_value" ELSE "last_value" - 1 END AS "n"
+             FROM "chat_messages_id_seq"`,
+      ),
+    );
+    return Number(row?.n ?? 0);
+  }
 
   async function importJson(body: unknown) {
     return request(t.http)
@@ -89,20 +111,25 @@ describe('Import (e2e)', () => {
       const res = await importJson(file);
       expect({ status: res.status, body: res.body }).toEqual({
         status: 201,
-        body: { imported: 1, skipped: 0, sessions: [A] },
+        body: { imported: 1, skipped: 0, sessions: [A], message_ids: 'kept' },
       });
       await expect(stored(A)).resolves.toEqual(file);
     });
 
     it('imports an array of exports and NDJSON with blank lines and CRLF', async () => {
-      const array = await importJson([exported(A, [{}]), exported(B, [{ id: 200 }])]);
-      expect(array.body).toEqual({ imported: 2, skipped: 0, sessions: [A, B] });
+      const array = await importJson([exported(A, [{}]), exported(B, [{ id: nextIds + 1 }])]);
+      expect(array.body).toEqual({
+        imported: 2,
+        skipped: 0,
+        sessions: [A, B],
+        message_ids: 'kept',
+      });
       await resetDatabase(t.db);
       const lines = [exported(B), exported(A, [{}, {}])].map((e) => JSON.stringify(e));
       const ndjson = await importNdjson(`\n${lines[0]}\r\n\n${lines[1]}\n\n`);
       expect({ status: ndjson.status, body: ndjson.body }).toEqual({
         status: 201,
-        body: { imported: 2, skipped: 0, sessions: [B, A] },
+        body: { imported: 2, skipped: 0, sessions: [B, A], message_ids: 'kept' },
       });
       const { messages } = await stored(A);
       expect(messages.map((m) => m.content)).toEqual(['message 0', 'message 1']);
@@ -115,11 +142,16 @@ describe('Import (e2e)', () => {
       const again = await importJson(file);
       expect({ status: again.status, body: again.body }).toEqual({
         status: 201,
-        body: { imported: 0, skipped: 2, sessions: [A, B] },
+        body: { imported: 0, skipped: 2, sessions: [A, B], message_ids: 'kept' },
       });
       await expect(counts()).resolves.toEqual(before);
       const ndjson = await importNdjson(file.map((e) => JSON.stringify(e)).join('\n'));
-      expect(ndjson.body).toEqual({ imported: 0, skipped: 2, sessions: [A, B] });
+      expect(ndjson.body).toEqual({
+        imported: 0,
+        skipped: 2,
+        sessions: [A, B],
+        message_ids: 'kept',
+      });
     });
 
     it('never merges into an existing session: it is skipped whole, others are imported', async () => {
@@ -127,11 +159,12 @@ describe('Import (e2e)', () => {
       await importJson(original);
       const changed = exported(A, [{ content: 'a different history' }, {}]);
       const res = await importJson([changed, exported(B)]);
-      expect(res.body).toEqual({ imported: 1, skipped: 1, sessions: [A, B] });
+      // The skipped session's message ids are taken, but they are not imported: B's ids are kept.
+      expect(res.body).toEqual({ imported: 1, skipped: 1, sessions: [A, B], message_ids: 'kept' });
       await expect(stored(A)).resolves.toEqual(original);
     });
 
-    it('gives new ids to messages whose ids this database has issued, keeping their order', async () => {
+    it('renumbers every message when one id was issued here already, keeping their order', async () => {
       const local = (await request(t.http).post('/api/v1/sessions').send({})).body.id as string;
       const issued: number[] = [];
       for (let i = 0; i < 3; i++) {
@@ -142,14 +175,26 @@ describe('Import (e2e)', () => {
       }
       const highest = Math.max(...issued);
       await request(t.http).delete(`/api/v1/sessions/${local}/messages/${issued[2]}`);
-      // Ids 1 to highest were issued here (one of them is even free again): they are not reused.
-      const file = exported(A, [{ id: issued[0] }, { id: issued[2] }, { id: highest + 10 }]);
-      expect((await importJson(file)).status).toBe(201);
+      // Ids 1 to highest were issued here (one of them is even free again): they are not reused,
+      // and the free id above them is not kept either: the file's ids are all kept or none is.
+      const file = exported(A, [
+        { id: issued[0] },
+        { id: issued[2] },
+        { id: highest + 10, timestamp: '2025-01-01T10:00:00.000Z' },
+      ]);
+      const res = await importJson(file);
+      expect(res.body).toEqual({
+        imported: 1,
+        skipped: 0,
+        sessions: [A],
+        message_ids: 'renumbered',
+      });
       const { messages } = await stored(A);
-      expect(messages.map((m) => m.content)).toEqual(['message 0', 'message 1', 'message 2']);
+      // Same time, so (timestamp, id) order: the file's order survives the renumbering.
+      expect(messages.map((m) => m.content)).toEqual(['message 0', 'message 2', 'message 1']);
       const ids = messages.map((m) => m.id);
-      expect(ids[2]).toBe(highest + 10);
-      expect(ids.slice(0, 2).every((id) => id > highest + 10)).toBe(true);
+      expect(ids.every((id) => id > highest)).toBe(true);
+      expect(ids[0]).toBeLessThan(ids[1]);
       // Later appends get ids above everything imported.
       const next = await request(t.http)
         .post(`/api/v1/sessions/${A}/messages`)
@@ -191,7 +236,7 @@ describe('Import (e2e)', () => {
       for (const res of [await importJson([]), await importNdjson('\n')]) {
         expect({ status: res.status, body: res.body }).toEqual({
           status: 201,
-          body: { imported: 0, skipped: 0, sessions: [] },
+          body: { imported: 0, skipped: 0, sessions: [], message_ids: 'kept' },
         });
       }
     });
@@ -224,7 +269,7 @@ describe('Import (e2e)', () => {
         .send(readFileSync(FIXTURE, 'utf8'));
       expect({ status: res.status, body: res.body }).toEqual({
         status: 201,
-        body: { imported: 3, skipped: 0, sessions: ids },
+        body: { imported: 3, skipped: 0, sessions: ids, message_ids: 'kept' },
       });
       const [trip, untitled, skewed] = await Promise.all(ids.map(stored));
       expect(trip).toEqual({
@@ -310,13 +355,18 @@ describe('Import (e2e)', () => {
       expect((await importJson(conversations)).status).toBe(201);
       const before = await counts();
       const again = await importJson(conversations);
-      expect(again.body).toEqual({ imported: 0, skipped: 3, sessions: ids });
+      expect(again.body).toEqual({ imported: 0, skipped: 3, sessions: ids, message_ids: 'kept' });
       await expect(counts()).resolves.toEqual(before);
     });
 
     it('imports a file mixing our exports and ChatGPT conversations', async () => {
       const res = await importJson([exported(A), conversations[1]]);
-      expect(res.body).toEqual({ imported: 2, skipped: 0, sessions: [A, ids[1]] });
+      expect(res.body).toEqual({
+        imported: 2,
+        skipped: 0,
+        sessions: [A, ids[1]],
+        message_ids: 'kept',
+      });
     });
   });
 
@@ -560,6 +610,350 @@ describe('Import (e2e)', () => {
         detail: 'JSON body is nested more than 64 levels deep.',
       });
       await expect(counts()).resolves.toEqual([0, 0]);
+    });
+  });
+
+  describe('message ids: shared by every owner, so an import cannot move them out of reach', () => {
+    /** Every message of the session can be fetched and deleted by the id the API answered. */
+    async function expectFetchable(session: string): Promise<number[]> {
+      const { messages } = await stored(session);
+      for (const m of messages) {
+        expect(Number.isSafeInteger(m.id) && m.id > 0 && m.id <= 999_999_999_999_999).toBe(true);
+        const one = await request(t.http).get(`/api/v1/sessions/${session}/messages/${m.id}`);
+        expect({ status: one.status, id: one.body.id }).toEqual({ status: 200, id: m.id });
+      }
+      return messages.map((m) => m.id);
+    }
+
+    it.each([
+      ['the largest id a path takes', 999_999_999_999_999],
+      ['2^53 - 1', Number.MAX_SAFE_INTEGER],
+      ['one past the headroom', 'headroom + 2'],
+    ])(
+      'renumbers a file holding %s, and every later id stays exact and fetchable',
+      async (_label, far) => {
+        const h = await highWater();
+        const id = far === 'headroom + 2' ? h + 2 + 1_000_001 : (far as number);
+        const res = await importJson(exported(A, [{ id: h + 1 }, { id }]));
+        expect(res.body).toMatchObject({ imported: 1, message_ids: 'renumbered' });
+        const ids = await expectFetchable(A);
+        // The shared sequence moved by what the rows need, no more.
+        expect(Math.max(...ids)).toBeLessThanOrEqual(h + 2);
+        expect(await highWater()).toBe(Math.max(...ids));
+        const next = await request(t.http)
+          .post(`/api/v1/sessions/${A}/messages`)
+          .send({ content: 'after' });
+        expect(next.body.id).toBe(Math.max(...ids) + 1);
+        const again = await request(t.http).get(`/api/v1/sessions/${A}/messages/${next.body.id}`);
+        expect(again.status).toBe(200);
+        expect(
+          (await request(t.http).delete(`/api/v1/sessions/${A}/messages/${next.body.id}`)).status,
+        ).toBe(204);
+      },
+    );
+
+    it('keeps ids up to one per message plus 1,000,000 above the highest issued', async () => {
+      const h = await highWater();
+      const top = h + 2 + 1_000_000;
+      const res = await importJson(exported(A, [{ id: h + 1 }, { id: top }]));
+      expect(res.body).toMatchObject({ imported: 1, message_ids: 'kept' });
+      await expect(expectFetchable(A)).resolves.toEqual([h + 1, top]);
+      const next = await request(t.http).post(`/api/v1/sessions/${A}/messages`).send({
+        content: 'after',
+      });
+      expect(next.body.id).toBe(top + 1);
+    });
+
+    it('answers 400 to an id a double cannot hold exactly (beyond 2^53)', async () => {
+      const text = JSON.stringify(exported(A, [{ id: 1 }])).replace(
+        '"id":1,',
+        '"id":9007199254740993,',
+      );
+      const res = await request(t.http)
+        .post(IMPORT)
+        .set('Content-Type', 'application/json')
+        .send(text);
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toContainEqual({
+        field: 'messages[0].id',
+        message: expect.stringMatching(/positive integer/),
+      });
+      await expect(counts()).resolves.toEqual([0, 0]);
+    });
+  });
+
+  describe('times: checked where they enter', () => {
+    const now = () => Date.now();
+    const iso = (ms: number) => new Date(ms).toISOString();
+
+    it.each<[string, (e: Exported) => void, string, RegExp]>([
+      [
+        'a created_at in the year 9999',
+        (e) => (e.session.created_at = '9999-12-31T23:59:59.999Z'),
+        'session.created_at',
+        /minutes after the server's clock/,
+      ],
+      [
+        'a message an hour in the future',
+        (e) => (e.messages[0].timestamp = iso(now() + 3_600_000)),
+        'messages[0].timestamp',
+        /minutes after the server's clock/,
+      ],
+      [
+        'a time before 1970',
+        (e) => (e.session.last_updated_at = '1969-12-31T23:59:59.999Z'),
+        'session.last_updated_at',
+        /before 1970/,
+      ],
+      [
+        'a day that is not on the calendar',
+        (e) => (e.messages[0].timestamp = '2025-02-29T10:00:00.000Z'),
+        'messages[0].timestamp',
+        /ISO 8601/,
+      ],
+      [
+        'hour 24',
+        (e) => (e.messages[0].timestamp = '2025-01-01T24:00:00Z'),
+        'messages[0].timestamp',
+        /ISO 8601/,
+      ],
+      [
+        'a six-digit year',
+        (e) => (e.messages[0].timestamp = '+275760-09-13T00:00:00.000Z'),
+        'messages[0].timestamp',
+        /ISO 8601/,
+      ],
+    ])('answers 400 to %s and stores nothing', async (_label, mutate, field, message) => {
+      const file = exported(A, [{}]);
+      mutate(file);
+      const res = await importJson(file);
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toContainEqual({ field, message: expect.stringMatching(message) });
+      await expect(counts()).resolves.toEqual([0, 0]);
+    });
+
+    it('accepts times a few minutes ahead of the clock, and stamps later appends after them', async () => {
+      const ahead = iso(now() + 5 * 60_000);
+      const res = await importJson(exported(A, [{ timestamp: ahead }]));
+      expect(res.status).toBe(201);
+      const next = await request(t.http).post(`/api/v1/sessions/${A}/messages`).send({
+        content: 'later',
+      });
+      expect(next.status).toBe(201);
+      expect(next.body.timestamp > ahead).toBe(true);
+    });
+
+    const chatgpt = () => JSON.parse(readFileSync(FIXTURE, 'utf8')) as Conversation[];
+
+    it.each<[string, (c: Conversation[]) => void, string]>([
+      ['create_time 1e13 seconds', (c) => (c[1].create_time = 1e13), '[1].create_time'],
+      ['a negative update_time', (c) => (c[1].update_time = -1), '[1].update_time'],
+      [
+        'a message create_time 1e13 seconds',
+        (c) => (c[1].mapping.q.message.create_time = 1e13),
+        '[1].mapping["q"].message.create_time',
+      ],
+    ])('answers 400 to a ChatGPT conversation with %s', async (_label, mutate, field) => {
+      const file = chatgpt();
+      mutate(file);
+      const res = await importJson(file);
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toContainEqual({
+        field,
+        message: expect.stringMatching(/seconds\) must not be (before 1970|more than 10 minutes)/),
+      });
+      await expect(counts()).resolves.toEqual([0, 0]);
+      // Nothing half-stored: list, export and appends still work.
+      expect((await request(t.http).get('/api/v1/sessions')).status).toBe(200);
+      expect((await request(t.http).get('/api/v1/export')).status).toBe(200);
+    });
+
+    describe('a stored time the format cannot write (left by an older version)', () => {
+      async function poison(lastUpdatedAt: number): Promise<void> {
+        expect((await importJson(exported(A, [{}]))).status).toBe(201);
+        await t.db.write((m) =>
+          m.query(t.db.sql(`UPDATE "sessions" SET "last_updated_at" = ? WHERE "id" = ?`), [
+            lastUpdatedAt,
+            A,
+          ]),
+        );
+      }
+
+      it('refuses an append with a 409 and commits nothing', async () => {
+        // The last instant the format writes: the next message would be stamped after it.
+        await poison(Date.parse('9999-12-31T23:59:59.999Z'));
+        const res = await request(t.http).post(`/api/v1/sessions/${A}/messages`).send({
+          content: 'x',
+        });
+        expect({ status: res.status, detail: res.body.detail }).toEqual({
+          status: 409,
+          detail: expect.stringMatching(/after the year 9999/),
+        });
+        await expect(counts()).resolves.toEqual([1, 1]);
+        const [row]: { message_count: number | string }[] = await t.db.read((m) =>
+          m.query(t.db.sql(`SELECT "message_count" FROM "sessions" WHERE "id" = ?`), [A]),
+        );
+        expect(Number(row.message_count)).toBe(1);
+      });
+
+      it('refuses a PATCH with a 409 and changes nothing', async () => {
+        await poison(1e16);
+        const res = await request(t.http).patch(`/api/v1/sessions/${A}`).send({ name: 'new' });
+        expect(res.status).toBe(409);
+        const [row]: { name: string }[] = await t.db.read((m) =>
+          m.query(t.db.sql(`SELECT "name" FROM "sessions" WHERE "id" = ?`), [A]),
+        );
+        expect(row.name).toBe('Imported');
+      });
+    });
+  });
+
+  describe("field rules: the API's own, so whatever is stored imports again", () => {
+    const session = (fields: Record<string, unknown>) => {
+      const file = exported(A);
+      Object.assign(file.session, fields);
+      return file;
+    };
+
+    it.each<[string, unknown, string, RegExp]>([
+      [
+        'a name with a lone surrogate',
+        session({ name: 'a\ud800b' }),
+        '[0].session.name',
+        /valid Unicode/,
+      ],
+      [
+        'a rag document id with NUL',
+        session({ rag_document_ids: ['ok', 'a\u0000b'] }),
+        '[0].session.rag_document_ids',
+        /each of rag_document_ids must be valid Unicode text/,
+      ],
+      [
+        'an llm_model_name of 201 characters',
+        session({ llm_model_name: 'm'.repeat(201) }),
+        '[0].session.llm_model_name',
+        /llm_model_name must be 1 to 200 characters/,
+      ],
+      [
+        'an empty llm_model_name',
+        session({ llm_model_name: '' }),
+        '[0].session.llm_model_name',
+        /1 to 200/,
+      ],
+      [
+        'content with a lone surrogate',
+        exported(A, [{ content: '\udc00' }]),
+        '[0].messages[0].content',
+        /valid Unicode/,
+      ],
+      [
+        'metadata 17 levels deep',
+        exported(A, [
+          { metadata: JSON.parse(`${'{"a":'.repeat(17)}1${'}'.repeat(17)}`) as object },
+        ]),
+        '[0].messages[0].metadata',
+        /16 levels/,
+      ],
+    ])('answers 400 to %s, as the API would', async (_label, file, field, message) => {
+      const res = await importJson([file]);
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toContainEqual({ field, message: expect.stringMatching(message) });
+      await expect(counts()).resolves.toEqual([0, 0]);
+    });
+
+    it('answers 400 to a metadata number JSON cannot carry back (1e400)', async () => {
+      const text = JSON.stringify([exported(A, [{ metadata: { n: 1 } }])]).replace(
+        '"n":1',
+        '"n":1e400',
+      );
+      const res = await request(t.http)
+        .post(IMPORT)
+        .set('Content-Type', 'application/json')
+        .send(text);
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toContainEqual({
+        field: '[0].messages[0].metadata',
+        message: expect.stringMatching(/too large for JSON/),
+      });
+    });
+
+    it('refuses in the API what the import refuses: NUL and lone surrogates in rag_document_ids', async () => {
+      for (const id of ['a\u0000b', '\ud800']) {
+        const res = await request(t.http)
+          .post('/api/v1/sessions')
+          .send({ rag_document_ids: [id] });
+        expect({ status: res.status, errors: res.body.errors }).toEqual({
+          status: 400,
+          errors: [
+            {
+              field: 'rag_document_ids',
+              message:
+                'each of rag_document_ids must be valid Unicode text without NUL (U+0000) characters',
+            },
+          ],
+        });
+      }
+    });
+
+    const chatgpt = () => JSON.parse(readFileSync(FIXTURE, 'utf8')) as Conversation[];
+    const question = (c: Conversation[]) => c[1].mapping.q.message;
+
+    it.each<[string, (c: Conversation[]) => void, string, RegExp]>([
+      [
+        'a message id of 20,000 characters',
+        (c) => (question(c).id = 'i'.repeat(20_000)),
+        '[1].mapping["q"].message.id',
+        /at most 200 characters/,
+      ],
+      [
+        'a model slug of 201 characters',
+        (c) => (c[1].default_model_slug = 's'.repeat(201)),
+        '[1].default_model_slug',
+        /llm_model_name must be 1 to 200/,
+      ],
+      [
+        'a title with a lone surrogate',
+        (c) => (c[1].title = 'trip \ud800'),
+        '[1].title',
+        /valid Unicode/,
+      ],
+      [
+        'text with a lone surrogate',
+        (c) => ((question(c).content as { parts: string[] }).parts = ['\udfff']),
+        '[1].mapping["q"].message.content.parts',
+        /valid Unicode/,
+      ],
+    ])('answers 400 to a ChatGPT conversation with %s', async (_label, mutate, field, message) => {
+      const file = chatgpt();
+      mutate(file);
+      const res = await importJson(file);
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toContainEqual({ field, message: expect.stringMatching(message) });
+      await expect(counts()).resolves.toEqual([0, 0]);
+    });
+
+    it('imports what it exports: a ChatGPT conversation with ids at their limit round-trips', async () => {
+      const file = chatgpt();
+      question(file).id = 'i'.repeat(200);
+      file[1].default_model_slug = 's'.repeat(200);
+      file[1].title = `${'t'.repeat(250)}`;
+      expect((await importJson([file[1]])).status).toBe(201);
+      const id = chatGptSessionId('7b2f4d3c-1c70-4c9f-8e4b-4a8a2a1f3b22');
+      const exportedFile = await request(t.http).get(`/api/v1/sessions/${id}/export`);
+      expect(exportedFile.body.session).toMatchObject({
+        name: 't'.repeat(200),
+        llm_model_name: 's'.repeat(200),
+      });
+      await resetDatabase(t.db);
+      const again = await importJson(exportedFile.body);
+      // The ids were issued by this database: the messages come back under new ones.
+      expect(again.body).toMatchObject({ imported: 1, message_ids: 'renumbered' });
+      const back = await request(t.http).get(`/api/v1/sessions/${id}/export`);
+      const withoutIds = (body: Exported) => ({
+        session: body.session,
+        messages: body.messages.map((m) => ({ ...m, id: undefined })),
+      });
+      expect(withoutIds(back.body)).toEqual(withoutIds(exportedFile.body));
     });
   });
 

@@ -192,8 +192,8 @@ describe('Owners and API keys (e2e)', () => {
         .map((l) => JSON.parse(l) as { session: { id: string } });
       expect(lines.map((l) => l.session.id)).toEqual([bobSession.id]);
 
-      // Alice's export imported by Bob: the ids exist (under Alice), so nothing is created, and
-      // Bob still sees only his own session.
+      // Alice's export imported by Bob: answered as for an unused id (a session of Bob's own under
+      // an id derived from Alice's), and Bob sees only his own sessions.
       const exported = await request(t.http)
         .get(`/api/v1/sessions/${session.id}/export`)
         .set(as(alice));
@@ -201,9 +201,127 @@ describe('Owners and API keys (e2e)', () => {
         .post('/api/v1/import')
         .set(as(bob))
         .send(exported.body);
-      expect(imported.body).toEqual({ imported: 0, skipped: 1, sessions: [session.id] });
+      expect(imported.body).toEqual({
+        imported: 1,
+        skipped: 0,
+        sessions: [expect.not.stringMatching(session.id)],
+        message_ids: 'renumbered',
+      });
       const list = await request(t.http).get('/api/v1/sessions?archived=any').set(as(bob));
-      expect(list.body.map((s: { id: string }) => s.id)).toEqual([bobSession.id]);
+      expect(list.body.map((s: { id: string }) => s.id).sort()).toEqual(
+        [bobSession.id, imported.body.sessions[0]].sort(),
+      );
+    });
+
+    describe("importing another owner's session id", () => {
+      const IMPORT = '/api/v1/import';
+
+      async function aliceExport() {
+        const { session } = await aliceData();
+        return (await request(t.http).get(`/api/v1/sessions/${session.id}/export`).set(as(alice)))
+          .body as { session: { id: string }; messages: { id: number }[] };
+      }
+
+      it('creates the session under a new id, answered as for an unused id; again is a no-op', async () => {
+        const file = await aliceExport();
+        const aliceBefore = await request(t.http)
+          .get(`/api/v1/sessions/${file.session.id}/export`)
+          .set(as(alice));
+        // A random, unused id: the answer Bob must not be able to tell apart.
+        const unused = {
+          ...file,
+          session: { ...file.session, id: '33333333-3333-4333-8333-333333333333' },
+          messages: [],
+        };
+        const fresh = await request(t.http).post(IMPORT).set(as(bob)).send(unused);
+        const taken = await request(t.http).post(IMPORT).set(as(bob)).send(file);
+        for (const res of [fresh, taken]) {
+          expect({
+            status: res.status,
+            imported: res.body.imported,
+            skipped: res.body.skipped,
+          }).toEqual({ status: 201, imported: 1, skipped: 0 });
+        }
+        const bobsId = taken.body.sessions[0] as string;
+        expect(bobsId).toMatch(
+          /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+        );
+        expect(bobsId).not.toBe(file.session.id);
+        const mine = await request(t.http).get(`/api/v1/sessions/${bobsId}/messages`).set(as(bob));
+        expect(mine.body.map((m: { content: string }) => m.content)).toEqual(['private']);
+
+        const again = await request(t.http).post(IMPORT).set(as(bob)).send(file);
+        expect(again.body).toEqual({
+          imported: 0,
+          skipped: 1,
+          sessions: [bobsId],
+          message_ids: 'kept',
+        });
+        const list = await request(t.http).get('/api/v1/sessions').set(as(bob));
+        expect(list.headers['x-total-count']).toBe('2');
+
+        // Alice's data is untouched, and still hers alone.
+        const aliceAfter = await request(t.http)
+          .get(`/api/v1/sessions/${file.session.id}/export`)
+          .set(as(alice));
+        expect(aliceAfter.body).toEqual(aliceBefore.body);
+        expect(
+          (await request(t.http).get(`/api/v1/sessions/${bobsId}`).set(as(alice))).status,
+        ).toBe(404);
+      });
+
+      it('finds the first import again after the other owner deletes the original', async () => {
+        const file = await aliceExport();
+        const first = await request(t.http).post(IMPORT).set(as(bob)).send(file);
+        await request(t.http).delete(`/api/v1/sessions/${file.session.id}`).set(as(alice));
+        const again = await request(t.http).post(IMPORT).set(as(bob)).send(file);
+        expect(again.body).toMatchObject({
+          imported: 0,
+          skipped: 1,
+          sessions: first.body.sessions,
+        });
+      });
+
+      it('imports a ChatGPT conversation for each owner that imports it', async () => {
+        const conversation = {
+          title: 'Shared',
+          create_time: 1714550400,
+          mapping: {
+            r: { id: 'r', message: null, parent: null, children: ['m'] },
+            m: {
+              id: 'm',
+              message: {
+                id: 'm',
+                author: { role: 'user' },
+                create_time: 1714550401,
+                content: { content_type: 'text', parts: ['Hello'] },
+              },
+              parent: 'r',
+              children: [],
+            },
+          },
+          current_node: 'm',
+          conversation_id: 'shared-conversation',
+        };
+        const ids: string[] = [];
+        for (const key of [alice, bob]) {
+          const res = await request(t.http).post(IMPORT).set(as(key)).send([conversation]);
+          expect(res.body).toMatchObject({ imported: 1, skipped: 0 });
+          ids.push(res.body.sessions[0] as string);
+          const again = await request(t.http).post(IMPORT).set(as(key)).send([conversation]);
+          expect(again.body).toMatchObject({ imported: 0, skipped: 1, sessions: [ids.at(-1)] });
+        }
+        expect(ids[0]).not.toBe(ids[1]);
+        for (const [key, id] of [
+          [alice, ids[0]],
+          [bob, ids[1]],
+        ]) {
+          const messages = await request(t.http)
+            .get(`/api/v1/sessions/${id}/messages`)
+            .set(as(key));
+          expect(messages.body.map((m: { content: string }) => m.content)).toEqual(['Hello']);
+        }
+      });
     });
 
     it('imports into the caller and honours Idempotency-Key on import', async () => {
@@ -219,7 +337,12 @@ describe('Owners and API keys (e2e)', () => {
           .set('Idempotency-Key', 'imp-1')
           .send(exported);
       const first = await send();
-      expect(first.body).toEqual({ imported: 1, skipped: 0, sessions: [session.id] });
+      expect(first.body).toEqual({
+        imported: 1,
+        skipped: 0,
+        sessions: [session.id],
+        message_ids: 'renumbered',
+      });
       const again = await send();
       expect({ status: again.status, text: again.text }).toEqual({ status: 201, text: first.text });
       expect(again.headers['idempotent-replayed']).toBe('true');

@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { jsonDepth } from '../src/common/json-bounds';
 import { freshDatabaseUrl } from './helpers/database-target';
 import { createTestApp, TestApp } from './helpers/test-app';
 
@@ -106,7 +107,7 @@ describe('Export → import round trip (e2e)', () => {
         .send(body(original));
       expect({ status: res.status, body: res.body }).toEqual({
         status: 201,
-        body: { imported: 4, skipped: 0, sessions: [...ids].sort() },
+        body: { imported: 4, skipped: 0, sessions: [...ids].sort(), message_ids: 'kept' },
       });
       expect(await exportAll(target)).toBe(original);
       for (const id of ids) {
@@ -146,6 +147,73 @@ describe('Export → import round trip (e2e)', () => {
         .send(body(original));
       expect(again.body).toMatchObject({ imported: 0, skipped: 4 });
     } finally {
+      await target.close();
+    }
+  });
+
+  it("round-trips data at every field's limit, through the API and back", async () => {
+    // The longest model name there may be comes from the configuration.
+    const model = `m${'😀'.repeat(199)}`;
+    const edge = await createTestApp({
+      DATABASE_URL: await freshDatabaseUrl('round-trip-limits'),
+      DEFAULT_MODEL_NAME: model,
+    });
+    const target = await createTestApp({
+      DATABASE_URL: await freshDatabaseUrl('round-trip-limits'),
+    });
+    try {
+      // Characters of every width (astral ones count once), at the top of each range.
+      const wide = (n: number) =>
+        Array.from({ length: n }, (_, i) => ['é', '東', '😀'][i % 3]).join('');
+      // With the object around it: 16 levels deep.
+      let depth16: Record<string, unknown> = { leaf: '\u0000 \ud800 escapes ok in JSON' };
+      for (let i = 1; i < 15; i++) depth16 = { [`level${i}`]: depth16 };
+      const metadata = { depth16, pad: '' };
+      // Exactly 16 KiB serialized.
+      metadata.pad = 'p'.repeat(16 * 1024 - Buffer.byteLength(JSON.stringify(metadata)));
+      expect(Buffer.byteLength(JSON.stringify(metadata))).toBe(16 * 1024);
+      expect(jsonDepth(metadata)).toBe(16);
+      const session = await request(edge.http)
+        .post('/api/v1/sessions')
+        .send({
+          name: wide(200),
+          rag_document_ids: Array.from(
+            { length: 100 },
+            (_, i) => `${i}${'😀'.repeat(200 - String(i).length)}`,
+          ),
+          metadata_tags: Object.fromEntries(
+            Array.from({ length: 16 }, (_, i) => [`${i}`.padEnd(64, 'k'), wide(512)]),
+          ),
+          pinned: true,
+        });
+      expect({ status: session.status, errors: session.body.errors }).toEqual({
+        status: 201,
+        errors: undefined,
+      });
+      for (const body of [
+        { content: wide(100_000), role: 'system', metadata },
+        { content: 'x', metadata: {} },
+      ]) {
+        const res = await request(edge.http)
+          .post(`/api/v1/sessions/${session.body.id}/messages`)
+          .send(body);
+        expect({ status: res.status, errors: res.body.errors }).toEqual({
+          status: 201,
+          errors: undefined,
+        });
+      }
+      const original = await exportAll(edge);
+      const res = await request(target.http)
+        .post('/api/v1/import')
+        .set('Content-Type', 'application/x-ndjson')
+        .send(original);
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 201,
+        body: { imported: 1, skipped: 0, sessions: [session.body.id], message_ids: 'kept' },
+      });
+      expect(await exportAll(target)).toBe(original);
+    } finally {
+      await edge.close();
       await target.close();
     }
   });

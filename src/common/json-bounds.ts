@@ -46,7 +46,7 @@ function hasNonFiniteNumber(value: unknown): boolean {
 }
 
 /** Why `value` is not a bounded JSON object; `null` when it is one. */
-function jsonObjectProblem(
+export function jsonObjectProblem(
   property: string,
   value: unknown,
   bounds: { maxBytes: number; maxDepth: number },
@@ -137,18 +137,60 @@ export function isStorableText(text: string): boolean {
  * Text columns refuse U+0000 (PostgreSQL cannot store it in text, and both databases must accept the
  * same input) and unpaired UTF-16 surrogates (not Unicode: UTF-8 storage would turn them into
  * U+FFFD, so the text would not read back as sent). JSON fields escape both, so metadata may hold them.
+ * With `{ each: true }` it checks every item of an array.
  */
-export function StorableText(): PropertyDecorator {
+export function StorableText(options?: ValidationOptions): PropertyDecorator {
   return (target: object, propertyName: string | symbol) => {
     registerDecorator({
       name: 'storableText',
       target: target.constructor,
       propertyName: String(propertyName),
+      options,
       validator: {
         validate: (value: unknown) => typeof value !== 'string' || isStorableText(value),
         defaultMessage: (args) =>
-          `${args?.property} must be valid Unicode text without NUL (U+0000) characters`,
+          `${options?.each ? 'each of ' : ''}${args?.property} must be valid Unicode text without NUL (U+0000) characters`,
       },
     });
   };
+}
+
+/**
+ * The largest message id the API hands out: `GET …/messages/{id}` takes 1–15 digits, and every id
+ * up to here is exact in a JSON number (a double). An id beyond it is never stored or answered.
+ */
+export const MESSAGE_ID_MAX = 999_999_999_999_999;
+
+/** A message id as a driver returned it (PostgreSQL: BIGINT as text), checked to be exact and fetchable. */
+export function exactMessageId(value: unknown): number | null {
+  const text = typeof value === 'bigint' ? value.toString() : String(value);
+  return /^[1-9]\d{0,14}$/.test(text) ? Number(text) : null;
+}
+
+/** The first and last instants the contract's format (ISO 8601, 4-digit year, `Z`) can write. */
+export const TIME_FORMAT_MIN_MS = Date.parse('0000-01-01T00:00:00.000Z');
+export const TIME_FORMAT_MAX_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
+/** A stored time every response can write: an integer of milliseconds within the format's years. */
+export function isWritableTime(ms: number): boolean {
+  return Number.isSafeInteger(ms) && ms >= TIME_FORMAT_MIN_MS && ms <= TIME_FORMAT_MAX_MS;
+}
+
+/** Imported times start at the Unix epoch: ChatGPT counts seconds from it, and no chat predates it. */
+export const IMPORT_TIME_MIN_MS = 0;
+/**
+ * How far past the server's clock an imported time may be. Clocks disagree a little; much more would
+ * stamp every later append of the session after that future time, as messages never go back in time.
+ */
+export const IMPORT_CLOCK_SKEW_MS = 10 * 60_000;
+
+/** Why an imported time (epoch ms) cannot be stored; `null` when it can. */
+export function importedTimeProblem(ms: number, now = Date.now()): string | null {
+  if (!Number.isFinite(ms) || ms < IMPORT_TIME_MIN_MS) {
+    return 'must not be before 1970-01-01T00:00:00.000Z';
+  }
+  if (ms > now + IMPORT_CLOCK_SKEW_MS) {
+    return `must not be more than ${IMPORT_CLOCK_SKEW_MS / 60_000} minutes after the server's clock (${new Date(now).toISOString()})`;
+  }
+  return null;
 }

@@ -1,4 +1,7 @@
 import { isIP } from 'node:net';
+import { length } from 'class-validator';
+import { isStorableText } from '../common/json-bounds';
+import { LLM_MODEL_NAME_MAX } from '../sessions/dto/session.dto';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'verbose'] as const;
 export type LogLevelName = (typeof LOG_LEVELS)[number];
@@ -127,6 +130,13 @@ export function validateEnv(env: Record<string, unknown>): Env {
     throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL (got '${redisUrl}')`);
   }
   const defaultModelName = text(env, 'DEFAULT_MODEL_NAME', 'default');
+  // Sessions carry it as llm_model_name, which their export must bring back through the import.
+  if (!length(defaultModelName, 1, LLM_MODEL_NAME_MAX) || !isStorableText(defaultModelName)) {
+    throw new ConfigError(
+      'DEFAULT_MODEL_NAME',
+      `must be 1 to ${LLM_MODEL_NAME_MAX} characters of valid Unicode text`,
+    );
+  }
   return {
     NODE_ENV: text(env, 'NODE_ENV', 'development'),
     PORT: port,

@@ -1,17 +1,23 @@
-import { length } from 'class-validator';
-import { createHash } from 'node:crypto';
-import { isPlainObject } from '../common/json-bounds';
+import { importedTimeProblem, isPlainObject, isStorableText } from '../common/json-bounds';
 import type { MessageRole } from '../messages/chat-message.entity';
-import { CONTENT_MAX_LENGTH } from '../messages/dto/chat-message.dto';
+import { CreateChatMessageDto } from '../messages/dto/chat-message.dto';
+import { RestoredSessionFieldsDto } from '../sessions/dto/session.dto';
 import type { ImportProblems } from './import-problems';
-import type { ImportedMessage, ImportedSession, Location } from './imported-session';
+import {
+  checkFields,
+  type ImportedMessage,
+  type ImportedSession,
+  type Location,
+  nameBasedUuid,
+  toMetadataText,
+} from './imported-session';
 
 const ROLES = new Set<string>(['user', 'assistant', 'system']);
 const TEXT_CONTENT = new Set(['text', 'multimodal_text']);
 const KEY_MAX_LENGTH = 200;
 const NAME_MAX_LENGTH = 200;
-// eslint-disable-next-line no-control-regex -- matching U+0000 is the point
-const NUL = /\u0000/;
+/** Node and model ids kept in a message's metadata: real ones are short; longer ones are refused. */
+const METADATA_ID_MAX_LENGTH = 200;
 
 /**
  * The session id of a ChatGPT conversation: a name-based id (SHA-256 of the conversation's id) in
@@ -19,11 +25,7 @@ const NUL = /\u0000/;
  * twice finds the session the first import created and skips it, with no mapping table.
  */
 export function chatGptSessionId(conversationKey: string): string {
-  const bytes = createHash('sha256').update(`chatgpt:${conversationKey}`).digest().subarray(0, 16);
-  bytes[6] = (bytes[6] & 0x0f) | 0x40;
-  bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return nameBasedUuid(`chatgpt:${conversationKey}`);
 }
 
 interface Turn {
@@ -31,15 +33,25 @@ interface Turn {
   content: string;
   /** Epoch ms, or null when the node has no create time. */
   time: number | null;
-  metadata: Record<string, string>;
+  /** Serialized, as stored. */
+  metadata: string | null;
 }
 
-const seconds = (value: unknown): number | null | undefined =>
-  value === null || value === undefined
-    ? null
-    : typeof value === 'number' && Number.isFinite(value)
-      ? Math.round(value * 1000)
-      : undefined;
+type Fail = (path: string, message: string) => undefined;
+
+/**
+ * A time in seconds since the epoch as ms: null when absent, undefined (after reporting it) when it
+ * is not a number or outside the times an import takes.
+ */
+function seconds(value: unknown, path: string, fail: Fail): number | null | undefined {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    return fail(path, 'must be a time in seconds since the epoch, or null');
+  }
+  const ms = Math.round(value * 1000);
+  const problem = importedTimeProblem(ms);
+  return problem ? fail(path, `(${value} seconds) ${problem}`) : ms;
+}
 
 /**
  * One conversation of a ChatGPT data export (`conversations.json`). The conversation is a tree
@@ -63,28 +75,31 @@ export function readChatGptConversation(
   const key = typeof rawKey === 'string' ? rawKey : undefined;
   const title = typeof value.title === 'string' ? value.title : undefined;
   const subject = `conversation ${title ? `'${title.slice(0, 60)}' ` : ''}(id ${key?.slice(0, KEY_MAX_LENGTH) ?? 'missing'})`;
-  const fail = (path: string, message: string): undefined => {
+  const fail: Fail = (path, message) => {
     problems.add(at.field(path), `${subject}: ${path} ${message}`);
     return undefined;
   };
 
-  if (key === undefined || key.length === 0 || key.length > KEY_MAX_LENGTH || NUL.test(key)) {
+  if (
+    key === undefined ||
+    key.length === 0 ||
+    key.length > KEY_MAX_LENGTH ||
+    !isStorableText(key)
+  ) {
     fail(
       value.conversation_id === undefined ? 'id' : 'conversation_id',
-      `must be the conversation's id (1 to ${KEY_MAX_LENGTH} characters)`,
+      `must be the conversation's id (1 to ${KEY_MAX_LENGTH} characters of valid Unicode text without NUL)`,
     );
   }
   if (value.title !== undefined && value.title !== null && typeof value.title !== 'string') {
     fail('title', 'must be a string or null');
-  } else if (title !== undefined && NUL.test(title)) {
-    fail('title', 'must not contain NUL (U+0000) characters');
   }
-  const created = seconds(value.create_time);
-  if (created === undefined)
-    fail('create_time', 'must be a time in seconds since the epoch, or null');
-  const updated = seconds(value.update_time);
-  if (updated === undefined)
-    fail('update_time', 'must be a time in seconds since the epoch, or null');
+  const created = seconds(value.create_time, 'create_time', fail);
+  const updated = seconds(value.update_time, 'update_time', fail);
+  const model = value.default_model_slug;
+  if (model !== undefined && model !== null && typeof model !== 'string') {
+    fail('default_model_slug', 'must be a string or null');
+  }
 
   const mapping = value.mapping;
   if (!isPlainObject(mapping)) return fail('mapping', 'must be an object of nodes');
@@ -121,6 +136,20 @@ export function readChatGptConversation(
     const turn = readTurn(node.message, `${path}.message`, fail);
     if (turn) turns.push(turn);
   }
+
+  // A title longer than a name may be is shortened; anything else a name may not hold is refused.
+  const name =
+    title === undefined ? '' : Array.from(title.trim()).slice(0, NAME_MAX_LENGTH).join('').trim();
+  const session = checkFields(RestoredSessionFieldsDto, {
+    name: name === '' ? null : name,
+    llm_model_name: typeof model === 'string' && model !== '' ? model : defaultModelName,
+    metadata_tags: { source: 'chatgpt', conversation_id: key ?? '' },
+  });
+  for (const problem of session.problems) {
+    const field = { name: 'title', llm_model_name: 'default_model_slug' }[problem.property];
+    // The conversation id's own check above names the id's problems.
+    if (field) fail(field, `cannot be the session's ${problem.property}: ${problem.message}`);
+  }
   if (problems.count > before) return undefined;
 
   let previous = created ?? turns.find((t) => t.time !== null)?.time ?? updated ?? 0;
@@ -132,22 +161,18 @@ export function readChatGptConversation(
       timestamp: previous,
       role: turn.role,
       content: turn.content,
-      metadata: JSON.stringify(turn.metadata),
+      metadata: turn.metadata,
     };
   });
-  const name =
-    title === undefined ? '' : Array.from(title.trim()).slice(0, NAME_MAX_LENGTH).join('').trim();
-  const model = value.default_model_slug;
   return {
     session: {
       id: chatGptSessionId(key!),
-      name: name === '' ? null : name,
+      name: session.dto.name ?? null,
       created_at: createdAt,
       last_updated_at: previous,
-      llm_model_name:
-        typeof model === 'string' && model !== '' && !NUL.test(model) ? model : defaultModelName,
+      llm_model_name: session.dto.llm_model_name ?? null,
       rag_document_ids: null,
-      metadata_tags: { source: 'chatgpt', conversation_id: key! },
+      metadata_tags: session.dto.metadata_tags ?? null,
       message_count: messages.length,
       archived: value.is_archived === true,
       pinned: false,
@@ -157,11 +182,7 @@ export function readChatGptConversation(
 }
 
 /** The node's message as a turn of the conversation, or undefined when it is skipped (or malformed). */
-function readTurn(
-  message: unknown,
-  path: string,
-  fail: (path: string, message: string) => undefined,
-): Turn | undefined {
+function readTurn(message: unknown, path: string, fail: Fail): Turn | undefined {
   if (message === null || message === undefined) return undefined;
   if (!isPlainObject(message)) return fail(path, 'must be a message object or null');
   const author = message.author;
@@ -181,26 +202,40 @@ function readTurn(
     .filter((part): part is string => typeof part === 'string' && part !== '')
     .join('\n');
   if (text.trim() === '') return undefined;
-  if (NUL.test(text))
-    return fail(`${path}.content.parts`, 'must not contain NUL (U+0000) characters');
-  if (!length(text, 1, CONTENT_MAX_LENGTH)) {
-    return fail(
-      `${path}.content.parts`,
-      `hold ${text.length} characters; a message holds at most ${CONTENT_MAX_LENGTH}`,
-    );
+  const time = seconds(message.create_time, `${path}.create_time`, fail);
+  const ids: [string, unknown][] = [
+    [`${path}.id`, message.id],
+    [`${path}.metadata.model_slug`, metadata.model_slug],
+  ];
+  for (const [idPath, id] of ids) {
+    if (typeof id === 'string' && id.length > METADATA_ID_MAX_LENGTH) {
+      fail(
+        idPath,
+        `must be at most ${METADATA_ID_MAX_LENGTH} characters (it is kept in the message's metadata)`,
+      );
+    }
   }
-  const time = seconds(message.create_time);
-  if (time === undefined) {
-    return fail(`${path}.create_time`, 'must be a time in seconds since the epoch, or null');
-  }
-  return {
-    role: role as MessageRole,
+  // The message as the API would take it: the same rules for content, role and metadata.
+  const checked = checkFields(CreateChatMessageDto, {
     content: text,
-    time,
+    role,
     metadata: {
       source: 'chatgpt',
       ...(typeof message.id === 'string' ? { chatgpt_message_id: message.id } : {}),
       ...(typeof metadata.model_slug === 'string' ? { model: metadata.model_slug } : {}),
     },
+  });
+  for (const problem of checked.problems) {
+    fail(
+      problem.property === 'content' ? `${path}.content.parts` : path,
+      `break the rule for messages: ${problem.message}`,
+    );
+  }
+  if (time === undefined || checked.problems.length > 0) return undefined;
+  return {
+    role: role as MessageRole,
+    content: text,
+    time,
+    metadata: toMetadataText(checked.dto.metadata),
   };
 }

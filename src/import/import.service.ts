@@ -1,18 +1,29 @@
-import { Injectable } from '@nestjs/common';
+import { ConflictException, Injectable } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { EntityManager } from 'typeorm';
+import { MESSAGE_ID_MAX } from '../common/json-bounds';
 import type { Env } from '../config/env.validation';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { bucketOrder, SessionsService, toJson } from '../sessions/sessions.service';
 import { ImportResultDto } from './dto/import.dto';
 import { type ImportBody, readImportFile } from './import-file';
-import type { ImportedMessage, ImportedSession } from './imported-session';
+import { type ImportedMessage, type ImportedSession, nameBasedUuid } from './imported-session';
 import { Pacer } from './pacer';
 
 const SESSION_COLUMNS = `"id", "owner_id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned"`;
 const MESSAGE_COLUMNS = `"session_id", "timestamp", "role", "content", "metadata"`;
 /** Rows per INSERT: a power of two, and smaller powers of two for the rest, so few distinct statements exist. */
 const MAX_ROWS = 256;
+/** Ids per lookup of existing sessions. */
+const LOOKUP_IDS = 500;
+/** Candidate ids per imported session (see `candidates`). */
+const CANDIDATES = 8;
+/**
+ * How far past the highest message id ever issued an import may keep its ids, beyond one id per
+ * message it brings: room for the gaps deleted messages leave, bounded so no owner can push the id
+ * sequence every owner shares towards its end.
+ */
+export const MESSAGE_ID_HEADROOM = 1_000_000;
 
 function rowsPerStatement(total: number): number[] {
   const sizes: number[] = [];
@@ -26,15 +37,49 @@ function rowsPerStatement(total: number): number[] {
 }
 
 /**
+ * The ids an imported session may take, in order: its own (the source's id, or the one derived from
+ * a ChatGPT conversation), then each a name-based id of the owner and the one before. Another owner's
+ * session never blocks an import, and yet the same file always lands on the same ids for one owner.
+ */
+function candidates(owner: string, id: string): string[] {
+  const ids = [id];
+  while (ids.length < CANDIDATES) ids.push(nameBasedUuid(`owner:${owner}:${ids.at(-1)}`));
+  return ids;
+}
+
+/** Where each of the file's sessions goes: a new session under `id`, or the owner's own session `id`. */
+type Placement = { id: string; insert: boolean };
+
+/** Whether the messages may keep their ids: all of them new to this database, and within reach. */
+function keepable(ids: number[], issued: number): boolean {
+  const limit = Math.min(issued + ids.length + MESSAGE_ID_HEADROOM, MESSAGE_ID_MAX);
+  return ids.every((id) => id > issued && id <= limit);
+}
+
+function carriedIds(sessions: ImportedSession[], placements: Placement[]): number[] {
+  return sessions.flatMap(({ messages }, i) =>
+    placements[i].insert ? messages.flatMap((m) => (m.id === null ? [] : [m.id])) : [],
+  );
+}
+
+/**
  * Imports as one transaction: all of a file's sessions and messages, or nothing.
  *
- * The file is read and checked completely first (`readImportFile`), outside any transaction. Then
- * multi-row INSERTs write it. Sessions keep their ids; a session whose id exists already is skipped
- * whole (an import never merges into or overwrites a session), which makes importing the same file
- * again a no-op. Exported message ids are kept when this database never issued them (they are above
- * its id high-water mark), so an export imported into a new database reads back identically; a
- * message whose id this database may have used gets a new id, as ids are never reused (its
- * session's order is by timestamp first, so it stays in place).
+ * The file is read and checked completely first (`readImportFile`), outside any transaction, with
+ * the API's own field rules. Then multi-row INSERTs write it.
+ *
+ * Session ids are per owner: a session keeps its id when it is free; where another owner has it, the
+ * session takes the next of its candidate ids (`candidates`), answered exactly as an unused id would
+ * be. A candidate that is already this owner's session means the file was imported before: that
+ * session is skipped whole (an import never merges into or overwrites a session), which makes
+ * importing the same file again a no-op for its owner.
+ *
+ * Message ids are shared by every owner. An import keeps the ids of the messages it writes only when
+ * all of them are new to this database (above the highest id it ever issued, as ids are never
+ * reused) and within reach (no further above it than one id per message plus MESSAGE_ID_HEADROOM,
+ * and never above MESSAGE_ID_MAX): then an export restored into a new database reads back
+ * identically. Otherwise every one of them gets a new id, in file order, so each session's order
+ * (timestamp, then id) is kept. The result says which (`message_ids`).
  *
  * The writing runs as a `bulkWrite` and yields to the event loop every few milliseconds: on
  * PostgreSQL other requests carry on in full; on SQLite other reads carry on (on the main
@@ -54,30 +99,35 @@ export class ImportService {
     this.defaultModelName = config.get('DEFAULT_MODEL_NAME', { infer: true });
   }
 
-  /**
-   * Imported sessions belong to `owner`. A session id that already exists is skipped, whoever owns
-   * it (ids are global), and so is everything in it.
-   */
+  /** Imported sessions belong to `owner`; see the class for where they and their messages go. */
   async import(owner: string, body: ImportBody): Promise<ImportResultDto> {
     const sessions = await readImportFile(body, this.defaultModelName);
-    let highest = 0;
-    for (const { messages } of sessions) {
-      for (const { id } of messages) if (id !== null && id > highest) highest = id;
+    // PostgreSQL: reserve the ids to keep in a short transaction of its own, before the import's.
+    let reserved: Set<number> | undefined;
+    if (!this.db.isSqlite) {
+      const planned = await this.db.read((m) => this.place(m, owner, sessions));
+      const ids = carriedIds(sessions, planned);
+      if (ids.length > 0) {
+        const kept = await this.db.write((m) => this.reserveIds(m, ids), { hooks: false });
+        if (kept) reserved = new Set(ids);
+      }
     }
-    // PostgreSQL: reserve the exported ids in a short transaction of its own, before the import's.
-    const reserved =
-      !this.db.isSqlite && highest > 0
-        ? await this.db.write((m) => this.reserveIds(m, highest), { hooks: false })
-        : 0;
 
     return this.db.bulkWrite(async (manager) => {
-      const issued =
-        this.db.isSqlite && highest > 0 ? await this.sqliteHighWater(manager) : reserved;
+      const placements = await this.place(manager, owner, sessions);
+      const ids = carriedIds(sessions, placements);
+      // SQLite: this transaction is the only writer, so the high-water mark cannot move under it.
+      // PostgreSQL: only ids reserved above may be kept (the placements may have changed since).
+      const keep = this.db.isSqlite
+        ? keepable(ids, await this.sqliteHighWater(manager))
+        : reserved !== undefined && ids.every((id) => reserved.has(id));
       const pacer = new Pacer();
-      const inserted = new Set<string>();
+      const inserted = sessions.flatMap((s, i) =>
+        placements[i].insert ? [{ ...s, session: { ...s.session, id: placements[i].id } }] : [],
+      );
       let done = 0;
-      for (const size of rowsPerStatement(sessions.length)) {
-        const chunk = sessions.slice(done, done + size);
+      for (const size of rowsPerStatement(inserted.length)) {
+        const chunk = inserted.slice(done, done + size);
         done += size;
         const rows: { id: string }[] = await queryRows(
           manager,
@@ -96,36 +146,77 @@ export class ImportService {
             s.pinned,
           ]),
         );
-        for (const row of rows) inserted.add(row.id);
-        const messages = chunk
-          .filter(({ session }) => inserted.has(session.id))
-          .flatMap(({ session, messages }) =>
-            messages.map((m) => ({ ...m, sessionId: session.id })),
+        if (rows.length < chunk.length) {
+          // PostgreSQL only: a concurrent write took an id between the placement and the insert.
+          // Retrying places the file again (a session this owner now has is then skipped).
+          const taken = chunk.find(({ session }) => !rows.some((r) => r.id === session.id));
+          throw new ConflictException(
+            `Nothing was imported: session ${taken?.session.id} was created by a concurrent request; retry the import.`,
           );
+        }
+        const messages = chunk.flatMap(({ session, messages }) =>
+          messages.map((m) => ({ ...m, sessionId: session.id })),
+        );
         await this.insertMessages(
           manager,
-          messages.filter((m) => m.id !== null && m.id > issued),
+          keep ? messages.filter((m) => m.id !== null) : [],
           'kept',
           pacer,
         );
         await this.insertMessages(
           manager,
-          messages.filter((m) => m.id === null || m.id <= issued),
+          keep ? messages.filter((m) => m.id === null) : messages,
           'new',
           pacer,
         );
         await pacer.pace();
       }
-      await this.countImported(
-        manager,
-        owner,
-        sessions.filter(({ session }) => inserted.has(session.id)),
-      );
+      await this.countImported(manager, owner, inserted);
       return {
-        imported: inserted.size,
-        skipped: sessions.length - inserted.size,
-        sessions: sessions.map(({ session }) => session.id),
+        imported: inserted.length,
+        skipped: sessions.length - inserted.length,
+        sessions: placements.map((p) => p.id),
+        message_ids: keep || ids.length === 0 ? 'kept' : 'renumbered',
       };
+    });
+  }
+
+  /**
+   * Where each session goes (see the class): its first candidate that is this owner's session
+   * (skipped) or, failing that, its first candidate that is free. All candidates taken by others
+   * (only ever by design: ids other owners chose to block this one) is a 409.
+   */
+  private async place(
+    manager: EntityManager,
+    owner: string,
+    sessions: ImportedSession[],
+  ): Promise<Placement[]> {
+    const chains = sessions.map(({ session }) => candidates(owner, session.id));
+    const owners = new Map<string, string>();
+    const all = chains.flat();
+    for (let i = 0; i < all.length; i += LOOKUP_IDS) {
+      const ids = all.slice(i, i + LOOKUP_IDS);
+      const rows: { id: string; owner_id: string }[] = await queryRows(
+        manager,
+        this.db.sql(
+          `SELECT "id", "owner_id" FROM "sessions" WHERE "id" IN (${ids.map(() => '?').join(', ')})`,
+        ),
+        ids,
+      );
+      for (const row of rows) owners.set(row.id, row.owner_id);
+    }
+    const claimed = new Set<string>();
+    return chains.map((chain) => {
+      const own = chain.find((id) => owners.get(id) === owner);
+      if (own !== undefined) return { id: own, insert: false };
+      const free = chain.find((id) => !owners.has(id) && !claimed.has(id));
+      if (free === undefined) {
+        throw new ConflictException(
+          `Nothing was imported: every id session ${chain[0]} could take is in use.`,
+        );
+      }
+      claimed.add(free);
+      return { id: free, insert: true };
     });
   }
 
@@ -204,12 +295,13 @@ export class ImportService {
   }
 
   /**
-   * PostgreSQL: the highest message id ever issued, with the id sequence moved past `highest`, so
-   * appends running alongside the import never draw an id the import is about to insert. ALTER
-   * SEQUENCE blocks other nextval() calls until this short transaction commits, which makes reading
-   * and moving the sequence one atomic step.
+   * PostgreSQL: if `ids` may be kept (see `keepable`), moves the id sequence past the highest of
+   * them, so appends running alongside the import never draw an id the import is about to insert,
+   * and answers true; otherwise leaves the sequence alone. ALTER SEQUENCE blocks other
+   * nextval() calls until this short transaction commits, which makes reading and moving the
+   * sequence one atomic step.
    */
-  private async reserveIds(manager: EntityManager, highest: number): Promise<number> {
+  private async reserveIds(manager: EntityManager, ids: number[]): Promise<boolean> {
     const [{ sequence }]: { sequence: string }[] = await queryRows(
       manager,
       `SELECT pg_get_serial_sequence('"chat_messages"', 'id') AS "sequence"`,
@@ -221,8 +313,9 @@ export class ImportService {
       `SELECT "last_value", "is_called" FROM ${sequence}`,
     );
     const issued = Number(state.last_value) - (state.is_called ? 0 : 1);
-    if (highest > issued)
-      await manager.query(`SELECT setval($1::regclass, $2)`, [sequence, highest]);
-    return issued;
+    if (!keepable(ids, issued)) return false;
+    const highest = ids.reduce((max, id) => Math.max(max, id), 0);
+    await manager.query(`SELECT setval($1::regclass, $2)`, [sequence, highest]);
+    return true;
   }
 }

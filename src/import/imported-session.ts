@@ -1,16 +1,13 @@
-import { length } from 'class-validator';
-import {
-  isPlainObject,
-  jsonDepth,
-  metadataTagsProblem,
-  METADATA_MAX_BYTES,
-  METADATA_MAX_DEPTH,
-} from '../common/json-bounds';
-import { MESSAGE_ROLES, type MessageRole } from '../messages/chat-message.entity';
-import { CONTENT_MAX_LENGTH } from '../messages/dto/chat-message.dto';
+import type { Type } from '@nestjs/common';
+import { plainToInstance } from 'class-transformer';
+import { validateSync } from 'class-validator';
+import { createHash } from 'node:crypto';
+import { importedTimeProblem, isPlainObject } from '../common/json-bounds';
+import type { MessageRole } from '../messages/chat-message.entity';
+import { CreateChatMessageDto } from '../messages/dto/chat-message.dto';
+import { RestoredSessionFieldsDto } from '../sessions/dto/session.dto';
 import { Session } from '../sessions/session.entity';
 import type { ImportProblems } from './import-problems';
-
 /** A message ready to insert; `id` is the exported id (kept when free), null for a new one. */
 export interface ImportedMessage {
   id: number | null;
@@ -47,7 +44,47 @@ export class Location {
 }
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * A name-based id (SHA-256 of `name`) in UUID v4 layout, so it reads like every other session id:
+ * the same name always gives the same id, which is what makes a repeated import find its sessions.
+ */
+export function nameBasedUuid(name: string): string {
+  const bytes = createHash('sha256').update(name).digest().subarray(0, 16);
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+const ISO_TIMESTAMP =
+  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-](\d{2}):(\d{2}))$/;
+
+/**
+ * An ISO 8601 timestamp as epoch ms, or NaN. Stricter than `Date.parse`, which rolls 2025-02-30
+ * over into March and 24:00 into the next day: a date that is not on the calendar is refused.
+ */
+export function parseIsoTimestamp(text: string): number {
+  const parts = ISO_TIMESTAMP.exec(text);
+  if (!parts) return NaN;
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = parts
+    .slice(1)
+    .map((part) => (part === undefined ? 0 : Number(part)));
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+  const valid =
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= days &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    offsetHours <= 23 &&
+    offsetMinutes <= 59;
+  return valid ? Date.parse(text) : NaN;
+}
+
 const SESSION_FIELDS = new Set([
   'id',
   'name',
@@ -61,8 +98,36 @@ const SESSION_FIELDS = new Set([
   'pinned',
 ]);
 const MESSAGE_FIELDS = new Set(['id', 'session_id', 'timestamp', 'role', 'content', 'metadata']);
-// eslint-disable-next-line no-control-regex -- matching U+0000 is the point
-const NUL = /\u0000/;
+
+/**
+ * The problems of `fields` under a DTO class of the API, checked as the API's validation pipe
+ * checks a request body (class-transformer, then class-validator; free-form JSON fields raw), so an
+ * import can never accept what the API refuses, or refuse what it stores. Returns the DTO too: its
+ * values are the ones to store (e.g. the name trimmed).
+ */
+export function checkFields<T extends object>(
+  dtoClass: Type<T>,
+  fields: Record<string, unknown>,
+): { dto: T; problems: { property: string; message: string }[] } {
+  const dto = plainToInstance(dtoClass, fields) as T & Record<string, unknown>;
+  // Fields class-transformer left out (@RawJson) take their raw value.
+  for (const key of Object.keys(fields)) {
+    if (dto[key] === undefined) (dto as Record<string, unknown>)[key] = fields[key];
+  }
+  const errors = validateSync(dto, {
+    whitelist: true,
+    forbidNonWhitelisted: true,
+    forbidUnknownValues: true,
+    stopAtFirstError: true,
+  });
+  const problems = errors.flatMap((error) =>
+    Object.values(error.constraints ?? {}).map((message) => ({
+      property: error.property,
+      message,
+    })),
+  );
+  return { dto, problems };
+}
 
 /** Problems of one export object, each named with its path and the session it belongs to. */
 class Checker {
@@ -76,6 +141,24 @@ class Checker {
     return undefined;
   }
 
+  /** Reports a DTO's problems under `path` (the object the fields belong to). */
+  fields<T extends object>(
+    dtoClass: Type<T>,
+    fields: Record<string, unknown>,
+    path: string,
+  ): T | undefined {
+    const { dto, problems } = checkFields(dtoClass, fields);
+    for (const { property, message } of problems) {
+      const field = `${path}.${property}`;
+      // class-validator's messages mostly start with the property's name: put the path before it.
+      this.problems.add(
+        this.at.field(field),
+        `${this.at.subject}: ${message.startsWith(`${property} `) ? `${path}.${message}` : `${field}: ${message}`}`,
+      );
+    }
+    return problems.length > 0 ? undefined : dto;
+  }
+
   unknownFields(value: Record<string, unknown>, known: Set<string>, path: string): void {
     for (const key of Object.keys(value)) {
       if (!known.has(key)) this.fail(path ? `${path}.${key}` : key, 'is not a field of the export');
@@ -83,19 +166,12 @@ class Checker {
   }
 
   timestamp(value: unknown, path: string): number | undefined {
-    const ms = typeof value === 'string' && ISO_TIMESTAMP.test(value) ? Date.parse(value) : NaN;
-    if (Number.isFinite(ms)) return ms;
-    return this.fail(path, 'must be an ISO 8601 timestamp such as 2026-01-31T12:00:00.000Z');
-  }
-
-  /** A string counted as the API's validation counts it (class-validator's `length`). */
-  text(value: unknown, path: string, min: number, max?: number): string | undefined {
-    if (typeof value !== 'string') return this.fail(path, 'must be a string');
-    if (NUL.test(value)) return this.fail(path, 'must not contain NUL (U+0000) characters');
-    if (!length(value, min, max)) {
-      return this.fail(path, `must be ${min} to ${max ?? 'any number of'} characters long`);
+    const ms = typeof value === 'string' ? parseIsoTimestamp(value) : NaN;
+    if (!Number.isFinite(ms)) {
+      return this.fail(path, 'must be an ISO 8601 timestamp such as 2026-01-31T12:00:00.000Z');
     }
-    return value;
+    const problem = importedTimeProblem(ms);
+    return problem ? this.fail(path, problem) : ms;
   }
 }
 
@@ -118,44 +194,18 @@ export function readExportedSession(
 
   const id = typeof s.id === 'string' && UUID.test(s.id) ? s.id.toLowerCase() : undefined;
   if (id === undefined) check.fail('session.id', 'must be a UUID');
-  let name: string | null = null;
-  if (s.name !== null && s.name !== undefined) {
-    name =
-      check.text(typeof s.name === 'string' ? s.name.trim() : s.name, 'session.name', 1, 200) ??
-      null;
-  }
   const createdAt = check.timestamp(s.created_at, 'session.created_at');
   const lastUpdatedAt = check.timestamp(s.last_updated_at, 'session.last_updated_at');
-  let model: string | null = null;
-  if (s.llm_model_name !== null && s.llm_model_name !== undefined) {
-    model = check.text(s.llm_model_name, 'session.llm_model_name', 0) ?? null;
-  }
-  let ragIds: string[] | null = null;
-  if (s.rag_document_ids !== null && s.rag_document_ids !== undefined) {
-    const ids = s.rag_document_ids;
-    if (!Array.isArray(ids) || ids.length > 100) {
-      check.fail('session.rag_document_ids', 'must be an array of at most 100 document ids');
-    } else {
-      ids.forEach((doc, i) => check.text(doc, `session.rag_document_ids[${i}]`, 1, 200));
-      ragIds = ids as string[];
-    }
-  }
-  let tags: Record<string, string> | null = null;
-  if (s.metadata_tags !== null && s.metadata_tags !== undefined) {
-    const problem = metadataTagsProblem(s.metadata_tags);
-    if (problem) check.fail('session.metadata_tags', `is invalid: ${problem}`);
-    else tags = s.metadata_tags as Record<string, string>;
-  }
+  const fields = check.fields(
+    RestoredSessionFieldsDto,
+    given(s, ['name', 'llm_model_name', 'rag_document_ids', 'metadata_tags', 'archived', 'pinned']),
+    'session',
+  );
   if (
     s.message_count !== undefined &&
     !(Number.isSafeInteger(s.message_count) && (s.message_count as number) >= 0)
   ) {
     check.fail('session.message_count', 'must be a non-negative integer');
-  }
-  for (const flag of ['archived', 'pinned'] as const) {
-    if (s[flag] !== undefined && typeof s[flag] !== 'boolean') {
-      check.fail(`session.${flag}`, 'must be true or false');
-    }
   }
 
   const messages: ImportedMessage[] = [];
@@ -167,25 +217,32 @@ export function readExportedSession(
       if (message) messages.push(message);
     });
   }
-  if (problems.count > before || id === undefined) return undefined;
+  if (problems.count > before || id === undefined || !fields) return undefined;
 
   const newest = messages.reduce((max, m) => Math.max(max, m.timestamp), -Infinity);
   return {
     session: {
       id,
-      name,
+      name: fields.name ?? null,
       created_at: createdAt!,
       // At least the newest message's time, so the next append is stamped after every message.
       last_updated_at: Math.max(lastUpdatedAt!, createdAt!, newest),
-      llm_model_name: model,
-      rag_document_ids: ragIds,
-      metadata_tags: tags,
+      llm_model_name: fields.llm_model_name ?? null,
+      rag_document_ids: fields.rag_document_ids ?? null,
+      metadata_tags: fields.metadata_tags ?? null,
       message_count: messages.length,
-      archived: s.archived === true,
-      pinned: s.pinned === true,
+      archived: fields.archived === true,
+      pinned: fields.pinned === true,
     },
     messages,
   };
+}
+
+/** The fields of `value` among `names` that it has (a field left out is left out of the check too). */
+function given(value: Record<string, unknown>, names: string[]): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const name of names) if (value[name] !== undefined) fields[name] = value[name];
+  return fields;
 }
 
 function readMessage(
@@ -208,24 +265,22 @@ function readMessage(
     check.fail(`${path}.session_id`, "must be the session's id");
   }
   const timestamp = check.timestamp(value.timestamp, `${path}.timestamp`);
-  const role = MESSAGE_ROLES.find((r) => r === value.role);
-  if (!role) check.fail(`${path}.role`, `must be one of ${MESSAGE_ROLES.join(', ')}`);
-  const content = check.text(value.content, `${path}.content`, 1, CONTENT_MAX_LENGTH);
-  let metadata: string | null = null;
-  if (value.metadata !== null && value.metadata !== undefined) {
-    const m = value.metadata;
-    if (!isPlainObject(m) || jsonDepth(m, METADATA_MAX_DEPTH) > METADATA_MAX_DEPTH) {
-      check.fail(
-        `${path}.metadata`,
-        `must be a JSON object at most ${METADATA_MAX_DEPTH} levels deep`,
-      );
-    } else {
-      metadata = JSON.stringify(m);
-      if (Buffer.byteLength(metadata) > METADATA_MAX_BYTES) {
-        check.fail(`${path}.metadata`, `must be at most ${METADATA_MAX_BYTES} bytes serialized`);
-      }
-    }
-  }
-  if (timestamp === undefined || !role || content === undefined) return undefined;
-  return { id, timestamp, role, content, metadata };
+  const fields = check.fields(
+    CreateChatMessageDto,
+    given(value, ['content', 'role', 'metadata']),
+    path,
+  );
+  if (timestamp === undefined || !fields) return undefined;
+  return {
+    id,
+    timestamp,
+    role: fields.role ?? 'user',
+    content: fields.content,
+    metadata: toMetadataText(fields.metadata),
+  };
+}
+
+/** Metadata as stored: serialized JSON, or null. */
+export function toMetadataText(metadata: object | null | undefined): string | null {
+  return metadata === null || metadata === undefined ? null : JSON.stringify(metadata);
 }

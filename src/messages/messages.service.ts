@@ -1,4 +1,5 @@
-import { Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
+import { exactMessageId, isWritableTime } from '../common/json-bounds';
 import { Page } from '../common/pagination';
 import { ValidationProblemException } from '../common/validation.pipe';
 import { DatabaseService, queryRows } from '../database/database.service';
@@ -88,7 +89,9 @@ export class MessagesService {
   /**
    * One transaction: the session check, the touch and the insert commit together, so a message
    * racing a DELETE of its session is either stored before the delete (and removed by it) or
-   * answered 404 — never acknowledged and lost, never left orphaned.
+   * answered 404 — never acknowledged and lost, never left orphaned. Whatever the answer needs is
+   * checked before the commit: a message whose time the contract's format cannot write, or whose
+   * id would not be exact or fetchable, is rolled back and refused, never stored and then failed.
    */
   append(owner: string, sessionId: string, dto: CreateChatMessageDto): Promise<ChatMessage> {
     return this.db.write(async (manager) => {
@@ -99,21 +102,31 @@ export class MessagesService {
         [now, now, sessionId, owner],
       );
       if (!touched) throw sessionNotFound(sessionId);
+      const timestamp = Number(touched.last_updated_at);
+      if (!isWritableTime(timestamp)) {
+        throw new ConflictException(
+          `Session '${sessionId}' was last active at a time after the year 9999: no later message can be stamped.`,
+        );
+      }
       const message: Omit<ChatMessage, 'id'> = {
         session_id: sessionId,
-        timestamp: Number(touched.last_updated_at),
+        timestamp,
         role: dto.role ?? 'user',
         content: dto.content,
         metadata: dto.metadata ?? null,
       };
-      const [inserted]: { id: number }[] = await queryRows(manager, this.sql.insert, [
+      const [inserted]: { id: number | string }[] = await queryRows(manager, this.sql.insert, [
         sessionId,
         message.timestamp,
         message.role,
         message.content,
         message.metadata === null ? null : JSON.stringify(message.metadata),
       ]);
-      return { id: Number(inserted.id), ...message };
+      const id = exactMessageId(inserted.id);
+      // Only a store whose id sequence was pushed to its end gets here; the operator must see it.
+      if (id === null)
+        throw new Error(`Message ids are exhausted: the database issued ${inserted.id}`);
+      return { id, ...message };
     });
   }
 

@@ -1,7 +1,8 @@
-import { Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { randomUUID } from 'node:crypto';
 import type { Env } from '../config/env.validation';
+import { isWritableTime } from '../common/json-bounds';
 import { Page } from '../common/pagination';
 import { ValidationProblemException } from '../common/validation.pipe';
 import { CursorService } from '../database/cursor.service';
@@ -275,6 +276,15 @@ export class SessionsService {
         id,
         owner,
       ]);
+      // The answer is written from this row: a time it cannot write rolls the update back.
+      if (
+        after &&
+        !(isWritableTime(Number(after.created_at)) && isWritableTime(Number(after.last_updated_at)))
+      ) {
+        throw new ConflictException(
+          `Session '${id}' holds a time after the year 9999 and cannot be answered; nothing was changed.`,
+        );
+      }
       if (before && after) {
         const [was, is] = [flags(before), flags(after)];
         if (was.archived !== is.archived || was.pinned !== is.pinned) {

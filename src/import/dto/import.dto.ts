@@ -16,9 +16,16 @@ export class ImportResultDto {
   @ApiProperty({
     type: [String],
     description:
-      "The ids of the file's sessions in file order, imported or skipped (a ChatGPT conversation's session id is derived from its id).",
+      "The ids of the file's sessions in file order, imported or skipped: the session's own id (a ChatGPT conversation's is derived from its id), or, where another owner has that id, an id derived from it and the caller, the same on every import of the file.",
   })
   sessions: string[];
+
+  @ApiProperty({
+    enum: ['kept', 'renumbered'],
+    description:
+      "`kept`: every imported message has the id the file gave it (trivially so when the file gave none, as in ChatGPT conversations). `renumbered`: the file's message ids were not all new to this database, or lay too far above its highest id (more than one per message plus 1,000,000), so every imported message got a new id; each session's order is unchanged. Skipped sessions' messages do not count.",
+  })
+  message_ids: 'kept' | 'renumbered';
 }
 
 class ChatGptAuthorDto {

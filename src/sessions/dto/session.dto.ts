@@ -64,6 +64,7 @@ export class CreateSessionDto {
   @IsArray()
   @ArrayMaxSize(100)
   @IsString({ each: true })
+  @StorableText({ each: true })
   @Length(1, 200, {
     each: true,
     message: 'each of rag_document_ids must be 1 to 200 characters long',
@@ -94,6 +95,23 @@ export class CreateSessionDto {
   @ApiPropertyOptional({ type: Boolean, default: false })
   @OptionalFlag('pinned')
   readonly pinned?: boolean;
+}
+
+export const LLM_MODEL_NAME_MAX = 200;
+
+/**
+ * A session's fields as an import restores them: the API's rules for the fields a client may set,
+ * and the same kind of rule for `llm_model_name`, which the server sets (DEFAULT_MODEL_NAME is held
+ * to it as well), so whatever the service stores passes its own import again.
+ */
+export class RestoredSessionFieldsDto extends CreateSessionDto {
+  @IsOptional()
+  @IsString()
+  @StorableText()
+  @Length(1, LLM_MODEL_NAME_MAX, {
+    message: `llm_model_name must be 1 to ${LLM_MODEL_NAME_MAX} characters long`,
+  })
+  readonly llm_model_name?: string | null;
 }
 
 /**
@@ -161,7 +179,9 @@ export class SessionDto {
   @ApiProperty({
     type: String,
     nullable: true,
-    description: 'Set from DEFAULT_MODEL_NAME at creation.',
+    minLength: 1,
+    maxLength: LLM_MODEL_NAME_MAX,
+    description: `Set from DEFAULT_MODEL_NAME at creation (1–${LLM_MODEL_NAME_MAX} characters; an import holds it to the same rule).`,
   })
   llm_model_name: string | null;
 
