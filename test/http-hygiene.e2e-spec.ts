@@ -215,6 +215,12 @@ describe('Hostile input and HTTP hygiene (e2e)', () => {
       const res = await request(t.http).get('/api/v1/sessions?limit=0&secret=<script>');
       expectProblem(res, 400, '/api/v1/sessions');
     });
+
+    it('does not reflect the query string of an unknown route either', async () => {
+      const res = await request(t.http).get('/api/v1/nowhere?secret=<script>');
+      expectProblem(res, 404, '/api/v1/nowhere');
+      expect(res.body).toEqual(expect.objectContaining({ detail: 'Cannot GET /api/v1/nowhere' }));
+    });
   });
 
   describe('bodies', () => {

@@ -89,7 +89,12 @@ export const SUCCESS_EXAMPLES: Record<string, Record<string, unknown>> = {
   },
   'GET /api/v1/export': { 'application/x-ndjson': `${JSON.stringify(exported)}\n` },
   'POST /api/v1/import': {
-    'application/json': { imported: 1, skipped: 0, sessions: [EXAMPLE_SESSION_ID] },
+    'application/json': {
+      imported: 1,
+      skipped: 0,
+      sessions: [EXAMPLE_SESSION_ID],
+      message_ids: 'kept',
+    },
   },
   'GET /health/live': { 'application/json': { status: 'ok' } },
   'GET /health/ready': {

@@ -68,7 +68,10 @@ export class ProblemFilter implements ExceptionFilter {
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const errors = exception instanceof ValidationProblemException ? exception.errors : undefined;
-      sendProblem(res, problem(status, detailOf(exception), instance, errors));
+      let detail = detailOf(exception);
+      // Nest's answer for an unknown route repeats the whole URL; query strings carry user text.
+      if (detail === `Cannot ${req.method} ${req.url}`) detail = `Cannot ${req.method} ${instance}`;
+      sendProblem(res, problem(status, detail, instance, errors));
       return;
     }
     const failure = databaseFailure(exception);
