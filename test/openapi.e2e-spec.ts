@@ -24,21 +24,24 @@ const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
 /** Every operation of the contract and the statuses it answers with: success first, then problems. */
 const OPERATIONS: [string, number[]][] = [
   ['GET /', [200, 500]],
-  ['POST /api/v1/sessions', [201, 400, 401, 409, 413, 415, 422, 429, 500]],
-  ['GET /api/v1/sessions', [200, 400, 401, 429, 500]],
-  ['GET /api/v1/sessions/{id}', [200, 401, 404, 429, 500]],
-  ['DELETE /api/v1/sessions/{id}', [204, 401, 404, 429, 500]],
-  ['POST /api/v1/sessions/{id}/messages', [201, 400, 401, 404, 409, 413, 415, 422, 429, 500]],
-  ['GET /api/v1/sessions/{id}/messages', [200, 400, 401, 404, 429, 500]],
-  ['PATCH /api/v1/sessions/{id}', [200, 400, 401, 404, 413, 415, 429, 500]],
-  ['GET /api/v1/sessions/{id}/messages/{message_id}', [200, 401, 404, 429, 500]],
-  ['DELETE /api/v1/sessions/{id}/messages/{message_id}', [204, 401, 404, 429, 500]],
+  ['POST /api/v1/sessions', [201, 400, 401, 409, 413, 415, 422, 429, 500, 503, 507]],
+  ['GET /api/v1/sessions', [200, 400, 401, 429, 500, 503]],
+  ['GET /api/v1/sessions/{id}', [200, 401, 404, 429, 500, 503]],
+  ['DELETE /api/v1/sessions/{id}', [204, 401, 404, 429, 500, 503, 507]],
+  [
+    'POST /api/v1/sessions/{id}/messages',
+    [201, 400, 401, 404, 409, 413, 415, 422, 429, 500, 503, 507],
+  ],
+  ['GET /api/v1/sessions/{id}/messages', [200, 400, 401, 404, 429, 500, 503]],
+  ['PATCH /api/v1/sessions/{id}', [200, 400, 401, 404, 413, 415, 429, 500, 503, 507]],
+  ['GET /api/v1/sessions/{id}/messages/{message_id}', [200, 401, 404, 429, 500, 503]],
+  ['DELETE /api/v1/sessions/{id}/messages/{message_id}', [204, 401, 404, 429, 500, 503, 507]],
   ['GET /health/live', [200, 500]],
   ['GET /health/ready', [200, 500, 503]],
-  ['GET /api/v1/search', [200, 400, 401, 404, 429, 500]],
-  ['GET /api/v1/sessions/{id}/export', [200, 400, 401, 404, 429, 500]],
-  ['GET /api/v1/export', [200, 400, 401, 429, 500]],
-  ['POST /api/v1/import', [201, 400, 401, 409, 413, 415, 422, 429, 500, 503]],
+  ['GET /api/v1/search', [200, 400, 401, 404, 429, 500, 503]],
+  ['GET /api/v1/sessions/{id}/export', [200, 400, 401, 404, 429, 500, 503]],
+  ['GET /api/v1/export', [200, 400, 401, 429, 500, 503]],
+  ['POST /api/v1/import', [201, 400, 401, 409, 413, 415, 422, 429, 500, 503, 507]],
 ];
 
 /** The media types of each success response; JSON unless listed here. */

@@ -123,7 +123,10 @@ const PROBLEMS: Record<number, ProblemText> = {
   422: { detail: 'This Idempotency-Key was already used with a different request body.' },
   429: { detail: 'Rate limit of 600 requests per minute exceeded; retry in 42 s.' },
   500: { detail: 'An unexpected error occurred.' },
-  503: { detail: 'Not ready (database: no answer within 2000 ms).' },
+  503: { detail: 'The database could not complete the request; try again later.' },
+  507: {
+    detail: 'The server has run out of storage space; nothing was saved. Try again later.',
+  },
 };
 
 /** Where one operation's wording differs from the table above. */
@@ -158,6 +161,9 @@ const OPERATION_PROBLEMS: Record<string, Record<number, ProblemText>> = {
   },
   'GET /api/v1/search': {
     400: validation('q', 'q must be 1 to 500 characters long (after trimming)'),
+  },
+  'GET /health/ready': {
+    503: { detail: 'Not ready (database: down).' },
   },
   'GET /api/v1/sessions/{id}/export': {
     400: validation('format', 'format must be one of json, markdown'),

@@ -51,7 +51,8 @@ const WHEN: Record<number, string> = {
   422: 'Idempotency-Key reused with a different request body.',
   429: 'Over the rate limit; `Retry-After` says when to retry.',
   500: 'Unexpected error; details go to the log, never to the body.',
-  503: 'Not ready: a dependency (the database) does not answer.',
+  503: 'A dependency (the database) does not answer, or cannot complete the request; `Retry-After` says when to retry.',
+  507: 'The disk is full: nothing was saved.',
 };
 
 /** One documented problem response (its example is added with the document, per operation). */

@@ -40,6 +40,12 @@ function complete(document: OpenAPIObject): OpenAPIObject {
       if (!operation) continue;
       const key = `${method.toUpperCase()} ${path}`;
       operation.responses['500'] ??= problemResponse(500);
+      // Every operation on stored data: a database that does not answer is a 503, and a write the
+      // disk has no room for a 507 (see ProblemFilter).
+      if (path.startsWith('/api/v1/')) {
+        operation.responses['503'] ??= problemResponse(503);
+        if (method !== 'get') operation.responses['507'] ??= problemResponse(507);
+      }
       for (const [status, response] of Object.entries(operation.responses)) {
         const examples = Number(status) >= 400 ? null : SUCCESS_EXAMPLES[key];
         // New content objects: decorators may share one between responses of different statuses.
