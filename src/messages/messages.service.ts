@@ -1,6 +1,6 @@
 import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { exactMessageId, isWritableTime } from '../common/json-bounds';
-import { Page } from '../common/pagination';
+import { Page, StreamedPage } from '../common/pagination';
 import { ValidationProblemException } from '../common/validation.pipe';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { sessionNotFound } from '../sessions/sessions.service';
@@ -42,10 +42,72 @@ function parseMessageId(text: string): number | null {
 const COLUMNS = `"id", "session_id", "timestamp", "role", "content", "metadata"`;
 const KEY = `("timestamp", "id")`;
 
+/**
+ * What a page's messages weigh, in UTF-8 bytes: octet_length reads it from the row's header on
+ * both databases, without loading a long text (SQLite's overflow pages, PostgreSQL's TOAST).
+ */
+const SIZE = `octet_length("content") + COALESCE(octet_length("metadata"), 0)`;
+/** The outline of a page: content and metadata only where the row weighs at most `?` bytes. */
+const OUTLINE_COLUMNS = `"id", "session_id", "timestamp", "role", ${SIZE} AS "size",
+  CASE WHEN ${SIZE} <= ? THEN "content" END AS "content",
+  CASE WHEN ${SIZE} <= ? THEN "metadata" END AS "metadata"`;
+
+/** A page's outline holds at most this much content, whatever its limit. */
+const INLINE_BYTES = 1024 * 1024;
+/** A page of at most this much, all of it in the outline, is answered whole, in one piece. */
+const SMALL_PAGE_BYTES = 1024 * 1024;
+/** A streamed page is read in chunks of about this much (at least a row). */
+const CHUNK_BYTES = 1024 * 1024;
+
+/** A row of a page's outline: `content` (and `metadata`) are null where the row was too large. */
+interface OutlineRow extends Omit<MessageRow, 'content'> {
+  size: number | string;
+  content: string | null;
+}
+
+type InlinedRow = OutlineRow & { content: string };
+
+function inlined(row: OutlineRow): row is InlinedRow {
+  return row.content !== null;
+}
+
+function range(direction: 'ASC' | 'DESC'): string {
+  return `SELECT ${COLUMNS.replace(/"(\w+)"/g, 'm."$1"')} FROM "chat_messages" m
+    JOIN "sessions" s ON s."id" = m."session_id"
+    WHERE s."owner_id" = ? AND m."session_id" = ?
+      AND (m."timestamp", m."id") >= (?, ?) AND (m."timestamp", m."id") <= (?, ?)
+    ORDER BY m."timestamp" ${direction}, m."id" ${direction} LIMIT ?`;
+}
+
+/** Consecutive rows of about CHUNK_BYTES each, in the page's order. */
+function planChunks(rows: OutlineRow[]): OutlineRow[][] {
+  const plan: OutlineRow[][] = [];
+  let chunk: OutlineRow[] = [];
+  let size = 0;
+  for (const row of rows) {
+    if (chunk.length > 0 && size + Number(row.size) > CHUNK_BYTES) {
+      plan.push(chunk);
+      [chunk, size] = [[], 0];
+    }
+    chunk.push(row);
+    size += Number(row.size);
+  }
+  if (chunk.length > 0) plan.push(chunk);
+  return plan;
+}
+
 @Injectable()
 export class MessagesService {
   private readonly sql: Record<
-    'touch' | 'insert' | 'count' | 'position' | 'get' | 'untouch' | 'delete',
+    | 'touch'
+    | 'insert'
+    | 'count'
+    | 'position'
+    | 'get'
+    | 'untouch'
+    | 'delete'
+    | 'rangeAsc'
+    | 'rangeDesc',
     string
   >;
 
@@ -83,6 +145,9 @@ export class MessagesService {
       delete: db.sql(
         `DELETE FROM "chat_messages" WHERE "id" = ? AND "session_id" = ? RETURNING "id"`,
       ),
+      // The rows of a streamed page between two keys, both included, in the page's order.
+      rangeAsc: db.sql(range('ASC')),
+      rangeDesc: db.sql(range('DESC')),
     };
   }
 
@@ -134,8 +199,18 @@ export class MessagesService {
    * Ordered by (timestamp, id), ascending or descending. Offset paging with `skip`; keyset paging
    * with `after` / `before` (message ids of this session). `before` alone returns the `limit`
    * messages nearest to it, still in the list's order. A full page names the next one by `after`.
+   *
+   * One statement reads the page's outline: every row's key and size, with the content of the
+   * small rows. A page that is small all told is answered from it whole, as before. A larger one
+   * (up to 1000 messages of 100,000 characters: ~100 MB of JSON) is streamed: the outline already
+   * gives the headers (how many rows, the last one's id), and the rows are read a chunk of about
+   * CHUNK_BYTES at a time as the client takes them, so memory stays at about a chunk per response.
    */
-  list(owner: string, sessionId: string, query: ListMessagesQueryDto): Promise<Page<ChatMessage>> {
+  list(
+    owner: string,
+    sessionId: string,
+    query: ListMessagesQueryDto,
+  ): Promise<Page<ChatMessage> | StreamedPage<ChatMessage>> {
     const keyset = query.after !== undefined || query.before !== undefined;
     if (keyset && query.skip !== undefined) {
       throw new ValidationProblemException([
@@ -175,31 +250,73 @@ export class MessagesService {
       const backwards = query.before !== undefined && query.after === undefined;
       const direction = ascending !== backwards ? 'ASC' : 'DESC';
       const sql = this.db.sql(
-        `SELECT ${COLUMNS} FROM "chat_messages" WHERE ${conditions.join(' AND ')}
+        `SELECT ${OUTLINE_COLUMNS} FROM "chat_messages" WHERE ${conditions.join(' AND ')}
          ORDER BY "timestamp" ${direction}, "id" ${direction} LIMIT ? OFFSET ?`,
       );
-      const rows: MessageRow[] = await queryRows(manager, sql, [
+      const inline = Math.floor(INLINE_BYTES / query.limit);
+      const rows: OutlineRow[] = await queryRows(manager, sql, [
+        inline,
+        inline,
         ...params,
         query.limit,
         query.skip ?? 0,
       ]);
-      const items = rows.map(toMessage);
-      if (backwards) items.reverse();
-      const last = items.at(-1);
-      return {
-        items,
+      if (backwards) rows.reverse();
+      const last = rows.at(-1);
+      const headers = {
         total: Number(session.message_count),
         next:
-          last && items.length === query.limit
+          last && rows.length === query.limit
             ? {
-                after: last.id,
+                after: Number(last.id),
                 ...(query.before === undefined ? {} : { before: query.before }),
                 limit: query.limit,
                 order: query.order,
               }
             : undefined,
       };
+      let size = 0;
+      for (const row of rows) size += Number(row.size);
+      if (size <= SMALL_PAGE_BYTES && rows.every(inlined)) {
+        return { items: rows.map(toMessage), ...headers };
+      }
+      return { chunks: this.chunks(owner, sessionId, planChunks(rows), ascending), ...headers };
     });
+  }
+
+  /**
+   * The rows of a streamed page, a chunk at a time: from the outline when it holds the chunk's
+   * content, else read again by their (timestamp, id) range. A row deleted meanwhile is left out;
+   * no row can appear in a range (appends are stamped after every message of their session), and
+   * the LIMIT holds a chunk to its planned size regardless. Each read names the owner, as the
+   * session could change hands between two chunks.
+   */
+  private async *chunks(
+    owner: string,
+    sessionId: string,
+    plan: OutlineRow[][],
+    ascending: boolean,
+  ): AsyncGenerator<ChatMessage[]> {
+    for (let chunk = plan.shift(); chunk; chunk = plan.shift()) {
+      if (chunk.every(inlined)) {
+        yield chunk.map(toMessage);
+        continue;
+      }
+      const [from, to] = [chunk[0], chunk[chunk.length - 1]];
+      const [low, high] = ascending ? [from, to] : [to, from];
+      const rows: MessageRow[] = await this.db.read((manager) =>
+        queryRows(manager, ascending ? this.sql.rangeAsc : this.sql.rangeDesc, [
+          owner,
+          sessionId,
+          Number(low.timestamp),
+          Number(low.id),
+          Number(high.timestamp),
+          Number(high.id),
+          chunk.length,
+        ]),
+      );
+      yield rows.map(toMessage);
+    }
   }
 
   async get(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
