@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { Response } from 'express';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setImmediate } from 'node:timers/promises';
 import type { ExportStream } from './export.service';
 
 const logger = new Logger('Streaming');
@@ -31,10 +32,19 @@ export async function sendStream(
     return;
   }
   async function* all(): AsyncGenerator<string> {
-    if (first.done) return;
-    yield first.value;
-    // Delegating passes an early return (the client gone) on to the producer, which stops reading.
-    yield* { [Symbol.asyncIterator]: () => iterator };
+    let next = first;
+    try {
+      while (!next.done) {
+        yield next.value;
+        // A socket that takes every write at once would otherwise let a whole body be produced in
+        // one turn of the event loop (a second, for 100 MB), with every other request waiting.
+        await setImmediate();
+        next = await iterator.next();
+      }
+    } finally {
+      // The client gone: the producer stops reading.
+      if (!next.done) await iterator.return?.();
+    }
   }
   try {
     // One chunk read ahead at most: memory per response stays at about a chunk.
