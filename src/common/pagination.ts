@@ -74,13 +74,33 @@ export interface Page<T> {
   next?: Record<string, string | number>;
 }
 
+/**
+ * A page too large to hold at once: the headers are known up front, the items come a chunk at a
+ * time, each read only when the client has taken the previous one.
+ */
+export interface StreamedPage<T> extends Omit<Page<T>, 'items'> {
+  chunks: AsyncIterable<T[]>;
+}
+
 /** `X-Total-Count`, and `Link: <path?query>; rel="next"` when there is a next page. */
-export function setPageHeaders(res: Response, path: string, page: Page<unknown>): void {
-  res.setHeader(TOTAL_COUNT_HEADER, page.total);
+export function pageHeaders(
+  path: string,
+  page: Pick<Page<unknown>, 'total' | 'next'>,
+): Record<string, string> {
+  const headers: Record<string, string> = { [TOTAL_COUNT_HEADER]: String(page.total) };
   if (page.next) {
     const query = new URLSearchParams(
       Object.entries(page.next).map(([key, value]): [string, string] => [key, String(value)]),
     );
-    res.setHeader('Link', `<${path}?${query.toString()}>; rel="next"`);
+    headers.Link = `<${path}?${query.toString()}>; rel="next"`;
   }
+  return headers;
+}
+
+export function setPageHeaders(
+  res: Response,
+  path: string,
+  page: Pick<Page<unknown>, 'total' | 'next'>,
+): void {
+  for (const [name, value] of Object.entries(pageHeaders(path, page))) res.setHeader(name, value);
 }

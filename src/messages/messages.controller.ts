@@ -10,7 +10,9 @@ import {
 } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Owner } from '../auth/owner.decorator';
-import { listHeaders, setPageHeaders } from '../common/pagination';
+import { listHeaders, pageHeaders } from '../common/pagination';
+import { inChunks } from '../export/export-format';
+import { jsonArray, sendStream } from '../export/stream-response';
 import { ApiProblems, BODY_PROBLEMS } from '../common/problem.dto';
 import {
   ChatMessageDto,
@@ -65,11 +67,20 @@ export class MessagesController {
     @Owner() owner: string,
     @Param('id') id: string,
     @Query() query: ListMessagesQueryDto,
-    @Res({ passthrough: true }) res: Response,
-  ): Promise<ChatMessageDto[]> {
+    @Res() res: Response,
+  ): Promise<void> {
     const page = await this.messages.list(owner, id, query);
-    setPageHeaders(res, `/api/v1/sessions/${encodeURIComponent(id)}/messages`, page);
-    return page.items.map(mapChatMessage);
+    const headers = pageHeaders(`/api/v1/sessions/${encodeURIComponent(id)}/messages`, page);
+    if ('items' in page) {
+      res.set(headers).json(page.items.map(mapChatMessage));
+      return;
+    }
+    await sendStream(
+      res,
+      { ...headers, 'Content-Type': 'application/json; charset=utf-8' },
+      inChunks(jsonArray(page.chunks, mapChatMessage)),
+      'Message page',
+    );
   }
 
   @Get(':message_id')

@@ -1,6 +1,7 @@
 import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { exactMessageId, isWritableTime } from '../common/json-bounds';
-import { Page } from '../common/pagination';
+import { Page, StreamedPage } from '../common/pagination';
 import { ValidationProblemException } from '../common/validation.pipe';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { sessionNotFound } from '../sessions/sessions.service';
@@ -18,9 +19,13 @@ interface MessageRow {
 }
 
 function toMessage(row: MessageRow): ChatMessage {
+  return messageOf(row, row.session_id);
+}
+
+function messageOf(row: Omit<MessageRow, 'session_id'>, sessionId: string): ChatMessage {
   return {
     id: Number(row.id),
-    session_id: row.session_id,
+    session_id: sessionId,
     timestamp: Number(row.timestamp),
     role: row.role,
     content: row.content,
@@ -42,10 +47,89 @@ function parseMessageId(text: string): number | null {
 const COLUMNS = `"id", "session_id", "timestamp", "role", "content", "metadata"`;
 const KEY = `("timestamp", "id")`;
 
+/**
+ * A message's weight in UTF-8 bytes. octet_length reads it from the row's header on both databases,
+ * without loading a long text (SQLite's overflow pages, PostgreSQL's TOAST): over 1000 rows of
+ * 100,000 characters on SQLite, 0.3 ms, where length() takes 100 ms.
+ */
+const SIZE = `octet_length("content") + COALESCE(octet_length("metadata"), 0)`;
+/**
+ * A page's outline: each row's key, and its content and metadata where it weighs at most `?` bytes,
+ * else its weight. A size on the rows left out only, and no session_id (the caller has it): read
+ * this way, 200 rows of 100 characters cost what the plain page did on SQLite (600 µs vs 583 µs;
+ * a size on every row and the session_id made it 20% dearer).
+ */
+const OUTLINE_COLUMNS = `"id", "timestamp", "role",
+  CASE WHEN ${SIZE} > ? THEN ${SIZE} END AS "size",
+  CASE WHEN ${SIZE} <= ? THEN "content" END AS "content",
+  CASE WHEN ${SIZE} <= ? THEN "metadata" END AS "metadata"`;
+
+/**
+ * What a page's outline may hold, whatever its limit: a row is in it when it weighs at most this
+ * over the limit (2 KiB at the default 1000). A page whose rows all are is answered whole.
+ */
+const INLINE_BYTES = 2 * 1024 * 1024;
+/** A streamed page is read in chunks of about this much (at least a row each). */
+const CHUNK_BYTES = 1024 * 1024;
+
+interface OutlineRow {
+  id: number;
+  timestamp: number | string;
+  role: MessageRole;
+  /** The row's weight, where its content was left out. */
+  size: number | string | null;
+  content: string | null;
+  metadata: string | null;
+}
+
+type InlinedRow = OutlineRow & { content: string };
+
+function inlined(row: OutlineRow): row is InlinedRow {
+  return row.content !== null;
+}
+
+/** About the bytes a row holds: its size, or for a row in the outline the length of its texts. */
+function weight(row: OutlineRow): number {
+  return inlined(row) ? row.content.length + (row.metadata?.length ?? 0) : Number(row.size);
+}
+
+function range(direction: 'ASC' | 'DESC'): string {
+  return `SELECT ${COLUMNS.replace(/"(\w+)"/g, 'm."$1"')} FROM "chat_messages" m
+    JOIN "sessions" s ON s."id" = m."session_id"
+    WHERE s."owner_id" = ? AND m."session_id" = ?
+      AND (m."timestamp", m."id") >= (?, ?) AND (m."timestamp", m."id") <= (?, ?)
+    ORDER BY m."timestamp" ${direction}, m."id" ${direction} LIMIT ?`;
+}
+
+/** Consecutive rows of about CHUNK_BYTES each, in the page's order. */
+function planChunks(rows: OutlineRow[]): OutlineRow[][] {
+  const plan: OutlineRow[][] = [];
+  let chunk: OutlineRow[] = [];
+  let size = 0;
+  for (const row of rows) {
+    if (chunk.length > 0 && size + weight(row) > CHUNK_BYTES) {
+      plan.push(chunk);
+      [chunk, size] = [[], 0];
+    }
+    chunk.push(row);
+    size += weight(row);
+  }
+  if (chunk.length > 0) plan.push(chunk);
+  return plan;
+}
+
 @Injectable()
 export class MessagesService {
   private readonly sql: Record<
-    'touch' | 'insert' | 'count' | 'position' | 'get' | 'untouch' | 'delete',
+    | 'touch'
+    | 'insert'
+    | 'count'
+    | 'position'
+    | 'get'
+    | 'untouch'
+    | 'delete'
+    | 'rangeAsc'
+    | 'rangeDesc',
     string
   >;
 
@@ -83,6 +167,9 @@ export class MessagesService {
       delete: db.sql(
         `DELETE FROM "chat_messages" WHERE "id" = ? AND "session_id" = ? RETURNING "id"`,
       ),
+      // The rows of a streamed page between two keys, both included, in the page's order.
+      rangeAsc: db.sql(range('ASC')),
+      rangeDesc: db.sql(range('DESC')),
     };
   }
 
@@ -134,8 +221,19 @@ export class MessagesService {
    * Ordered by (timestamp, id), ascending or descending. Offset paging with `skip`; keyset paging
    * with `after` / `before` (message ids of this session). `before` alone returns the `limit`
    * messages nearest to it, still in the list's order. A full page names the next one by `after`.
+   *
+   * One statement reads the page's outline (see OUTLINE_COLUMNS). A page whose rows are all in it
+   * (at most INLINE_BYTES) is answered whole from it, as before; so is one whose rows fit in one
+   * chunk (CHUNK_BYTES), read by a second statement. A larger one (up to 1000 messages of 100,000
+   * characters: ~100 MB of JSON) is streamed: the outline already gives the headers (how many rows,
+   * the last one's id), and the rows are read a chunk at a time as the client takes them, so memory
+   * stays at about a chunk per response.
    */
-  list(owner: string, sessionId: string, query: ListMessagesQueryDto): Promise<Page<ChatMessage>> {
+  list(
+    owner: string,
+    sessionId: string,
+    query: ListMessagesQueryDto,
+  ): Promise<Page<ChatMessage> | StreamedPage<ChatMessage>> {
     const keyset = query.after !== undefined || query.before !== undefined;
     if (keyset && query.skip !== undefined) {
       throw new ValidationProblemException([
@@ -175,31 +273,90 @@ export class MessagesService {
       const backwards = query.before !== undefined && query.after === undefined;
       const direction = ascending !== backwards ? 'ASC' : 'DESC';
       const sql = this.db.sql(
-        `SELECT ${COLUMNS} FROM "chat_messages" WHERE ${conditions.join(' AND ')}
+        `SELECT ${OUTLINE_COLUMNS} FROM "chat_messages" WHERE ${conditions.join(' AND ')}
          ORDER BY "timestamp" ${direction}, "id" ${direction} LIMIT ? OFFSET ?`,
       );
-      const rows: MessageRow[] = await queryRows(manager, sql, [
+      const inline = Math.floor(INLINE_BYTES / query.limit);
+      const rows: OutlineRow[] = await queryRows(manager, sql, [
+        inline,
+        inline,
+        inline,
         ...params,
         query.limit,
         query.skip ?? 0,
       ]);
-      const items = rows.map(toMessage);
-      if (backwards) items.reverse();
-      const last = items.at(-1);
-      return {
-        items,
+      if (backwards) rows.reverse();
+      const last = rows.at(-1);
+      const headers = {
         total: Number(session.message_count),
         next:
-          last && items.length === query.limit
+          last && rows.length === query.limit
             ? {
-                after: last.id,
+                after: Number(last.id),
                 ...(query.before === undefined ? {} : { before: query.before }),
                 limit: query.limit,
                 order: query.order,
               }
             : undefined,
       };
+      if (rows.every(inlined)) {
+        return { items: rows.map((row) => messageOf(row, sessionId)), ...headers };
+      }
+      const plan = planChunks(rows);
+      // One chunk's worth is read at once and answered whole: streaming costs more per byte
+      // (200 messages of 3,000 characters: 9.4 ms of CPU streamed against 6.3 ms whole).
+      if (plan.length === 1) {
+        const range = await this.range(manager, owner, sessionId, plan[0], ascending);
+        return { items: range.map(toMessage), ...headers };
+      }
+      return { chunks: this.chunks(owner, sessionId, plan, ascending), ...headers };
     });
+  }
+
+  /**
+   * The rows of a streamed page, a chunk at a time: from the outline when it holds the chunk's
+   * content, else read again by their (timestamp, id) range. A row deleted meanwhile is left out;
+   * no row can appear in a range (appends are stamped after every message of their session), and
+   * the LIMIT holds a chunk to its planned size regardless. Each read names the owner, as the
+   * session could change hands between two chunks.
+   */
+  private async *chunks(
+    owner: string,
+    sessionId: string,
+    plan: OutlineRow[][],
+    ascending: boolean,
+  ): AsyncGenerator<ChatMessage[]> {
+    for (let chunk = plan.shift(); chunk; chunk = plan.shift()) {
+      if (chunk.every(inlined)) {
+        yield chunk.map((row) => messageOf(row, sessionId));
+        continue;
+      }
+      const rows = await this.db.read((manager) =>
+        this.range(manager, owner, sessionId, chunk, ascending),
+      );
+      yield rows.map(toMessage);
+    }
+  }
+
+  /** The rows from the first of `chunk` to its last, as they are now. */
+  private range(
+    manager: EntityManager,
+    owner: string,
+    sessionId: string,
+    chunk: OutlineRow[],
+    ascending: boolean,
+  ): Promise<MessageRow[]> {
+    const [from, to] = [chunk[0], chunk[chunk.length - 1]];
+    const [low, high] = ascending ? [from, to] : [to, from];
+    return queryRows(manager, ascending ? this.sql.rangeAsc : this.sql.rangeDesc, [
+      owner,
+      sessionId,
+      Number(low.timestamp),
+      Number(low.id),
+      Number(high.timestamp),
+      Number(high.id),
+      chunk.length,
+    ]);
   }
 
   async get(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
