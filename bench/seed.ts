@@ -4,6 +4,12 @@ export const HISTORY_MESSAGES = 200;
 export const SESSION_COUNT = 10_000;
 const SEED_CONNECTIONS = 32;
 
+/** A server as a client sees it: where it is and what every request carries (an API key). */
+export interface Endpoint {
+  url: string;
+  headers: Record<string, string>;
+}
+
 /** The data every scenario runs against, as ids on one server. */
 export interface Fixture {
   /** Holds exactly HISTORY_MESSAGES messages and is never written to during the rounds. */
@@ -24,14 +30,14 @@ const assistantMessage = {
   metadata: { model: 'default', tokens: 87 },
 };
 
-export function messagesPath(sessionId: string): string {
-  return `/api/v1/sessions/${sessionId}/messages`;
+export function messagesPath(sessionId: string, prefix = '/api/v1'): string {
+  return `${prefix}/sessions/${sessionId}/messages`;
 }
 
-async function createSession(baseUrl: string, name: string): Promise<string> {
-  const res = await fetch(`${baseUrl}/api/v1/sessions`, {
+async function createSession(target: Endpoint, name: string): Promise<string> {
+  const res = await fetch(`${target.url}/api/v1/sessions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...target.headers },
     body: JSON.stringify({ name }),
   });
   if (res.status !== 201) throw new Error(`POST /api/v1/sessions answered ${res.status}`);
@@ -39,8 +45,9 @@ async function createSession(baseUrl: string, name: string): Promise<string> {
   return id;
 }
 
-async function totalCount(url: string): Promise<number> {
-  const res = await fetch(url);
+async function totalCount(target: Endpoint, path: string): Promise<number> {
+  const url = `${target.url}${path}`;
+  const res = await fetch(url, { headers: target.headers });
   const total = res.headers.get('x-total-count');
   if (res.status !== 200 || total === null) {
     throw new Error(`GET ${url} answered ${res.status} without X-Total-Count`);
@@ -48,9 +55,9 @@ async function totalCount(url: string): Promise<number> {
   return Number(total);
 }
 
-async function fireAll(baseUrl: string, requests: Request[], amount: number, what: string) {
+async function fireAll(target: Endpoint, requests: Request[], amount: number, what: string) {
   if (amount <= 0) return;
-  const problems = problemsOf(await fire(baseUrl, requests, SEED_CONNECTIONS, { amount }));
+  const problems = problemsOf(await fire(target.url, requests, SEED_CONNECTIONS, { amount }));
   if (problems) throw new Error(`seeding ${what} failed: ${problems}`);
 }
 
@@ -59,32 +66,34 @@ async function fireAll(baseUrl: string, requests: Request[], amount: number, wha
  * are topped up to SESSION_COUNT rather than added blindly, so a reused database (PostgreSQL) is
  * not grown on every run.
  */
-export async function seed(baseUrl: string): Promise<Fixture> {
-  const historySessionId = await createSession(baseUrl, 'Benchmark: 200-message history');
-  const writeSessionId = await createSession(baseUrl, 'Benchmark: appends');
+export async function seed(target: Endpoint): Promise<Fixture> {
+  const historySessionId = await createSession(target, 'Benchmark: 200-message history');
+  const writeSessionId = await createSession(target, 'Benchmark: appends');
+  const { headers } = target;
   await fireAll(
-    baseUrl,
+    target,
     [
-      post(messagesPath(historySessionId), userMessage),
-      post(messagesPath(historySessionId), assistantMessage),
+      post(messagesPath(historySessionId), userMessage, headers),
+      post(messagesPath(historySessionId), assistantMessage, headers),
     ],
     HISTORY_MESSAGES,
     'the history',
   );
-  const existing = await totalCount(`${baseUrl}/api/v1/sessions?limit=1`);
-  const session = post('/api/v1/sessions', {
-    name: 'Benchmark filler',
-    rag_document_ids: ['doc-1'],
-  });
-  await fireAll(baseUrl, [session], SESSION_COUNT - existing, 'the sessions');
+  const existing = await sessionCount(target);
+  const session = post(
+    '/api/v1/sessions',
+    { name: 'Benchmark filler', rag_document_ids: ['doc-1'] },
+    headers,
+  );
+  await fireAll(target, [session], SESSION_COUNT - existing, 'the sessions');
 
-  const history = await totalCount(`${baseUrl}${messagesPath(historySessionId)}?limit=1`);
+  const history = await totalCount(target, `${messagesPath(historySessionId)}?limit=1`);
   if (history !== HISTORY_MESSAGES) {
     throw new Error(`the history session holds ${history} messages, not ${HISTORY_MESSAGES}`);
   }
   return { historySessionId, writeSessionId };
 }
 
-export function sessionCount(baseUrl: string): Promise<number> {
-  return totalCount(`${baseUrl}/api/v1/sessions?limit=1`);
+export function sessionCount(target: Endpoint): Promise<number> {
+  return totalCount(target, '/api/v1/sessions?limit=1');
 }
