@@ -190,7 +190,8 @@ function badRequests(t: Target): Request[] {
     post(messages, { content: '' }),
     post(messages, { content: 'x', role: 'bot' }),
     post(messages, { content: 'x', metadata: [1] }),
-    post(messages, { content: 'x', metadata: { n: 1e400 } }),
+    // JSON.stringify cannot write this number: the body is spelled out.
+    { ...post(messages, {}), body: '{"content":"x","metadata":{"n":1e400}}' },
     post(messages, { content: '\u0000' }),
     post(messages, { content: 'x', extra: 1 }),
     { ...post(messages, { content: 'x' }), headers: { 'content-type': 'text/plain' } },

@@ -254,7 +254,7 @@ function groupCommitter(db: Database.Database) {
     resolve: (v: unknown) => void;
     reject: (e: unknown) => void;
   };
-  let queue: Pending[] = [];
+  const queue: Pending[] = [];
   const inSavepoint = db.transaction((work: () => unknown) => work());
   const commit = () => {
     const batch = queue.splice(0, MAX_WRITES_PER_COMMIT);
