@@ -1,6 +1,6 @@
 /**
  * `npm run seed:large`: fills a database with a large, realistic data set by bulk inserts (not the
- * API), fast enough to make a million-message store in well under a minute.
+ * API): minutes for a million messages where the API would take hours.
  *
  * The schema comes from the service's own migrations. The data keeps every invariant the service
  * keeps (message_count, last_updated_at = newest message, timestamps increasing within a session)
