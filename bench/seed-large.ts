@@ -1,13 +1,14 @@
 /**
  * `npm run seed:large`: fills a database with a large, realistic data set by bulk inserts (not the
- * API), fast enough to make a million-message store in well under a minute.
+ * API): minutes for a million messages where the API would take hours.
  *
  * The schema comes from the service's own migrations. The data keeps every invariant the service
  * keeps (message_count, last_updated_at = newest message, timestamps increasing within a session)
  * and looks like a real store: message counts per session vary (exponentially distributed), the
  * messages of all sessions are interleaved in time (so one session's rows are spread over the whole
- * table, as they are after months of use), contents of 20–600 characters, metadata on some
- * assistant messages, some sessions archived, pinned or tagged. Besides the bulk, three sessions the
+ * table, as they are after months of use), contents of 10–80 words drawn Zipf-like from a made-up
+ * vocabulary with marker words planted at fixed rates (so the searches in SEARCHES know their
+ * hits), metadata on some assistant messages, some sessions archived, pinned or tagged. Besides the bulk, three sessions the
  * benchmark uses, found by name: a 200-message history, an empty session that takes appends, and a
  * deep history (1,000,000 messages by default) for paging deep by cursor and by skip.
  *
@@ -19,14 +20,14 @@
  *   --seed         [SEED_SEED]          the pseudo-random seed (default 1): same seed, same data
  * It refuses a database that already holds sessions.
  */
-import { recountSessions } from './recount';
 import Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
-import { Args } from './args';
+import { RECOUNT_SESSIONS_SQL } from '../src/sessions/sessions.service';
+import { Options } from './options';
 import { seededRandom } from './random';
 
 export const FIXTURE_NAMES = {
@@ -79,26 +80,52 @@ interface MessageRow {
 
 const DAY_MS = 86_400_000;
 
-const TOPICS = [
-  'Trip planning',
-  'Quarterly report',
-  'Recipe ideas',
-  'Bug triage',
-  'Learning Rust',
-  'Gift ideas',
-  'Interview prep',
-  'Garden layout',
-];
+const TOPICS = ['travel', 'cooking', 'taxes', 'gardening', 'databases', 'music', 'health', 'chess'];
 
-const SENTENCES = [
-  'Can you summarise the main differences between optimistic and pessimistic locking?',
-  'Optimistic locking assumes conflicts are rare: it reads freely and checks a version at write time.',
-  'What would a good itinerary for three days in Lisbon look like?',
-  'Start in Alfama, take tram 28 up to the castle, and keep the evening for Bairro Alto.',
-  'Here is the stack trace from the failing job; the error starts after the retry.',
-  'The retry reuses a closed connection, so the second attempt fails the same way.',
-  'Ünïcödé and emoji 🙂 appear in real conversations too.',
-  'Please rewrite this paragraph to be shorter and friendlier.',
+/** Made-up words, drawn Zipf-like: a few very common, most rare, as in real text. */
+const VOCABULARY = Array.from({ length: 5000 }, (_, i) => word(i));
+
+function word(i: number): string {
+  const syllables = ['ka', 'lo', 'mi', 'ra', 'te', 'su', 'no', 'vi', 'de', 'po', 'lu', 'ze'];
+  let out = '';
+  for (let n = i + 12; n > 0; n = Math.floor(n / syllables.length)) {
+    out += syllables[n % syllables.length];
+  }
+  return out;
+}
+
+/** Words planted at fixed rates (by the message's position in time), so searches know their hits. */
+const MARKERS = {
+  /** In 1 message of 100,000. */
+  rare: 'quetzalcoatl',
+  /** In 1 message of 1,000, capitalised and with a comma, as real text has it. */
+  medium: 'lisbon',
+  /** A phrase in 1 message of 500. */
+  phrase: 'late may',
+};
+
+const WORDS_MIN = 10;
+const WORDS_SPREAD = 70;
+
+/** Share of messages holding the k-th word (word k is drawn with probability ln((k+2)/(k+1)) / ln V). */
+function share(k: number): string {
+  const perWord = Math.log((k + 2) / (k + 1)) / Math.log(VOCABULARY.length);
+  const words = WORDS_MIN + WORDS_SPREAD / 2;
+  return `${Math.round((1 - (1 - perWord) ** words) * 100)} % of messages`;
+}
+
+/** Searches of the large bench, with what they should find in a seeded store. */
+export const SEARCHES: [label: string, query: string][] = [
+  ['rare word (1 in 100,000 messages)', MARKERS.rare],
+  ['medium word (1 in 1,000 messages)', MARKERS.medium],
+  [`common word (${share(23)})`, VOCABULARY[23]],
+  [`most common word (${share(0)})`, VOCABULARY[0]],
+  ['prefix of 3 letters', 'lis'],
+  ['quoted phrase (1 in 500)', `"${MARKERS.phrase}"`],
+  ['two words (AND)', `${MARKERS.medium} ${VOCABULARY[23]}`],
+  ['accented, upper case', 'LISBÔN'],
+  ['session names: a word in 1 name of 8', TOPICS[0]],
+  ['session names: a word in every name', 'conversation'],
 ];
 
 /** A version-4 UUID from the seeded sequence, so the same seed makes the same ids. */
@@ -110,13 +137,19 @@ function uuid(random: () => number): string {
   return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
 }
 
-function content(random: () => number): string {
-  const length = 20 + Math.floor(random() * random() * 580);
-  let text = '';
-  while (text.length < length) text += `${SENTENCES[Math.floor(random() * SENTENCES.length)]} `;
-  // Never cut a surrogate pair (the emoji) in half.
-  const end = /[\ud800-\udbff]/.test(text[length - 1]) ? length - 1 : length;
-  return text.slice(0, end).trimEnd();
+/** The text of the n-th message (in time order): vocabulary words, markers at their rates. */
+function content(random: () => number, n: number): string {
+  const length = WORDS_MIN + Math.floor(random() * WORDS_SPREAD);
+  const words: string[] = [];
+  for (let w = 0; w < length; w++) {
+    words.push(VOCABULARY[Math.floor(Math.exp(random() * Math.log(VOCABULARY.length))) - 1]);
+  }
+  if (n % 100_000 === 7) words.splice(length >> 1, 0, MARKERS.rare);
+  if (n % 1000 === 3) words.splice(length >> 2, 0, 'Lisbon,');
+  if (n % 500 === 1) words.splice(length >> 3, 0, 'in', MARKERS.phrase);
+  // Real conversations hold accents and emoji too.
+  if (n % 50 === 11) words.push('Ünïcödé', 'and', 'emoji', '🙂');
+  return `${words.join(' ')}.`;
 }
 
 /**
@@ -158,7 +191,7 @@ function plan(options: LargeSeedOptions, now: number) {
     const tagged = random() < 0.2;
     return {
       id: uuid(random),
-      name: fixture?.name ?? `${TOPICS[i % TOPICS.length]} #${i}`,
+      name: fixture?.name ?? `Conversation ${i} on ${TOPICS[i % TOPICS.length]}`,
       createdAt: 0,
       lastUpdatedAt: 0,
       messageCount: count,
@@ -208,7 +241,7 @@ function plan(options: LargeSeedOptions, now: number) {
         sessionId: sessions[s].id,
         timestamp: start + m * step,
         role: sent[s] === 1 && text() < 0.1 ? 'system' : assistant ? 'assistant' : 'user',
-        content: content(text),
+        content: content(text, m),
         metadata:
           assistant && text() < 0.5
             ? JSON.stringify({ model: 'default', tokens: Math.floor(text() * 900) })
@@ -219,7 +252,7 @@ function plan(options: LargeSeedOptions, now: number) {
   return { sessions, messages, total };
 }
 
-async function migrate(databaseUrl: string): Promise<void> {
+async function migrateEmpty(databaseUrl: string): Promise<void> {
   const dataSource = new DataSource(
     buildDataSourceOptions(validateEnv({ DATABASE_URL: databaseUrl })),
   );
@@ -352,6 +385,20 @@ async function seedPostgres(
   }
 }
 
+/** After the bulk load, which bypassed the service: the list's session counts, rebuilt at once. */
+async function recountSessions(databaseUrl: string): Promise<void> {
+  const dataSource = await new DataSource(
+    buildDataSourceOptions(validateEnv({ DATABASE_URL: databaseUrl })),
+  ).initialize();
+  try {
+    await dataSource.transaction(async (manager) => {
+      for (const sql of RECOUNT_SESSIONS_SQL) await manager.query(sql);
+    });
+  } finally {
+    await dataSource.destroy();
+  }
+}
+
 /** Seeds an empty database (migrating it first); `databaseUrl` as DATABASE_URL. */
 export async function seedLarge(
   databaseUrl: string,
@@ -359,7 +406,7 @@ export async function seedLarge(
   progress: (line: string) => void = () => {},
 ): Promise<SeedResult> {
   const started = Date.now();
-  await migrate(databaseUrl);
+  await migrateEmpty(databaseUrl);
   const data = plan(options, Date.now());
   const target = validateEnv({ DATABASE_URL: databaseUrl }).DATABASE;
   if (target.type === 'sqlite') seedSqlite(target.path, data, progress);
@@ -373,7 +420,7 @@ export async function seedLarge(
 }
 
 async function main(): Promise<void> {
-  const args = new Args();
+  const args = new Options();
   const databaseUrl =
     args.text('--database-url', 'SEED_DATABASE_URL') ?? 'sqlite:./data/large.sqlite';
   const options: LargeSeedOptions = {

@@ -19,20 +19,25 @@
  * 10 % above the first half's), the invariants do not hold or the server did not stop cleanly.
  */
 import autocannon from 'autocannon';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
 import { invariantViolations, readerOf } from '../test/helpers/invariants';
-import { Args } from './args';
 import { fire, problemsOf } from './load';
-import { benchSchema } from './postgres';
-import { runBenchScript } from './script';
-import { assertAlive, exited } from './processes';
+import { Options as OptionParser } from './options';
 import { seededRandom } from './random';
-import { ensureBuilt, startOurServer } from './servers';
+import {
+  assertAlive,
+  benchSchema,
+  ensureBuilt,
+  progress,
+  rssMiB,
+  runBenchScript,
+  startOurServer,
+} from './servers';
 
 interface Options {
   duration: number;
@@ -58,13 +63,8 @@ interface Line {
 const POOL_LIMIT = 5_000;
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-const started = Date.now();
-function progress(line: string): void {
-  process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
-}
-
 function readOptions(): Options {
-  const args = new Args();
+  const args = new OptionParser();
   const options = {
     duration: args.integer('--duration', 'SOAK_DURATION', 60, 1),
     interval: args.integer('--interval', 'SOAK_INTERVAL', 60, 1),
@@ -79,11 +79,6 @@ function readOptions(): Options {
 function sqliteMiB(path: string): number {
   const size = (file: string) => statSync(file, { throwIfNoEntry: false })?.size ?? 0;
   return (size(path) + size(`${path}-wal`)) / 2 ** 20;
-}
-
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+)\s+kB$/m.exec(status)?.[1] ?? 0) / 1024;
 }
 
 /** The request cycle; session ids come from a shared pool that creations add to. */
@@ -186,15 +181,9 @@ async function run(options: Options, tmp: string): Promise<number> {
     ? await benchSchema(options.databaseUrl)
     : `sqlite:${join(tmp, 'soak.sqlite')}`;
   const target = validateEnv({ DATABASE_URL: databaseUrl }).DATABASE;
-  const server = await startOurServer(databaseUrl, {
-    connections: options.connections,
-    duration: options.duration,
-    warmup: 0,
-    processes: 1,
-    databaseUrl: undefined,
-  });
+  const server = await startOurServer(databaseUrl);
   const pid = server.child.pid!;
-  const pool = await createPool(server.url, 200);
+  const pool = await createPool(server.base, 200);
   const requests = mixedRequests(pool);
 
   const samples: { at: number; rss: number }[] = [];
@@ -207,8 +196,8 @@ async function run(options: Options, tmp: string): Promise<number> {
   try {
     for (let from = 0; from < options.duration; from += options.interval) {
       const seconds = Math.min(options.interval, options.duration - from);
-      const result = await fire(server.url, requests, options.connections, { duration: seconds });
-      assertAlive(server.child, server.name);
+      const result = await fire(server.base, requests, options.connections, { duration: seconds });
+      assertAlive(server);
       const inInterval = samples.filter((s) => s.at > from && s.at <= from + seconds + 0.5);
       const line: Line = {
         from,
@@ -233,8 +222,7 @@ async function run(options: Options, tmp: string): Promise<number> {
     clearInterval(sampler);
   }
 
-  server.child.kill('SIGTERM');
-  const exitCode = await exited(server.child);
+  const exitCode = (await server.stop()).code;
   const dataSource = await new DataSource(
     buildDataSourceOptions(validateEnv({ DATABASE_URL: databaseUrl })),
   ).initialize();

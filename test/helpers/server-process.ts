@@ -61,12 +61,19 @@ export function runServerToExit(
   });
 }
 
-export function spawnServer(env: Record<string, string>, runAs: RunAs = {}): ChildProcess {
-  assertBuilt();
-  const dropCapabilities = runAs.withoutPrivileges === true && process.getuid?.() === 0;
+/** How to start a server: the bench also runs other scripts (the cluster entry point, its own servers). */
+export interface SpawnOptions extends RunAs {
+  /** The script node runs; dist/main.js when left out. */
+  script?: string;
+}
+
+export function spawnServer(env: Record<string, string>, options: SpawnOptions = {}): ChildProcess {
+  const script = options.script ?? MAIN;
+  if (script === MAIN) assertBuilt();
+  const dropCapabilities = options.withoutPrivileges === true && process.getuid?.() === 0;
   const [command, args] = dropCapabilities
-    ? ['setpriv', ['--inh-caps=-all', '--bounding-set=-all', '--', process.execPath, MAIN]]
-    : [process.execPath, [MAIN]];
+    ? ['setpriv', ['--inh-caps=-all', '--bounding-set=-all', '--', process.execPath, script]]
+    : [process.execPath, [script]];
   return spawn(command, args, {
     cwd: join(__dirname, '..', '..'),
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', LOG_LEVEL: 'warn', ...env },
@@ -74,10 +81,17 @@ export function spawnServer(env: Record<string, string>, runAs: RunAs = {}): Chi
   });
 }
 
-/** Polls `GET /health/ready` until the server answers 200. */
-export async function waitUntilReady(base: string, timeoutMs = 20_000): Promise<void> {
+/** Polls `GET /health/ready` until the server answers 200; fails at once if `child` exits. */
+export async function waitUntilReady(
+  base: string,
+  timeoutMs = 20_000,
+  child?: ChildProcess,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      throw new Error(`the server exited while starting (${child.exitCode ?? child.signalCode})`);
+    }
     try {
       if ((await fetch(`${base}/health/ready`)).status === 200) return;
     } catch {
@@ -107,17 +121,20 @@ export interface RunningServer {
 /** Every server child still running, so a failing test cannot leave one behind (see cleanup.ts). */
 const running = new Set<ChildProcess>();
 
-function exitOf(child: ChildProcess): Promise<ExitStatus> {
+export function exitOf(child: ChildProcess): Promise<ExitStatus> {
   if (child.exitCode !== null || child.signalCode !== null) {
     return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
   }
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 }
 
-/** Starts the built server on a free port and waits until it is ready. */
-export async function startServer(env: Record<string, string>): Promise<RunningServer> {
+/** Starts the built server (or `options.script`) on a free port and waits until it is ready. */
+export async function startServer(
+  env: Record<string, string>,
+  options: SpawnOptions & { readyTimeoutMs?: number } = {},
+): Promise<RunningServer> {
   const port = await freePort();
-  const child = spawnServer({ PORT: String(port), HOST: '127.0.0.1', ...env });
+  const child = spawnServer({ PORT: String(port), HOST: '127.0.0.1', ...env }, options);
   running.add(child);
   child.once('exit', () => running.delete(child));
   let stderr = '';
@@ -125,7 +142,7 @@ export async function startServer(env: Record<string, string>): Promise<RunningS
   child.stdout?.resume();
   const base = `http://127.0.0.1:${port}`;
   try {
-    await waitUntilReady(base);
+    await waitUntilReady(base, options.readyTimeoutMs, child);
   } catch (error) {
     child.kill('SIGKILL');
     await exitOf(child);

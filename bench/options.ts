@@ -1,9 +1,8 @@
 /**
- * Command-line options of the bench scripts that take their own (seed:large, bench:large, soak):
- * `--name value` or `--name=value`, falling back to an environment variable. Unknown flags are
- * refused, so a typo does not silently run the defaults.
+ * The one option parser of the bench scripts: `--name value` or `--name=value`, falling back to an
+ * environment variable. Unknown flags are refused, so a typo does not silently run the defaults.
  */
-export class Args {
+export class Options {
   private readonly known = new Set<string>();
 
   constructor(private readonly argv: string[] = process.argv.slice(2)) {}
@@ -11,20 +10,32 @@ export class Args {
   text(flag: string, env: string): string | undefined {
     this.known.add(flag);
     const i = this.argv.findIndex((a) => a === flag || a.startsWith(`${flag}=`));
-    if (i >= 0)
-      return this.argv[i].includes('=') ? this.argv[i].slice(flag.length + 1) : this.argv[i + 1];
+    if (i >= 0) {
+      const value = this.argv[i].includes('=')
+        ? this.argv[i].slice(flag.length + 1)
+        : this.argv[i + 1];
+      if (value === undefined || value.startsWith('--')) throw new Error(`${flag} needs a value`);
+      return value;
+    }
     return process.env[env] || undefined;
   }
 
-  /** A non-negative integer; `_` and `,` may group digits (1_000_000). */
+  /** An integer of at least `min`; `_` and `,` may group digits (1_000_000). */
   integer(flag: string, env: string, fallback: number, min = 0): number {
     const text = this.text(flag, env);
     if (text === undefined) return fallback;
     const value = Number(text.replace(/[_,]/g, ''));
-    if (!Number.isSafeInteger(value) || value < min) {
+    if (!/^[\d_,]+$/.test(text) || !Number.isSafeInteger(value) || value < min) {
       throw new Error(`${flag} / ${env} must be an integer >= ${min} (got '${text}')`);
     }
     return value;
+  }
+
+  /** A switch without a value (`--auth`), or its environment variable set to 1 or true. */
+  flag(flag: string, env: string): boolean {
+    this.known.add(flag);
+    if (this.argv.includes(flag)) return true;
+    return ['1', 'true'].includes((process.env[env] ?? '').toLowerCase());
   }
 
   /** Call after reading every option. */
