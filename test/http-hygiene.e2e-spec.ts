@@ -92,19 +92,46 @@ describe('Hostile input and HTTP hygiene (e2e)', () => {
       },
     );
 
-    it('refuses a body nested 100,000 levels deep without crashing', async () => {
+    it('refuses a body nested 100,000 levels deep without crashing, naming where it passes 32 levels', async () => {
       const body = `{"content":"x","metadata":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`;
       const res = await request(t.http)
         .post(paths()[1])
         .set('Content-Type', 'application/json')
         .send(body);
       expectProblem(res, 400, paths()[1]);
+      // The body is level 1 and `metadata` level 2: the 31st "a" under it is the 33rd level.
+      const objects = `metadata${'.a'.repeat(31)}`;
+      expect(res.body).toMatchObject({
+        detail: `Request validation failed: ${objects} is nested more than 32 levels deep`,
+        errors: [{ field: objects, message: `${objects} is nested more than 32 levels deep` }],
+      });
       const arrays = `{"content":"x","metadata":{"a":${'['.repeat(50_000)}${']'.repeat(50_000)}}}`;
       const res2 = await request(t.http)
         .post(paths()[1])
         .set('Content-Type', 'application/json')
         .send(arrays);
       expectProblem(res2, 400, paths()[1]);
+      const inArrays = `metadata.a${'[0]'.repeat(30)}`;
+      expect(res2.body.errors).toEqual([
+        { field: inArrays, message: `${inArrays} is nested more than 32 levels deep` },
+      ]);
+      await expectNothingChanged();
+    });
+
+    it.each([
+      ['a key that is not a plain name', '{"x y":', '["x y"]'],
+      ['a key longer than 64 characters', `{"${'k'.repeat(100)}":`, `["${'k'.repeat(64)}…"]`],
+    ])('names the place of a body nested too deep through %s', async (_label, open, segment) => {
+      const body = `{"content":"x","metadata":${open.repeat(40)}1${'}'.repeat(40)}}`;
+      const res = await request(t.http)
+        .post(paths()[1])
+        .set('Content-Type', 'application/json')
+        .send(body);
+      expectProblem(res, 400, paths()[1]);
+      const field = `metadata${segment.repeat(31)}`;
+      expect(res.body.errors).toEqual([
+        { field, message: `${field} is nested more than 32 levels deep` },
+      ]);
       await expectNothingChanged();
     });
   });

@@ -605,9 +605,43 @@ describe('Import (e2e)', () => {
         .post(IMPORT)
         .set('Content-Type', 'application/json')
         .send(`${'['.repeat(70)}${']'.repeat(70)}`);
-      expect({ status: deep.status, detail: deep.body.detail }).toEqual({
+      const where = '[0]'.repeat(64);
+      expect({ status: deep.status, errors: deep.body.errors }).toEqual({
         status: 400,
-        detail: 'JSON body is nested more than 64 levels deep.',
+        errors: [{ field: where, message: `${where} is nested more than 64 levels deep` }],
+      });
+      await expect(counts()).resolves.toEqual([0, 0]);
+    });
+
+    it('names the field where an export nests too deep, with the problems found before it', async () => {
+      let metadata: unknown = { leaf: true };
+      for (let i = 0; i < 70; i++) metadata = { a: metadata };
+      const good = exported(A, [{ content: 'fine' }]);
+      const bad = exported(B, [{ content: 'fine' }, { content: 'deep', metadata }]);
+      const file = [{ ...good, messages: [{ ...good.messages[0], role: 'robot' }] }, bad];
+      const res = await importJson(file);
+      // [1] → messages → [1] → metadata are 4 levels of the file's 64, the 60 others are "a".
+      const where = `[1].messages[1].metadata${'.a'.repeat(60)}`;
+      expect({ status: res.status, detail: res.body.detail, errors: res.body.errors }).toEqual({
+        status: 400,
+        detail: expect.stringMatching(/^Nothing was imported: /),
+        errors: [
+          { field: '[0].messages[0].role', message: expect.stringMatching(/role must be one of/) },
+          { field: where, message: `${where} is nested more than 64 levels deep` },
+        ],
+      });
+
+      const line = JSON.stringify({ ...bad, session: { ...bad.session, id: A } });
+      const ndjson = await importNdjson(`${JSON.stringify(good)}\n${line}`);
+      const inLine = `messages[1].metadata${'.a'.repeat(61)}`;
+      expect({ status: ndjson.status, errors: ndjson.body.errors }).toEqual({
+        status: 400,
+        errors: [
+          {
+            field: `line 2: ${inLine}`,
+            message: `line 2: ${inLine} is nested more than 64 levels deep`,
+          },
+        ],
       });
       await expect(counts()).resolves.toEqual([0, 0]);
     });

@@ -13,6 +13,8 @@ import { Reflector } from '@nestjs/core';
 import express, { Request, RequestHandler, Response } from 'express';
 import type { Observable } from 'rxjs';
 import { jsonDepth } from './json-bounds';
+import type { FieldError } from './problem';
+import { ValidationProblemException } from './validation.pipe';
 
 /** Deeper bodies are refused before any code walks them (the contract's deepest field is 17 levels). */
 export const BODY_MAX_DEPTH = 32;
@@ -46,8 +48,72 @@ export function tooLarge(limit: number): HttpException {
   return new PayloadTooLargeException(`Request body exceeds the ${limit} byte limit.`);
 }
 
-export function tooDeep(maxDepth: number): HttpException {
-  return new BadRequestException(`JSON body is nested more than ${maxDepth} levels deep.`);
+/** The longest key a field path quotes whole; longer ones are cut, as a key may be megabytes long. */
+const PATH_KEY_MAX = 64;
+const PLAIN_KEY = /^[A-Za-z_$][\w$-]*$/;
+
+/**
+ * A place in a JSON value written as the problem documents name fields (`metadata.a[3]["b c"]`);
+ * the empty path is `body`.
+ */
+export function fieldPath(segments: readonly (string | number)[]): string {
+  let path = '';
+  for (const segment of segments) {
+    if (typeof segment === 'number') {
+      path += `[${segment}]`;
+      continue;
+    }
+    let key = segment.length > PATH_KEY_MAX ? `${segment.slice(0, PATH_KEY_MAX)}…` : segment;
+    // A cut that splits a surrogate pair would leave half of it, which is not text.
+    key = key.replace(/[\uD800-\uDBFF]…$/, '…');
+    if (PLAIN_KEY.test(key)) path += path ? `.${key}` : key;
+    else path += `[${JSON.stringify(key)}]`;
+  }
+  return path || 'body';
+}
+
+/**
+ * The path to the first container (in document order) that sits more than `maxDepth` levels deep
+ * in `value`, or null when there is none. Walked without recursion, like jsonDepth.
+ */
+export function tooDeepPath(value: unknown, maxDepth: number): (string | number)[] | null {
+  interface Frame {
+    node: object;
+    depth: number;
+    key: string | number;
+    parent: Frame | null;
+  }
+  if (value === null || typeof value !== 'object') return null;
+  const stack: Frame[] = [{ node: value, depth: 1, key: '', parent: null }];
+  while (stack.length > 0) {
+    const frame = stack.pop()!;
+    if (frame.depth > maxDepth) {
+      const path: (string | number)[] = [];
+      for (let f: Frame | null = frame; f?.parent; f = f.parent) path.push(f.key);
+      return path.reverse();
+    }
+    const children: [string | number, unknown][] = Array.isArray(frame.node)
+      ? frame.node.map((child: unknown, i) => [i, child])
+      : Object.entries(frame.node);
+    // Pushed last to first, so the first child is walked first.
+    for (let i = children.length - 1; i >= 0; i--) {
+      const [key, child] = children[i];
+      if (child !== null && typeof child === 'object') {
+        stack.push({ node: child, depth: frame.depth + 1, key, parent: frame });
+      }
+    }
+  }
+  return null;
+}
+
+/** The field error of a value nested deeper than a body may nest; `field` names where. */
+export function tooDeepProblem(maxDepth: number, field: string): FieldError {
+  return { field, message: `${field} is nested more than ${maxDepth} levels deep` };
+}
+
+/** A body nested too deep: the 400 of any other invalid field, naming where the limit is passed. */
+export function tooDeep(maxDepth: number, field: string): HttpException {
+  return new ValidationProblemException([tooDeepProblem(maxDepth, field)]);
 }
 
 interface ParserError {
@@ -113,7 +179,10 @@ export class BodyParsingInterceptor implements NestInterceptor {
       ),
     );
     if (req.body === undefined) req.body = {};
-    if (jsonDepth(req.body, BODY_MAX_DEPTH) > BODY_MAX_DEPTH) throw tooDeep(BODY_MAX_DEPTH);
+    // The path is looked for only once the (cheaper) depth check has failed.
+    if (jsonDepth(req.body, BODY_MAX_DEPTH) > BODY_MAX_DEPTH) {
+      throw tooDeep(BODY_MAX_DEPTH, fieldPath(tooDeepPath(req.body, BODY_MAX_DEPTH) ?? []));
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 import { BadRequestException } from '@nestjs/common';
 import { Tokenizer, TokenParser, TokenType } from '@streamparser/json';
-import { IMPORT_MAX_DEPTH, tooDeep } from '../common/body-parsing';
+import { fieldPath, IMPORT_MAX_DEPTH, tooDeepProblem } from '../common/body-parsing';
 import { isPlainObject } from '../common/json-bounds';
 import { readChatGptConversation } from './chatgpt-conversation';
 import { ImportProblems } from './import-problems';
@@ -91,7 +91,18 @@ interface TopLevelValue {
   at: Location;
 }
 
-class TooDeep extends Error {}
+/**
+ * Nesting past the limit; `path` leads to the container that passed it, `completed` holds the values
+ * the same bytes completed before it.
+ */
+class TooDeep extends Error {
+  constructor(
+    readonly path: (string | number)[],
+    readonly completed: unknown[],
+  ) {
+    super('too deep');
+  }
+}
 
 /**
  * An incremental JSON parser for one document that refuses nesting deeper than `maxDepth` as soon
@@ -102,17 +113,39 @@ class TooDeep extends Error {}
 class StreamedJson {
   private readonly tokenizer = new Tokenizer();
   private readonly parser: TokenParser;
-  private depth = 0;
+  /** Per open container: the key or index of its current child, so a problem can name the place. */
+  private readonly path: (string | number)[] = [];
+  private readonly inArray: boolean[] = [];
+  private expectKey = false;
   private done: unknown[] = [];
 
   constructor(elements: boolean, maxDepth: number) {
     this.parser = new TokenParser({ paths: [elements ? '$.*' : '$'], keepStack: false });
     this.parser.onValue = ({ value }) => this.done.push(value);
     this.tokenizer.onToken = (info) => {
-      if (info.token === TokenType.LEFT_BRACE || info.token === TokenType.LEFT_BRACKET) {
-        if (++this.depth > maxDepth) throw new TooDeep();
-      } else if (info.token === TokenType.RIGHT_BRACE || info.token === TokenType.RIGHT_BRACKET) {
-        this.depth--;
+      switch (info.token) {
+        case TokenType.LEFT_BRACE:
+        case TokenType.LEFT_BRACKET: {
+          if (this.path.length >= maxDepth) throw new TooDeep(this.path.slice(), this.take());
+          const array = info.token === TokenType.LEFT_BRACKET;
+          this.inArray.push(array);
+          this.path.push(array ? 0 : '');
+          this.expectKey = !array;
+          break;
+        }
+        case TokenType.RIGHT_BRACE:
+        case TokenType.RIGHT_BRACKET:
+          this.inArray.pop();
+          this.path.pop();
+          break;
+        case TokenType.COMMA:
+          if (this.inArray[this.inArray.length - 1]) (this.path[this.path.length - 1] as number)++;
+          else this.expectKey = true;
+          break;
+        case TokenType.STRING:
+          if (this.expectKey) this.path[this.path.length - 1] = info.value as string;
+          this.expectKey = false;
+          break;
       }
       this.parser.write(info);
     };
@@ -164,14 +197,24 @@ async function* jsonValues(
     const field = `[${index++}]`;
     return { value, field, at: new Location(field, field) };
   };
-  const parse = (step: () => unknown[]): unknown[] => {
+  function* parse(step: () => unknown[]): Generator<TopLevelValue> {
+    let values: unknown[];
     try {
-      return step();
+      values = step();
     } catch (error) {
-      if (error instanceof TooDeep) throw tooDeep(IMPORT_MAX_DEPTH);
-      throw new BadRequestException('Malformed JSON in request body.');
+      if (!(error instanceof TooDeep)) {
+        throw new BadRequestException('Malformed JSON in request body.');
+      }
+      // The values before it are still read, so the 400 lists their problems too, as it would
+      // for any other problem of the file.
+      for (const value of error.completed) yield named(value);
+      const { field, message } = tooDeepProblem(IMPORT_MAX_DEPTH, fieldPath(error.path));
+      problems.add(field, message);
+      problems.throwIfAny();
+      throw error;
     }
-  };
+    for (const value of values) yield named(value);
+  }
   for await (const chunk of withoutBom(bytes)) {
     if (!parser) {
       const start = chunk.findIndex((byte) => !isJsonSpace(byte));
@@ -180,11 +223,11 @@ async function* jsonValues(
       parser = new StreamedJson(elements, IMPORT_MAX_DEPTH);
     }
     const open = parser;
-    for (const value of parse(() => open.write(chunk))) yield named(value);
+    yield* parse(() => open.write(chunk));
   }
   const open = parser;
   if (!open) problems.add('body', 'the request has no body');
-  else for (const value of parse(() => open.end())) yield named(value);
+  else yield* parse(() => open.end());
 }
 
 /**
@@ -204,12 +247,12 @@ async function* ndjsonValues(
   const fail = (error: unknown) => {
     failed = true;
     parser = undefined;
-    problems.add(
-      field(),
-      error instanceof TooDeep
-        ? `${field()} is nested more than ${IMPORT_MAX_DEPTH} levels deep`
-        : `${field()} is not valid JSON: ${describeJsonError(error)}`,
-    );
+    if (error instanceof TooDeep) {
+      const { field: at, message } = tooDeepProblem(IMPORT_MAX_DEPTH, fieldPath(error.path));
+      problems.add(`${field()}: ${at}`, `${field()}: ${message}`);
+    } else {
+      problems.add(field(), `${field()} is not valid JSON: ${describeJsonError(error)}`);
+    }
   };
   const feed = (part: Buffer): unknown[] => {
     if (failed) return [];
