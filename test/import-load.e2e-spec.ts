@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
-import { IMPORT_RETRY_AFTER_S } from '../src/import/import-intake';
+import { IMPORT_IDLE_MS, IMPORT_RETRY_AFTER_S } from '../src/import/import-intake';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { RunningServer, startServer } from './helpers/server-process';
 import { createTestApp, TestApp } from './helpers/test-app';
@@ -363,4 +363,23 @@ describe('Concurrent imports (e2e)', () => {
     // The slots are free again once the imports have answered.
     for (const owner of ['alice', 'carol']) expect((await importNow(owner)).status).toBe(201);
   }, 30_000);
+
+  it(
+    'cuts off an upload that stops sending, and frees its slot',
+    async () => {
+      const stalled = slowImport(port, keys.alice);
+      await sleep(200);
+      expect((await importNow('alice')).status).toBe(429);
+      const started = Date.now();
+      const outcome = await stalled.answer.then(
+        (answer) => answer.status,
+        () => 'connection cut',
+      );
+      // The answer cannot reach a client whose connection was cut; what matters is that it ends.
+      expect(['connection cut', 408]).toContain(outcome);
+      expect(Date.now() - started).toBeLessThan(IMPORT_IDLE_MS + 3000);
+      expect((await importNow('alice')).status).toBe(201);
+    },
+    IMPORT_IDLE_MS + 20_000,
+  );
 });

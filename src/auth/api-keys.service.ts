@@ -8,6 +8,11 @@ export const OWNER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$/;
 /** `csk_<key id>_<secret>`: the id finds the row, the secret is checked against its hash. */
 const KEY_PATTERN = /^csk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 
+/** Whether `token` has the shape of an API key (it may still be unknown or revoked). */
+export function looksLikeKey(token: string | undefined): boolean {
+  return token !== undefined && KEY_PATTERN.test(token);
+}
+
 /** last_used_at is informational; writing it on every request would make every read a write. */
 const LAST_USED_RESOLUTION_MS = 60_000;
 

@@ -10,7 +10,7 @@ import { ConfigService } from '@nestjs/config';
 import { Reflector } from '@nestjs/core';
 import type { Response } from 'express';
 import type { Env } from '../config/env.validation';
-import { ApiKeysService } from './api-keys.service';
+import { ApiKeysService, looksLikeKey } from './api-keys.service';
 import { AUTH_FAILURES_PER_MINUTE, AuthFailureLimiter } from './auth-failures';
 import { clientAddress } from './client-address';
 import { LOCAL_OWNER, OwnedRequest } from './owner.decorator';
@@ -45,13 +45,15 @@ export class AuthGuard implements CanActivate {
     if (isPublic(this.reflector, context)) return true;
     const res = context.switchToHttp().getResponse<Response>();
     const address = clientAddress(req);
-    const wait = this.failures.blockedFor(address);
-    if (wait > 0) throw tooManyFailures(res, wait);
-
     const header = req.headers.authorization;
     const token = /^Bearer +(\S+) *$/i.exec(header ?? '')?.[1];
+    // An address over its failure budget may be shared (NAT, a proxy, a /64): a valid key still gets
+    // in, at the cost of one lookup; anything that cannot be a key is refused without one.
+    const wait = this.failures.blockedFor(address);
+    if (wait > 0 && !looksLikeKey(token)) throw tooManyFailures(res, wait);
     const owner = token === undefined ? null : await this.apiKeys.authenticate(token);
     if (owner === null) {
+      if (wait > 0) throw tooManyFailures(res, wait);
       const budget = await this.failures.fail(address);
       if (budget && budget.blocked > 0) throw tooManyFailures(res, budget.blocked);
       if (budget) {

@@ -4,6 +4,7 @@ import {
   ExecutionContext,
   HttpException,
   HttpStatus,
+  RequestTimeoutException,
   Injectable,
   NestInterceptor,
   UnsupportedMediaTypeException,
@@ -28,6 +29,8 @@ import type { ImportBody } from './import-file';
 export const IMPORTS_PER_OWNER = 1;
 /** Imports a process runs at once (each may hold up to 50 MiB and a long transaction); then 503. */
 export const IMPORTS_PER_PROCESS = 2;
+/** An import body that sends nothing for this long is cut off, freeing its slot. */
+export const IMPORT_IDLE_MS = 15_000;
 /** What Retry-After says when an import is refused for being one too many: about one import's time. */
 export const IMPORT_RETRY_AFTER_S = 10;
 
@@ -151,16 +154,39 @@ export async function* bodyBytes(
   const decoder = decoderFor(encoding);
   const source: Readable = decoder ? req.pipe(decoder) : req;
   let total = 0;
+  // An upload that stops sending would hold its import slot (and the owner's) until Node's own
+  // request timeout, minutes later: after IMPORT_IDLE_MS without a byte the connection is cut.
+  // Only time spent waiting for bytes counts, not time the import spends on what it has read.
+  let idle = false;
+  let waitingSince: number | null = null;
+  const timer = setInterval(() => {
+    if (waitingSince === null || Date.now() - waitingSince < IMPORT_IDLE_MS) return;
+    idle = true;
+    source.destroy(new Error('idle upload'));
+    if (source !== req) req.destroy();
+  }, 1000);
+  timer.unref();
+  const chunks = (source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>)[
+    Symbol.asyncIterator
+  ]();
   try {
-    for await (const chunk of source.iterator({
-      destroyOnReturn: false,
-    }) as AsyncIterable<Buffer>) {
+    for (;;) {
+      waitingSince = Date.now();
+      const next = await chunks.next();
+      waitingSince = null;
+      if (next.done) break;
+      const chunk = next.value;
       total += chunk.length;
       if (total > limit) throw tooLarge(limit);
       yield chunk;
     }
   } catch (error) {
     if (error instanceof HttpException) throw error;
+    if (idle) {
+      throw new RequestTimeoutException(
+        `The request body stopped arriving for ${IMPORT_IDLE_MS / 1000} s.`,
+      );
+    }
     if (req.readableAborted || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
       throw new BadRequestException('The request body was cut off before its end.');
     }
@@ -169,6 +195,7 @@ export async function* bodyBytes(
     }
     throw error;
   } finally {
+    clearInterval(timer);
     if (decoder) {
       req.unpipe(decoder);
       decoder.destroy();
