@@ -3,6 +3,7 @@ import type { MessageRole } from '../messages/chat-message.entity';
 import { CreateChatMessageDto } from '../messages/dto/chat-message.dto';
 import { RestoredSessionFieldsDto } from '../sessions/dto/session.dto';
 import type { ImportProblems } from './import-problems';
+import type { Pacer } from './pacer';
 import {
   checkFields,
   type ImportedMessage,
@@ -64,12 +65,13 @@ function seconds(value: unknown, path: string, fail: Fail): number | null | unde
  * without one, or with one earlier than the message before it, takes the previous message's time,
  * so the history reads back in branch order.
  */
-export function readChatGptConversation(
+export async function readChatGptConversation(
   value: Record<string, unknown>,
   at: Location,
   problems: ImportProblems,
   defaultModelName: string,
-): ImportedSession | undefined {
+  pacer: Pacer,
+): Promise<ImportedSession | undefined> {
   const before = problems.count;
   const rawKey = value.conversation_id ?? value.id;
   const key = typeof rawKey === 'string' ? rawKey : undefined;
@@ -128,6 +130,7 @@ export function readChatGptConversation(
       );
     }
     id = parent;
+    await pacer.pace();
   }
   branch.reverse();
 
@@ -135,6 +138,8 @@ export function readChatGptConversation(
   for (const [path, node] of branch) {
     const turn = readTurn(node.message, `${path}.message`, fail);
     if (turn) turns.push(turn);
+    if (problems.full) break;
+    await pacer.pace();
   }
 
   // A title longer than a name may be is shortened; anything else a name may not hold is refused.

@@ -36,12 +36,12 @@ export async function readImportFile(
   const where = new Map<string, string>();
   const messageIds = new Map<number, string>();
 
-  const read = (value: unknown, at: Location, field: string) => {
+  const read = async (value: unknown, at: Location, field: string) => {
     let imported: ImportedSession | undefined;
     if (isPlainObject(value) && 'mapping' in value) {
-      imported = readChatGptConversation(value, at, problems, defaultModelName);
+      imported = await readChatGptConversation(value, at, problems, defaultModelName, pacer);
     } else if (isPlainObject(value) && 'session' in value) {
-      imported = readExportedSession(value, at, problems);
+      imported = await readExportedSession(value, at, problems, pacer);
     } else {
       problems.add(
         field,
@@ -78,7 +78,8 @@ export async function readImportFile(
       ? ndjsonValues(body.bytes, problems)
       : jsonValues(body.bytes, problems);
   for await (const { value, field, at } of values) {
-    read(value, at, field);
+    await read(value, at, field);
+    if (problems.full) break;
     await pacer.pace();
   }
   problems.throwIfAny();

@@ -14,6 +14,11 @@ export class ImportProblems {
     else this.more = true;
   }
 
+  /** True once more problems were found than are reported: checking further changes nothing. */
+  get full(): boolean {
+    return this.more;
+  }
+
   get count(): number {
     return this.errors.length;
   }

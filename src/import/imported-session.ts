@@ -8,6 +8,7 @@ import { CreateChatMessageDto } from '../messages/dto/chat-message.dto';
 import { RestoredSessionFieldsDto } from '../sessions/dto/session.dto';
 import { Session } from '../sessions/session.entity';
 import type { ImportProblems } from './import-problems';
+import type { Pacer } from './pacer';
 /** A message ready to insert; `id` is the exported id (kept when free), null for a new one. */
 export interface ImportedMessage {
   id: number | null;
@@ -176,11 +177,12 @@ class Checker {
 }
 
 /** Reads one `{session, messages}` object of our own export (JSON or an NDJSON line). */
-export function readExportedSession(
+export async function readExportedSession(
   value: Record<string, unknown>,
   at: Location,
   problems: ImportProblems,
-): ImportedSession | undefined {
+  pacer: Pacer,
+): Promise<ImportedSession | undefined> {
   const before = problems.count;
   const sessionId = isPlainObject(value.session) ? value.session.id : undefined;
   const check = new Checker(
@@ -212,10 +214,14 @@ export function readExportedSession(
   if (!Array.isArray(value.messages)) {
     check.fail('messages', 'must be an array of messages');
   } else {
-    value.messages.forEach((m: unknown, i) => {
+    // One export may hold a million messages: other requests get their turns meanwhile, and a
+    // file past the reported problems is not checked further.
+    for (const [i, m] of (value.messages as unknown[]).entries()) {
       const message = readMessage(m, `messages[${i}]`, id, check);
       if (message) messages.push(message);
-    });
+      if (problems.full) break;
+      await pacer.pace();
+    }
   }
   if (problems.count > before || id === undefined || !fields) return undefined;
 
