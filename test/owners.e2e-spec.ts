@@ -1,5 +1,7 @@
 import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
+import { chatGptSessionId } from '../src/import/chatgpt-conversation';
+import { nameBasedUuid } from '../src/import/imported-session';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
 /** AUTH_MODE=api-key: keys, 401s, and two owners who cannot see each other's data. */
@@ -280,6 +282,47 @@ describe('Owners and API keys (e2e)', () => {
           skipped: 1,
           sessions: first.body.sessions,
         });
+      });
+
+      it('cannot be blocked by an owner who takes the ids a victim would fall back on', async () => {
+        // Every id anyone could compute for alice's chain without the deployment's secret.
+        const chain = [chatGptSessionId('squatted-conversation')];
+        while (chain.length < 8) chain.push(nameBasedUuid(`owner:alice:${chain.at(-1)}`));
+        const squat = chain.map((id) => ({
+          session: {
+            id,
+            name: 'squat',
+            created_at: '2026-01-01T00:00:00.000Z',
+            last_updated_at: '2026-01-01T00:00:00.000Z',
+          },
+          messages: [],
+        }));
+        const taken = await request(t.http).post(IMPORT).set(as(bob)).send(squat);
+        expect(taken.body).toMatchObject({ imported: 8, skipped: 0, sessions: chain });
+        const conversation = {
+          title: 'Mine',
+          mapping: {
+            m: {
+              id: 'm',
+              message: {
+                id: 'm',
+                author: { role: 'user' },
+                create_time: 1714550401,
+                content: { content_type: 'text', parts: ['Hello'] },
+              },
+              parent: null,
+              children: [],
+            },
+          },
+          current_node: 'm',
+          conversation_id: 'squatted-conversation',
+        };
+        const res = await request(t.http).post(IMPORT).set(as(alice)).send([conversation]);
+        expect({ status: res.status, body: res.body }).toMatchObject({
+          status: 201,
+          body: { imported: 1, skipped: 0 },
+        });
+        expect(chain).not.toContain(res.body.sessions[0]);
       });
 
       it('imports a ChatGPT conversation for each owner that imports it', async () => {

@@ -25,6 +25,14 @@ export class CursorService implements OnModuleInit {
     this.key = Buffer.from(rows[0].value, 'base64url');
   }
 
+  /**
+   * A secret of this deployment for another purpose than cursors (the same in every process),
+   * derived from the signing key so the two uses never share a key.
+   */
+  derivedKey(purpose: string): Buffer {
+    return createHmac('sha256', this.key).update(`derived:${purpose}`).digest();
+  }
+
   encode(payload: unknown): string {
     const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
     return `${body}.${this.sign(body)}`;

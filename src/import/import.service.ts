@@ -3,6 +3,7 @@ import { ConfigService } from '@nestjs/config';
 import type { EntityManager } from 'typeorm';
 import { MESSAGE_ID_MAX } from '../common/json-bounds';
 import type { Env } from '../config/env.validation';
+import { CursorService } from '../database/cursor.service';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { bucketOrder, SessionsService, toJson } from '../sessions/sessions.service';
 import { ImportResultDto } from './dto/import.dto';
@@ -38,12 +39,14 @@ function rowsPerStatement(total: number): number[] {
 
 /**
  * The ids an imported session may take, in order: its own (the source's id, or the one derived from
- * a ChatGPT conversation), then each a name-based id of the owner and the one before. Another owner's
- * session never blocks an import, and yet the same file always lands on the same ids for one owner.
+ * a ChatGPT conversation), then each an id derived from the owner and the one before, keyed by a
+ * secret of the deployment (so no one can compute another owner's chain and take it first). Another
+ * owner's session never blocks an import, and yet the same file always lands on the same ids for one
+ * owner.
  */
-function candidates(owner: string, id: string): string[] {
+function candidates(owner: string, id: string, key: Buffer): string[] {
   const ids = [id];
-  while (ids.length < CANDIDATES) ids.push(nameBasedUuid(`owner:${owner}:${ids.at(-1)}`));
+  while (ids.length < CANDIDATES) ids.push(nameBasedUuid(`owner:${owner}:${ids.at(-1)}`, key));
   return ids;
 }
 
@@ -94,9 +97,14 @@ export class ImportService {
   constructor(
     private readonly db: DatabaseService,
     private readonly sessions: SessionsService,
+    private readonly cursors: CursorService,
     config: ConfigService<Env, true>,
   ) {
     this.defaultModelName = config.get('DEFAULT_MODEL_NAME', { infer: true });
+  }
+
+  private get candidateKey(): Buffer {
+    return this.cursors.derivedKey('import-session-ids');
   }
 
   /** Imported sessions belong to `owner`; see the class for where they and their messages go. */
@@ -191,7 +199,7 @@ export class ImportService {
     owner: string,
     sessions: ImportedSession[],
   ): Promise<Placement[]> {
-    const chains = sessions.map(({ session }) => candidates(owner, session.id));
+    const chains = sessions.map(({ session }) => candidates(owner, session.id, this.candidateKey));
     const owners = new Map<string, string>();
     const all = chains.flat();
     for (let i = 0; i < all.length; i += LOOKUP_IDS) {

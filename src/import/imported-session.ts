@@ -1,7 +1,7 @@
 import type { Type } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { importedTimeProblem, isPlainObject } from '../common/json-bounds';
 import type { MessageRole } from '../messages/chat-message.entity';
 import { CreateChatMessageDto } from '../messages/dto/chat-message.dto';
@@ -50,8 +50,9 @@ export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
  * A name-based id (SHA-256 of `name`) in UUID v4 layout, so it reads like every other session id:
  * the same name always gives the same id, which is what makes a repeated import find its sessions.
  */
-export function nameBasedUuid(name: string): string {
-  const bytes = createHash('sha256').update(name).digest().subarray(0, 16);
+export function nameBasedUuid(name: string, key?: Buffer): string {
+  const hash = key ? createHmac('sha256', key) : createHash('sha256');
+  const bytes = hash.update(name).digest().subarray(0, 16);
   bytes[6] = (bytes[6] & 0x0f) | 0x40;
   bytes[8] = (bytes[8] & 0x3f) | 0x80;
   const hex = bytes.toString('hex');
