@@ -1,5 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +7,7 @@ import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
 import { IMPORT_IDLE_MS, IMPORT_RETRY_AFTER_S } from '../src/import/import-intake';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
+import { memoryOf, worstLatency } from './helpers/probes';
 import { RunningServer, startServer } from './helpers/server-process';
 import { createTestApp, TestApp } from './helpers/test-app';
 
@@ -152,27 +152,6 @@ describe('A large import does not block other requests (e2e)', () => {
     expect(found.body).toHaveLength(1);
   }, 60_000);
 });
-
-/** Resident and peak resident memory of a process, in MiB (Linux). */
-function memoryOf(pid: number): { rss: number; peak: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
-  return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
-}
-
-/** Sends `GET /` every few ms until `until` settles; the slowest answer, in ms. */
-async function worstLatency(base: string, until: Promise<unknown>): Promise<number> {
-  let done = false;
-  void until.finally(() => (done = true));
-  let worst = 0;
-  while (!done) {
-    const t0 = performance.now();
-    expect((await fetch(`${base}/`)).status).toBe(200);
-    worst = Math.max(worst, performance.now() - t0);
-    await sleep(10);
-  }
-  return worst;
-}
 
 /**
  * A 45 MB (inflated) gzip import against the built server: refused unauthenticated without being

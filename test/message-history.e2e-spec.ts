@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import request from 'supertest';
 import { isoTimestamp } from '../src/common/timestamps';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
+import { memoryOf, worstLatency } from './helpers/probes';
 import { RunningServer, startServer } from './helpers/server-process';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -341,27 +342,6 @@ describe('Message history: large pages (e2e)', () => {
     ).toBe(204);
   });
 });
-
-/** Resident and peak resident memory of a process, in MiB (Linux). */
-function memoryOf(pid: number): { rss: number; peak: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
-  return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
-}
-
-/** The slowest answer to `GET /`, asked every few ms until `until` settles. */
-async function worstLatency(base: string, until: Promise<unknown>): Promise<number> {
-  let done = false;
-  void until.finally(() => (done = true));
-  let worst = 0;
-  while (!done) {
-    const t0 = performance.now();
-    expect((await fetch(`${base}/`)).status).toBe(200);
-    worst = Math.max(worst, performance.now() - t0);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return worst;
-}
 
 /**
  * The case that used to take the process down: 1000 messages of 100,000 characters asked for in one
