@@ -2,7 +2,7 @@ import { Controller, Get } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { Public } from './auth/public.decorator';
-import { ApiProblems } from './common/problem.dto';
+import { ApiProblems } from './common/problems/problem.dto';
 import type { Env } from './config/env.validation';
 
 export class StatusDto {

@@ -3,12 +3,12 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { IncomingMessage, Server, ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Reflector } from '@nestjs/core';
-import { BodyParsingInterceptor, closeIfBodyUnread } from './common/body-parsing';
-import { TOTAL_COUNT_HEADER } from './common/pagination';
-import { instanceOf, problem } from './common/problem';
-import { requestLogger } from './common/request-logger';
-import { securityHeaders } from './common/security-headers';
-import { setupSwagger } from './common/swagger';
+import { BodyParsingInterceptor, closeIfBodyUnread } from './common/http/body-parsing';
+import { TOTAL_COUNT_HEADER } from './common/pagination/pagination';
+import { instanceOf, problem } from './common/problems/problem';
+import { requestLogger } from './common/http/request-logger';
+import { securityHeaders } from './common/http/security-headers';
+import { setupSwagger } from './common/openapi/swagger';
 import type { Env } from './config/env.validation';
 import { createLogger } from './logger';
 

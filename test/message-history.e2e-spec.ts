@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import request from 'supertest';
-import { isoTimestamp } from '../src/common/timestamps';
+import { isoTimestamp } from '../src/common/fields/timestamps';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { memoryOf, worstLatency } from './helpers/probes';
 import { RunningServer, startServer } from './helpers/server-process';

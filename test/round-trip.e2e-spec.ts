@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { jsonDepth } from '../src/common/json-bounds';
+import { jsonDepth } from '../src/common/fields/json-bounds';
 import { freshDatabaseUrl } from './helpers/database-target';
 import { createTestApp, TestApp } from './helpers/test-app';
 

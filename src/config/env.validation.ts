@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { length } from 'class-validator';
-import { isStorableText } from '../common/json-bounds';
+import { isStorableText } from '../common/fields/json-bounds';
 import { LLM_MODEL_NAME_MAX } from '../sessions/dto/session.dto';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'verbose'] as const;

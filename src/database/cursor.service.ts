@@ -1,6 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { ValidationProblemException } from '../common/validation.pipe';
+import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { DatabaseService, queryRows } from './database.service';
 
 /**

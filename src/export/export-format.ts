@@ -2,7 +2,7 @@ import { ChatMessage } from '../messages/chat-message.entity';
 import { mapChatMessage } from '../messages/dto/chat-message.dto';
 import { mapSession } from '../sessions/dto/session.dto';
 import { Session } from '../sessions/session.entity';
-import { isoTimestamp } from '../common/timestamps';
+import { isoTimestamp } from '../common/fields/timestamps';
 
 /** A session and its messages, oldest first, delivered page by page so no history is held whole. */
 export interface SessionHistory {

@@ -9,7 +9,7 @@ import {
 } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Owner } from '../auth/owner.decorator';
-import { ApiProblems } from '../common/problem.dto';
+import { ApiProblems } from '../common/problems/problem.dto';
 import { ExportAllQueryDto, ExportSessionQueryDto, SessionExportDto } from './dto/export.dto';
 import { ExportService } from './export.service';
 import { sendExport } from './stream-response';

@@ -2,7 +2,7 @@ import { Controller, Get, ServiceUnavailableException } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
 import { Public } from '../auth/public.decorator';
-import { ApiProblems } from '../common/problem.dto';
+import { ApiProblems } from '../common/problems/problem.dto';
 import { DatabaseHealthIndicator } from './database.health';
 
 @ApiTags('health')

@@ -10,7 +10,7 @@ import type { Response } from 'express';
 import { createHash } from 'node:crypto';
 import { lastValueFrom, Observable, of } from 'rxjs';
 import type { OwnedRequest } from '../auth/owner.decorator';
-import { ValidationProblemException } from '../common/validation.pipe';
+import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { withWriteHooks } from '../database/write-hooks';
 import {
   AlreadyAnswered,

@@ -1,6 +1,6 @@
 import { applyDecorators, SetMetadata, UseInterceptors } from '@nestjs/common';
 import { ApiHeader } from '@nestjs/swagger';
-import { ApiProblems } from '../common/problem.dto';
+import { ApiProblems } from '../common/problems/problem.dto';
 import {
   IDEMPOTENCY_HEADER,
   IDEMPOTENT_RESPONSE,

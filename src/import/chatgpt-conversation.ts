@@ -1,4 +1,4 @@
-import { importedTimeProblem, isPlainObject, isStorableText } from '../common/json-bounds';
+import { importedTimeProblem, isPlainObject, isStorableText } from '../common/fields/json-bounds';
 import type { MessageRole } from '../messages/chat-message.entity';
 import { CreateChatMessageDto } from '../messages/dto/chat-message.dto';
 import { RestoredSessionFieldsDto } from '../sessions/dto/session.dto';

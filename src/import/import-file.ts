@@ -1,7 +1,7 @@
 import { BadRequestException } from '@nestjs/common';
 import { Tokenizer, TokenParser, TokenType } from '@streamparser/json';
-import { fieldPath, IMPORT_MAX_DEPTH, tooDeepProblem } from '../common/body-parsing';
-import { isPlainObject } from '../common/json-bounds';
+import { fieldPath, IMPORT_MAX_DEPTH, tooDeepProblem } from '../common/http/body-parsing';
+import { isPlainObject } from '../common/fields/json-bounds';
 import { readChatGptConversation } from './chatgpt-conversation';
 import { ImportProblems } from './import-problems';
 import { type ImportedSession, Location, readExportedSession } from './imported-session';

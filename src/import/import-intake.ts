@@ -22,7 +22,7 @@ import {
   NDJSON_TYPE,
   tooLarge,
   unsupportedType,
-} from '../common/body-parsing';
+} from '../common/http/body-parsing';
 import type { ImportBody } from './import-file';
 
 /** Imports one owner may run at once in a process; another one meanwhile gets a 429. */

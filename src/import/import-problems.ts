@@ -1,5 +1,5 @@
-import type { FieldError } from '../common/problem';
-import { ValidationProblemException } from '../common/validation.pipe';
+import type { FieldError } from '../common/problems/problem';
+import { ValidationProblemException } from '../common/problems/validation.pipe';
 
 /** A file with more problems than this lists the first ones: they are usually one mistake repeated. */
 export const MAX_REPORTED_PROBLEMS = 20;

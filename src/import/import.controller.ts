@@ -10,9 +10,9 @@ import {
 } from '@nestjs/swagger';
 import { IMPORT_PATH } from '../app.setup';
 import { Owner } from '../auth/owner.decorator';
-import { NDJSON_TYPE, ReadsOwnBody } from '../common/body-parsing';
-import { ApiRequestBody } from '../common/openapi';
-import { ApiProblems, BODY_PROBLEMS, ProblemDto } from '../common/problem.dto';
+import { NDJSON_TYPE, ReadsOwnBody } from '../common/http/body-parsing';
+import { ApiRequestBody } from '../common/openapi/openapi';
+import { ApiProblems, BODY_PROBLEMS, ProblemDto } from '../common/problems/problem.dto';
 import { SessionExportDto } from '../export/dto/export.dto';
 import { CHATGPT_MODELS, ChatGptConversationDto, ImportResultDto } from './dto/import.dto';
 import { Idempotent } from '../idempotency/idempotent.decorator';

@@ -1,7 +1,7 @@
 import { ConflictException, Injectable } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { EntityManager } from 'typeorm';
-import { MESSAGE_ID_MAX } from '../common/json-bounds';
+import { MESSAGE_ID_MAX } from '../common/fields/json-bounds';
 import type { Env } from '../config/env.validation';
 import { CursorService } from '../database/cursor.service';
 import { DatabaseService, queryRows } from '../database/database.service';

@@ -2,7 +2,7 @@ import type { Type } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { createHash, createHmac } from 'node:crypto';
-import { importedTimeProblem, isPlainObject } from '../common/json-bounds';
+import { importedTimeProblem, isPlainObject } from '../common/fields/json-bounds';
 import type { MessageRole } from '../messages/chat-message.entity';
 import { CreateChatMessageDto } from '../messages/dto/chat-message.dto';
 import { RestoredSessionFieldsDto } from '../sessions/dto/session.dto';

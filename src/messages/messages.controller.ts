@@ -10,10 +10,10 @@ import {
 } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Owner } from '../auth/owner.decorator';
-import { listHeaders, pageHeaders } from '../common/pagination';
+import { listHeaders, pageHeaders } from '../common/pagination/pagination';
 import { inChunks } from '../export/export-format';
 import { jsonArray, sendStream } from '../export/stream-response';
-import { ApiProblems, BODY_PROBLEMS } from '../common/problem.dto';
+import { ApiProblems, BODY_PROBLEMS } from '../common/problems/problem.dto';
 import {
   ChatMessageDto,
   CreateChatMessageDto,

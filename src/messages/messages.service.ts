@@ -1,8 +1,8 @@
 import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { exactMessageId, isWritableTime } from '../common/json-bounds';
-import { Page, StreamedPage } from '../common/pagination';
-import { ValidationProblemException } from '../common/validation.pipe';
+import { exactMessageId, isWritableTime } from '../common/fields/json-bounds';
+import { Page, StreamedPage } from '../common/pagination/pagination';
+import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { sessionNotFound } from '../sessions/sessions.service';
 import { ChatMessage, MessageRole } from './chat-message.entity';

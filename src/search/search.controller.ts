@@ -1,7 +1,7 @@
 import { Controller, Get, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Owner } from '../auth/owner.decorator';
-import { ApiProblems } from '../common/problem.dto';
+import { ApiProblems } from '../common/problems/problem.dto';
 import { mapSearchHit, SearchHitDto, SearchQueryDto } from './dto/search.dto';
 import { SearchService } from './search.service';
 

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { ValidationProblemException } from '../common/validation.pipe';
+import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { ChatMessage } from '../messages/chat-message.entity';
 import { MESSAGE_COLUMNS, toMessage, type MessageRow } from '../messages/messages.service';

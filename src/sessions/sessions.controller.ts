@@ -21,8 +21,8 @@ import {
 } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Owner } from '../auth/owner.decorator';
-import { listHeaders, setPageHeaders } from '../common/pagination';
-import { ApiProblems, BODY_PROBLEMS } from '../common/problem.dto';
+import { listHeaders, setPageHeaders } from '../common/pagination/pagination';
+import { ApiProblems, BODY_PROBLEMS } from '../common/problems/problem.dto';
 import {
   CreateSessionDto,
   ListSessionsQueryDto,

@@ -2,9 +2,9 @@ import { ConflictException, Injectable, NotFoundException } from '@nestjs/common
 import { ConfigService } from '@nestjs/config';
 import { randomUUID } from 'node:crypto';
 import type { Env } from '../config/env.validation';
-import { isWritableTime } from '../common/json-bounds';
-import { Page } from '../common/pagination';
-import { ValidationProblemException } from '../common/validation.pipe';
+import { isWritableTime } from '../common/fields/json-bounds';
+import { Page } from '../common/pagination/pagination';
+import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { CursorService } from '../database/cursor.service';
 import type { EntityManager } from 'typeorm';
 import { DatabaseService, queryRows } from '../database/database.service';

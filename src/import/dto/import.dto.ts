@@ -1,5 +1,5 @@
 import { ApiExtraModels, ApiProperty, ApiPropertyOptional, getSchemaPath } from '@nestjs/swagger';
-import { NULL_SCHEMA } from '../../common/openapi';
+import { NULL_SCHEMA } from '../../common/openapi/openapi';
 
 export class ImportResultDto {
   @ApiProperty({ type: 'integer', minimum: 0, description: 'Sessions created by this import.' })

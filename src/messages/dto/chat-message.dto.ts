@@ -6,11 +6,11 @@ import {
   type JsonObject,
   METADATA_MAX_BYTES,
   METADATA_MAX_DEPTH,
-} from '../../common/json-bounds';
-import { LimitQuery, SkipQuery, toInteger } from '../../common/pagination';
-import { StorableText } from '../../common/json-bounds';
-import { RawJson } from '../../common/validation.pipe';
-import { isoTimestamp } from '../../common/timestamps';
+} from '../../common/fields/json-bounds';
+import { LimitQuery, SkipQuery, toInteger } from '../../common/pagination/pagination';
+import { StorableText } from '../../common/fields/json-bounds';
+import { RawJson } from '../../common/problems/validation.pipe';
+import { isoTimestamp } from '../../common/fields/timestamps';
 import { ChatMessage, MESSAGE_ROLES, type MessageRole } from '../chat-message.entity';
 
 export const CONTENT_MAX_LENGTH = 100_000;

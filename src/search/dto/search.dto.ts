@@ -1,8 +1,8 @@
 import { ApiExtraModels, ApiProperty, ApiPropertyOptional, getSchemaPath } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
-import { NULL_SCHEMA } from '../../common/openapi';
-import { toInteger } from '../../common/pagination';
+import { NULL_SCHEMA } from '../../common/openapi/openapi';
+import { toInteger } from '../../common/pagination/pagination';
 import { ChatMessage } from '../../messages/chat-message.entity';
 import { ChatMessageDto, mapChatMessage } from '../../messages/dto/chat-message.dto';
 import {

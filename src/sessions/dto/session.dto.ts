@@ -17,10 +17,10 @@ import {
   TAGS_MAX_KEYS,
   TAG_KEY_MAX,
   TAG_VALUE_MAX,
-} from '../../common/json-bounds';
-import { LimitQuery, SkipQuery } from '../../common/pagination';
-import { isoTimestamp } from '../../common/timestamps';
-import { RawJson } from '../../common/validation.pipe';
+} from '../../common/fields/json-bounds';
+import { LimitQuery, SkipQuery } from '../../common/pagination/pagination';
+import { isoTimestamp } from '../../common/fields/timestamps';
+import { RawJson } from '../../common/problems/validation.pipe';
 import { Session } from '../session.entity';
 
 const trim = Transform(({ value }: { value: unknown }) =>

@@ -2,7 +2,7 @@ import type { ArgumentsHost } from '@nestjs/common';
 import { Logger, NotFoundException } from '@nestjs/common';
 import { SqliteError } from 'better-sqlite3';
 import { QueryFailedError } from 'typeorm';
-import { TransactionLostError } from '../database/database.service';
+import { TransactionLostError } from '../../database/database.service';
 import { DATABASE_RETRY_AFTER_S, ProblemFilter } from './problem.filter';
 
 interface Answer {

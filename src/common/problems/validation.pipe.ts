@@ -8,7 +8,7 @@ import {
 } from '@nestjs/common';
 import { Exclude, plainToInstance } from 'class-transformer';
 import { validate, ValidationError } from 'class-validator';
-import { isPlainObject, isStorableText } from './json-bounds';
+import { isPlainObject, isStorableText } from '../fields/json-bounds';
 import { FieldError } from './problem';
 
 /** A 400 whose problem document lists every bad field. */

@@ -1,7 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { QueryFailedError } from 'typeorm';
-import { TransactionLostError } from '../database/database.service';
+import { TransactionLostError } from '../../database/database.service';
 import { instanceOf, problem, sendProblem } from './problem';
 import { ValidationProblemException } from './validation.pipe';
 

@@ -12,9 +12,9 @@ import {
 import { Reflector } from '@nestjs/core';
 import express, { Request, RequestHandler, Response } from 'express';
 import type { Observable } from 'rxjs';
-import { jsonDepth } from './json-bounds';
-import type { FieldError } from './problem';
-import { ValidationProblemException } from './validation.pipe';
+import { jsonDepth } from '../fields/json-bounds';
+import type { FieldError } from '../problems/problem';
+import { ValidationProblemException } from '../problems/validation.pipe';
 
 /** Deeper bodies are refused before any code walks them (the contract's deepest field is 17 levels). */
 export const BODY_MAX_DEPTH = 32;

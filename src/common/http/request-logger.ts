@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { RequestHandler } from 'express';
 import { randomUUID } from 'node:crypto';
-import { instanceOf } from './problem';
+import { instanceOf } from '../problems/problem';
 
 const VALID_REQUEST_ID = /^[\w.:-]{1,128}$/;
 

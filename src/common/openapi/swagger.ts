@@ -7,7 +7,7 @@ import type {
 } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import { applyRequestBodies, closeRequestBodies } from './openapi';
 import { problemExample, SUCCESS_EXAMPLES } from './openapi-examples';
-import { PROBLEM_CONTENT_TYPE, problemResponse } from './problem.dto';
+import { PROBLEM_CONTENT_TYPE, problemResponse } from '../problems/problem.dto';
 
 export const CONTRACT_URL = 'docs/API.md';
 

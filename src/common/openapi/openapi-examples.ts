@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http';
-import type { Problem } from './problem';
+import type { Problem } from '../problems/problem';
 
 /*
  * Examples for the OpenAPI document, copied from real responses of the server (ids and times
