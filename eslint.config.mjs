@@ -12,6 +12,7 @@ export default tseslint.config(
       'data/**',
       'eslint.config.mjs',
       'jest.config.js',
+      'jest.swagger-plugin.js',
     ],
   },
   eslint.configs.recommended,

@@ -2,10 +2,38 @@
  * Unit specs live beside the code (src/**\/*.spec.ts); e2e specs boot the app (test/**\/*.e2e-spec.ts).
  * The e2e suite runs on SQLite always, and once more on PostgreSQL when TEST_DATABASE_URL is set.
  */
-const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] };
-const common = { moduleFileExtensions: ['js', 'json', 'ts'], testEnvironment: 'node', transform };
+const { join } = require('node:path');
+const nestCli = require('./nest-cli.json');
+
+const swaggerPlugin = nestCli.compilerOptions.plugins.find((p) => p.name === '@nestjs/swagger');
+
+/** Unit specs build no OpenAPI document: each file is compiled on its own (fast). */
+const isolated = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] };
+
+/**
+ * The e2e tests build the app in-process, so the DTOs must go through the Swagger CLI plugin as in
+ * `nest build`, with the same options. The plugin reads types across files: ts-jest compiles with
+ * the whole program (isolatedModules off). Type errors are `npm run check`'s job, not the tests'.
+ */
+const withSwaggerPlugin = {
+  '^.+\\.ts$': [
+    'ts-jest',
+    {
+      tsconfig: { isolatedModules: false },
+      diagnostics: false,
+      astTransformers: {
+        before: [
+          { path: join(__dirname, 'jest.swagger-plugin.js'), options: swaggerPlugin.options },
+        ],
+      },
+    },
+  ],
+};
+
+const common = { moduleFileExtensions: ['js', 'json', 'ts'], testEnvironment: 'node' };
 const e2e = {
   ...common,
+  transform: withSwaggerPlugin,
   rootDir: 'test',
   testRegex: '.*\\.e2e-spec\\.ts$',
   setupFilesAfterEnv: ['<rootDir>/helpers/cleanup.ts'],
@@ -17,7 +45,13 @@ const e2e = {
 /** @type {import('jest').Config} */
 module.exports = {
   projects: [
-    { ...common, displayName: 'unit', rootDir: 'src', testRegex: '.*\\.spec\\.ts$' },
+    {
+      ...common,
+      transform: isolated,
+      displayName: 'unit',
+      rootDir: 'src',
+      testRegex: '.*\\.spec\\.ts$',
+    },
     { ...e2e, displayName: 'e2e' },
     ...(process.env.TEST_DATABASE_URL
       ? [

@@ -1,11 +1,5 @@
 import { applyDecorators } from '@nestjs/common';
-import {
-  ApiExtraModels,
-  ApiProperty,
-  ApiPropertyOptional,
-  ApiResponse,
-  getSchemaPath,
-} from '@nestjs/swagger';
+import { ApiExtraModels, ApiProperty, ApiResponse, getSchemaPath } from '@nestjs/swagger';
 import { STATUS_CODES } from 'node:http';
 
 export class FieldErrorDto {
@@ -32,10 +26,7 @@ export class ProblemDto {
   @ApiProperty({ example: '/api/v1/sessions/6f1c…' })
   instance: string;
 
-  @ApiPropertyOptional({
-    type: [FieldErrorDto],
-    description: 'Validation errors (400): one per bad field.',
-  })
+  /** Validation errors (400): one per bad field. */
   errors?: FieldErrorDto[];
 }
 

@@ -7,6 +7,7 @@ import {
   METADATA_MAX_BYTES,
   METADATA_MAX_DEPTH,
 } from '../../common/fields/json-bounds';
+import { ApiDeclarationOrder } from '../../common/openapi/openapi';
 import { LimitQuery, SkipQuery, toInteger } from '../../common/pagination/pagination';
 import { StorableText } from '../../common/fields/json-bounds';
 import { RawJson } from '../../common/problems/validation.pipe';
@@ -16,12 +17,8 @@ import { ChatMessage, MESSAGE_ROLES, type MessageRole } from '../chat-message.en
 export const CONTENT_MAX_LENGTH = 100_000;
 
 export class CreateChatMessageDto {
-  @ApiProperty({
-    minLength: 1,
-    maxLength: CONTENT_MAX_LENGTH,
-    description: 'The message text, stored verbatim: 1–100,000 characters.',
-    example: 'What is the capital of France?',
-  })
+  /** The message text, stored verbatim: 1–100,000 characters. */
+  @ApiProperty({ example: 'What is the capital of France?' })
   @IsString()
   @StorableText()
   @Length(1, CONTENT_MAX_LENGTH, {
@@ -29,15 +26,14 @@ export class CreateChatMessageDto {
   })
   readonly content: string;
 
-  @ApiPropertyOptional({ enum: MESSAGE_ROLES, default: 'user' })
+  @ApiProperty({ default: 'user' })
   @ValidateIf((_, value) => value !== undefined)
   @IsIn(MESSAGE_ROLES, { message: `role must be one of ${MESSAGE_ROLES.join(', ')}` })
   readonly role?: MessageRole;
 
-  @ApiPropertyOptional({
+  @ApiProperty({
     type: 'object',
     additionalProperties: true,
-    nullable: true,
     description: `Free-form JSON object: at most ${METADATA_MAX_BYTES} bytes serialized, ${METADATA_MAX_DEPTH} levels deep.`,
     example: { source: 'web', tokens: 12 },
   })
@@ -47,9 +43,9 @@ export class CreateChatMessageDto {
   readonly metadata?: JsonObject | null;
 }
 
-const messageCursor = (param: string, description: string) =>
+const messageCursor = (param: string) =>
   applyDecorators(
-    ApiPropertyOptional({ type: 'integer', description }),
+    ApiPropertyOptional({ type: 'integer' }),
     toInteger,
     IsOptional(),
     IsInt({ message: `${param} must be a message id` }),
@@ -62,30 +58,25 @@ export class ListMessagesQueryDto {
   @LimitQuery(1000)
   readonly limit: number = 1000;
 
-  @messageCursor(
-    'after',
-    'Keyset paging: only messages strictly after this message, in the list order. Not with `skip`.',
-  )
+  /** Keyset paging: only messages strictly after this message, in the list order. Not with `skip`. */
+  @messageCursor('after')
   readonly after?: number;
 
-  @messageCursor(
-    'before',
-    'Keyset paging: the `limit` messages nearest before this message, still in the list order. Not with `skip`.',
-  )
+  /** Keyset paging: the `limit` messages nearest before this message, still in the list order. Not with `skip`. */
+  @messageCursor('before')
   readonly before?: number;
 
-  @ApiPropertyOptional({
-    enum: ['asc', 'desc'],
-    default: 'asc',
-    description: '`asc`: oldest first; `desc`: newest first.',
-  })
+  /** `asc`: oldest first; `desc`: newest first. */
+  @ApiPropertyOptional()
   @IsOptional()
   @IsIn(['asc', 'desc'], { message: 'order must be asc or desc' })
   readonly order: 'asc' | 'desc' = 'asc';
 }
 
+@ApiDeclarationOrder()
 export class ChatMessageDto {
-  @ApiProperty({ type: 'integer', description: 'Unique across all sessions; never reused.' })
+  /** Unique across all sessions; never reused. */
+  @ApiProperty({ type: 'integer' })
   id: number;
 
   @ApiProperty({ format: 'uuid' })
@@ -94,13 +85,11 @@ export class ChatMessageDto {
   @ApiProperty({ format: 'date-time', example: '2026-01-31T12:05:00.000Z' })
   timestamp: string;
 
-  @ApiProperty({ enum: MESSAGE_ROLES })
   role: MessageRole;
 
-  @ApiProperty()
   content: string;
 
-  @ApiProperty({ type: 'object', additionalProperties: true, nullable: true })
+  @ApiProperty({ additionalProperties: true })
   metadata: object | null;
 }
 

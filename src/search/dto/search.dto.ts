@@ -1,7 +1,13 @@
-import { ApiExtraModels, ApiProperty, ApiPropertyOptional, getSchemaPath } from '@nestjs/swagger';
+import {
+  ApiExtraModels,
+  ApiHideProperty,
+  ApiProperty,
+  ApiPropertyOptional,
+  getSchemaPath,
+} from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
-import { NULL_SCHEMA } from '../../common/openapi/openapi';
+import { ApiDeclarationOrder, NULL_SCHEMA } from '../../common/openapi/openapi';
 import { toInteger } from '../../common/pagination/pagination';
 import { ChatMessage } from '../../messages/chat-message.entity';
 import { ChatMessageDto, mapChatMessage } from '../../messages/dto/chat-message.dto';
@@ -19,14 +25,8 @@ export const SEARCH_MAX_LIMIT = 100;
 const limitMessage = `limit must be an integer from 1 to ${SEARCH_MAX_LIMIT}`;
 
 export class SearchQueryDto {
-  @ApiProperty({
-    minLength: 1,
-    maxLength: QUERY_MAX_LENGTH,
-    description:
-      'Plain words, all of which must match (case- and accent-insensitive; a word also matches words it begins). ' +
-      '`"Quoted phrases"` match as phrases of whole words. Every other character is text, never query syntax.',
-    example: 'lisbon "late may"',
-  })
+  /** Plain words, all of which must match (case- and accent-insensitive; a word also matches words it begins). `"Quoted phrases"` match as phrases of whole words. Every other character is text, never query syntax. */
+  @ApiProperty({ example: 'lisbon "late may"' })
   @Transform(({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value))
   @IsString({ message: 'q must be a search text' })
   @Length(1, QUERY_MAX_LENGTH, {
@@ -34,56 +34,41 @@ export class SearchQueryDto {
   })
   readonly q: string;
 
-  @ApiPropertyOptional({
-    type: 'integer',
-    minimum: 1,
-    maximum: SEARCH_MAX_LIMIT,
-    default: 20,
-    description: 'Maximum number of hits to return.',
-  })
+  /** Maximum number of hits to return. */
+  @ApiPropertyOptional({ type: 'integer' })
   @toInteger
   @IsInt({ message: limitMessage })
   @Min(1, { message: limitMessage })
   @Max(SEARCH_MAX_LIMIT, { message: limitMessage })
   readonly limit: number = 20;
 
-  @ApiPropertyOptional({
-    description:
-      'Only hits in this session. An unknown session is a 404. Naming a session searches it whatever its archived state, unless `archived` is given.',
-  })
+  /** Only hits in this session. An unknown session is a 404. Naming a session searches it whatever its archived state, unless `archived` is given. */
   @IsOptional()
   @IsString({ message: 'session_id must be a session id' })
   readonly session_id?: string;
 
-  @ApiPropertyOptional({
-    enum: ARCHIVED_FILTERS,
-    description:
-      '`false` (the default without `session_id`) leaves out archived sessions, `true` searches only them, `any` both.',
-  })
+  /** `false` (the default without `session_id`) leaves out archived sessions, `true` searches only them, `any` both. */
   @IsOptional()
   @IsIn(ARCHIVED_FILTERS, { message: `archived must be one of ${ARCHIVED_FILTERS.join(', ')}` })
   readonly archived?: ArchivedFilter;
 }
 
+@ApiDeclarationOrder()
 @ApiExtraModels(ChatMessageDto)
 export class SearchHitDto {
-  @ApiProperty({
-    type: SessionDto,
-    description: 'The session the hit is in (or whose name matched).',
-  })
+  /** The session the hit is in (or whose name matched). */
   session: SessionDto;
 
+  // Keeps the CLI plugin off this property (see NULL_SCHEMA); the decorator below documents it.
+  @ApiHideProperty()
   @ApiProperty({
     description: "The matching message; null when the hit is the session's name.",
     oneOf: [{ $ref: getSchemaPath(ChatMessageDto) }, NULL_SCHEMA],
   })
   message: ChatMessageDto | null;
 
-  @ApiProperty({
-    description:
-      'The matching text (message content or session name) cut to about 200 characters around the first match, each match wrapped in `[` `]`, `…` where text was cut.',
-    example: '…we could spend a week in [Lisbon] in [late May], when the…',
-  })
+  /** The matching text (message content or session name) cut to about 200 characters around the first match, each match wrapped in `[` `]`, `…` where text was cut. */
+  @ApiProperty({ example: '…we could spend a week in [Lisbon] in [late May], when the…' })
   snippet: string;
 }
 
