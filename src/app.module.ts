@@ -7,6 +7,7 @@ import { GracefulShutdown } from './common/http/graceful-shutdown';
 import { ProblemFilter } from './common/problems/problem.filter';
 import { AppValidationPipe } from './common/problems/validation.pipe';
 import { validateEnv } from './config/env.validation';
+import { loadEnvFile } from './config/load-env';
 import { DatabaseModule } from './database/database.module';
 import { ExportModule } from './export/export.module';
 import { HealthModule } from './health/health.module';
@@ -24,10 +25,16 @@ export class AppModule {
    * before each boot.
    */
   static async forRoot(): Promise<DynamicModule> {
+    loadEnvFile();
     return {
       module: AppModule,
       imports: [
-        await ConfigModule.forRoot({ isGlobal: true, cache: true, validate: validateEnv }),
+        await ConfigModule.forRoot({
+          isGlobal: true,
+          cache: true,
+          ignoreEnvFile: true,
+          validate: validateEnv,
+        }),
         DatabaseModule,
         AuthModule,
         IdempotencyModule,

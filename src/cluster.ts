@@ -1,7 +1,7 @@
 import cluster, { Worker } from 'node:cluster';
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { validateEnv } from './config/env.validation';
+import { loadEnvFile } from './config/load-env';
 
 /**
  * `npm run start:cluster`: one API process per core on one machine, sharing the port (Node's
@@ -29,7 +29,7 @@ function workerCount(): number {
 }
 
 function primary(): void {
-  if (existsSync('.env')) process.loadEnvFile('.env');
+  loadEnvFile();
   let env;
   try {
     env = validateEnv(process.env);

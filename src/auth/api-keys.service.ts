@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { DatabaseService, queryRows } from '../database/database.service';
+import { DatabaseService } from '../database/database.service';
+import { ApiKeysRepository, type ApiKeyInfo } from './api-keys.repository';
 
 /** An owner name: what `apikey create --owner` accepts. */
 export const OWNER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,199}$/;
@@ -16,25 +17,7 @@ export function looksLikeKey(token: string | undefined): boolean {
 /** last_used_at is informational; writing it on every request would make every read a write. */
 const LAST_USED_RESOLUTION_MS = 60_000;
 
-export interface ApiKeyInfo {
-  id: string;
-  owner_id: string;
-  created_at: number;
-  last_used_at: number | null;
-  revoked_at: number | null;
-}
-
-interface ApiKeyRow {
-  id: string;
-  owner_id: string;
-  secret_hash: string;
-  created_at: number | string;
-  last_used_at: number | string | null;
-  revoked_at: number | string | null;
-}
-
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
-const optionalNumber = (value: number | string | null) => (value === null ? null : Number(value));
 
 /**
  * API keys: high-entropy random secrets, shown once and stored only as SHA-256 hashes (a slow
@@ -45,27 +28,11 @@ const optionalNumber = (value: number | string | null) => (value === null ? null
 export class ApiKeysService {
   private readonly logger = new Logger('ApiKeys');
   private readonly lastUsedWrites = new Map<string, number>();
-  private readonly sql: Record<'insert' | 'list' | 'find' | 'revoke' | 'touch', string>;
 
-  constructor(private readonly db: DatabaseService) {
-    this.sql = {
-      insert: db.sql(
-        `INSERT INTO "api_keys" ("id", "owner_id", "secret_hash", "created_at") VALUES (?, ?, ?, ?)`,
-      ),
-      list: db.sql(
-        `SELECT "id", "owner_id", "created_at", "last_used_at", "revoked_at" FROM "api_keys"
-         ORDER BY "owner_id", "created_at", "id"`,
-      ),
-      find: db.sql(
-        `SELECT "id", "owner_id", "secret_hash", "created_at", "last_used_at", "revoked_at"
-         FROM "api_keys" WHERE "id" = ?`,
-      ),
-      revoke: db.sql(
-        `UPDATE "api_keys" SET "revoked_at" = ? WHERE "id" = ? AND "revoked_at" IS NULL RETURNING "id"`,
-      ),
-      touch: db.sql(`UPDATE "api_keys" SET "last_used_at" = ? WHERE "id" = ?`),
-    };
-  }
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly keys: ApiKeysRepository,
+  ) {}
 
   /** A new key for `owner`; the returned `key` is the only time the secret exists in clear. */
   async create(owner: string): Promise<{ id: string; key: string }> {
@@ -76,29 +43,25 @@ export class ApiKeysService {
     }
     const id = randomBytes(8).toString('hex');
     const secret = randomBytes(32).toString('base64url');
-    await this.db.write((m) =>
-      queryRows(m, this.sql.insert, [id, owner, sha256(secret), Date.now()]),
-    );
+    const key = {
+      id,
+      owner_id: owner,
+      secret_hash: sha256(secret),
+      created_at: Date.now(),
+      last_used_at: null,
+      revoked_at: null,
+    };
+    await this.db.write((m) => this.keys.insert(m, key));
     return { id, key: `csk_${id}_${secret}` };
   }
 
-  async list(): Promise<ApiKeyInfo[]> {
-    const rows: Omit<ApiKeyRow, 'secret_hash'>[] = await this.db.read((m) =>
-      queryRows(m, this.sql.list),
-    );
-    return rows.map((row) => ({
-      id: row.id,
-      owner_id: row.owner_id,
-      created_at: Number(row.created_at),
-      last_used_at: optionalNumber(row.last_used_at),
-      revoked_at: optionalNumber(row.revoked_at),
-    }));
+  list(): Promise<ApiKeyInfo[]> {
+    return this.db.read((m) => this.keys.list(m));
   }
 
   /** False when no such key exists or it was already revoked. */
-  async revoke(id: string): Promise<boolean> {
-    const revoked = await this.db.write((m) => queryRows(m, this.sql.revoke, [Date.now(), id]));
-    return revoked.length > 0;
+  revoke(id: string): Promise<boolean> {
+    return this.db.write((m) => this.keys.revoke(m, id, Date.now()));
   }
 
   /** The owner of a valid, unrevoked key; null for anything else. */
@@ -106,7 +69,7 @@ export class ApiKeysService {
     const match = KEY_PATTERN.exec(key);
     if (!match) return null;
     const [, id, secret] = match;
-    const [row]: ApiKeyRow[] = await this.db.peek((m) => queryRows(m, this.sql.find, [id]));
+    const row = await this.db.peek((m) => this.keys.find(m, id));
     if (!row || row.revoked_at !== null) return null;
     const given = Buffer.from(sha256(secret), 'hex');
     const stored = Buffer.from(row.secret_hash, 'hex');
@@ -120,7 +83,7 @@ export class ApiKeysService {
     if (now - (this.lastUsedWrites.get(id) ?? 0) < LAST_USED_RESOLUTION_MS) return;
     this.lastUsedWrites.set(id, now);
     this.db
-      .write((m) => queryRows(m, this.sql.touch, [now, id]))
+      .write((m) => this.keys.touch(m, id, now))
       .catch((error: unknown) =>
         this.logger.warn(`Could not record the use of key ${id}: ${String(error)}`),
       );

@@ -2,7 +2,10 @@ import { Global, Module } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { APP_GUARD } from '@nestjs/core';
 import { ThrottlerModule } from '@nestjs/throttler';
+import { TypeOrmModule } from '@nestjs/typeorm';
 import type { Env } from '../config/env.validation';
+import { ApiKey } from './api-key.entity';
+import { ApiKeysRepository } from './api-keys.repository';
 import { ApiKeysService } from './api-keys.service';
 import { AuthFailureLimiter } from './auth-failures';
 import { AuthGuard } from './auth.guard';
@@ -12,6 +15,7 @@ import { ResilientRedisStorage } from './resilient-storage';
 @Global()
 @Module({
   imports: [
+    TypeOrmModule.forFeature([ApiKey]),
     ThrottlerModule.forRootAsync({
       inject: [ConfigService],
       useFactory: (config: ConfigService<Env, true>) => {
@@ -27,6 +31,7 @@ import { ResilientRedisStorage } from './resilient-storage';
     }),
   ],
   providers: [
+    ApiKeysRepository,
     ApiKeysService,
     AuthFailureLimiter,
     // Guards run in this order: the owner is known before requests are counted against it.

@@ -1,10 +1,12 @@
-import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { ApiKeysRepository } from '../auth/api-keys.repository';
 import { ApiKeysService } from '../auth/api-keys.service';
 import { validateEnv } from '../config/env.validation';
+import { loadEnvFile } from '../config/load-env';
 import { openDataSource } from '../database/data-source.factory';
 import { buildDataSourceOptions } from '../database/database.options';
 import { DatabaseService } from '../database/database.service';
+import { entities } from '../database/entities';
 
 const USAGE = `Usage:
   npm run apikey -- create --owner <name>   create a key; it is printed once, alone on the last line
@@ -46,7 +48,7 @@ async function run(keys: ApiKeysService, args: string[]): Promise<void> {
 
 /** The API key CLI: same database and configuration as the server (DATABASE_URL, .env). */
 async function main(): Promise<void> {
-  if (existsSync('.env')) process.loadEnvFile('.env');
+  loadEnvFile();
   let env;
   try {
     env = validateEnv(process.env);
@@ -55,10 +57,12 @@ async function main(): Promise<void> {
   }
   const dataSource = await openDataSource({
     ...buildDataSourceOptions(env),
+    entities,
     startupTimeoutMs: env.DB_STARTUP_TIMEOUT_MS,
   }).catch((error: Error) => fail(`Cannot open the database: ${error.message}`));
   try {
-    await run(new ApiKeysService(new DatabaseService(dataSource)), process.argv.slice(2));
+    const db = new DatabaseService(dataSource);
+    await run(new ApiKeysService(db, new ApiKeysRepository(db)), process.argv.slice(2));
   } catch (error) {
     fail((error as Error).message);
   } finally {

@@ -1,7 +1,8 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { ValidationProblemException } from '../common/problems/validation.pipe';
-import { DatabaseService, queryRows } from './database.service';
+import { DatabaseService } from './database.service';
+import { SettingsRepository } from './settings.repository';
 
 /**
  * Opaque list cursors: base64url JSON, then an HMAC-SHA256 signature. The key lives in the database
@@ -12,17 +13,16 @@ import { DatabaseService, queryRows } from './database.service';
 export class CursorService implements OnModuleInit {
   private key: Buffer;
 
-  constructor(private readonly db: DatabaseService) {}
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly settings: SettingsRepository,
+  ) {}
 
   async onModuleInit(): Promise<void> {
-    const rows: { value: string }[] = await this.db.read((m) =>
-      queryRows(m, this.db.sql(`SELECT "value" FROM "settings" WHERE "key" = ?`), [
-        'cursor_signing_key',
-      ]),
-    );
-    if (!rows[0])
+    const key = await this.db.read((m) => this.settings.get(m, 'cursor_signing_key'));
+    if (key === null)
       throw new Error('The settings table has no cursor_signing_key: run the migrations.');
-    this.key = Buffer.from(rows[0].value, 'base64url');
+    this.key = Buffer.from(key, 'base64url');
   }
 
   /**

@@ -3,6 +3,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource, DataSourceOptions } from 'typeorm';
+import { PostgresAwareDataSource } from './postgres-columns';
 
 /** Any constant will do; it names the lock that serializes migrations across processes. */
 const MIGRATION_LOCK = 7_240_311;
@@ -38,7 +39,7 @@ async function connect(options: DataSourceOptions, startupTimeoutMs: number): Pr
   const deadline = Date.now() + startupTimeoutMs;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await new DataSource(options).initialize();
+      return await new PostgresAwareDataSource(options).initialize();
     } catch (error) {
       const message = messageOf(error);
       if (options.type !== 'postgres' || Date.now() + RETRY_DELAY_MS > deadline) {

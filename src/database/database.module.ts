@@ -6,6 +6,8 @@ import { CursorService } from './cursor.service';
 import { openDataSource, type StartupOptions } from './data-source.factory';
 import { buildDataSourceOptions } from './database.options';
 import { DatabaseService } from './database.service';
+import { Setting } from './setting.entity';
+import { SettingsRepository } from './settings.repository';
 
 @Global()
 @Module({
@@ -21,13 +23,15 @@ import { DatabaseService } from './database.service';
           DB_STATEMENT_TIMEOUT_MS: config.get('DB_STATEMENT_TIMEOUT_MS', { infer: true }),
         }),
         startupTimeoutMs: config.get('DB_STARTUP_TIMEOUT_MS', { infer: true }),
+        autoLoadEntities: true,
         retryAttempts: 0,
       }),
       // Nest's own retry logs a stack per attempt; openDataSource retries PostgreSQL with one line.
       dataSourceFactory: (options) => openDataSource(options as StartupOptions),
     }),
+    TypeOrmModule.forFeature([Setting]),
   ],
-  providers: [DatabaseService, CursorService],
+  providers: [DatabaseService, CursorService, SettingsRepository],
   exports: [DatabaseService, CursorService],
 })
 export class DatabaseModule {}

@@ -1,13 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { DataSourceOptions } from 'typeorm';
 import type { Env } from '../config/env.validation';
-import { ChatMessage } from '../messages/chat-message.entity';
-import { SessionCount } from '../sessions/session-count.entity';
-import { Session } from '../sessions/session.entity';
 import { migrations } from './migrations';
-import { Setting } from './setting.entity';
-
-export const entities = [Session, SessionCount, ChatMessage, Setting];
 
 export type DatabaseEnv = Pick<
   Env,
@@ -24,7 +18,6 @@ export type DatabaseEnv = Pick<
  */
 export function buildDataSourceOptions(env: DatabaseEnv): DataSourceOptions {
   const common = {
-    entities,
     migrations,
     synchronize: false,
     migrationsTransactionMode: 'each',

@@ -2,7 +2,7 @@ import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Mutex } from 'async-mutex';
 import { DataSource, EntityManager, QueryRunner } from 'typeorm';
-import { takeWriteHooks } from './write-hooks';
+import type { WriteHooks } from './write-hooks';
 
 type Work<T> = (manager: EntityManager) => Promise<T>;
 
@@ -30,9 +30,8 @@ export async function queryRows<T>(
   return (pair ? result[0] : result) as T[];
 }
 
-/** `work` with the caller's write hooks (see write-hooks.ts), if any, around it. */
-function withTakenHooks<T>(work: Work<T>): Work<T> {
-  const hooks = takeWriteHooks();
+/** `work` with `hooks`, if any, around it, in the same transaction. */
+function withHooks<T>(work: Work<T>, hooks: WriteHooks | undefined): Work<T> {
   if (!hooks) return work;
   return async (manager) => {
     await hooks.before?.(manager);
@@ -94,12 +93,11 @@ export class DatabaseService implements OnApplicationShutdown {
   }
 
   /**
-   * Runs `work` in a transaction: all of it commits, or none of it does. Write hooks registered by
-   * the caller (see write-hooks.ts) run in the same transaction, unless `hooks: false` says this is
-   * a preparatory write rather than the one the request is about.
+   * Runs `work` in a transaction: all of it commits, or none of it does. `hooks` (see
+   * write-hooks.ts) run in the same transaction, before and after `work`.
    */
-  write<T>(work: Work<T>, options: { hooks?: boolean } = {}): Promise<T> {
-    if (options.hooks !== false) work = withTakenHooks(work);
+  write<T>(work: Work<T>, hooks?: WriteHooks): Promise<T> {
+    work = withHooks(work, hooks);
     if (!this.isSqlite) return this.dataSource.transaction(work);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
@@ -128,10 +126,10 @@ export class DatabaseService implements OnApplicationShutdown {
    * opened twice, so there this is `write` (reads wait too). PostgreSQL: `write`.
    * `work` must use only the manager it is given: another `write` from inside it would wait for it.
    */
-  bulkWrite<T>(work: Work<T>): Promise<T> {
+  bulkWrite<T>(work: Work<T>, hooks?: WriteHooks): Promise<T> {
     const options = this.dataSource.options;
     if (options.type !== 'better-sqlite3' || options.database === ':memory:') {
-      return this.write(work);
+      return this.write(work, hooks);
     }
     return this.writer.runExclusive(async () => {
       this.bulkSource ??= new DataSource({
@@ -146,7 +144,7 @@ export class DatabaseService implements OnApplicationShutdown {
         });
       const source = await this.bulkSource;
       try {
-        return await source.transaction(withTakenHooks(work));
+        return await source.transaction(withHooks(work, hooks));
       } catch (error) {
         // The same repair as after a group commit (see commitBatch): otherwise, after an error that
         // ended the transaction, the next bulk write would run as a bare SAVEPOINT, and a failure
@@ -164,6 +162,11 @@ export class DatabaseService implements OnApplicationShutdown {
     const source = this.bulkSource;
     this.bulkSource = undefined;
     await (await source?.catch(() => undefined))?.destroy();
+  }
+
+  /** One round trip to the database, queued like a read (on SQLite, behind the write lock). */
+  async ping(): Promise<void> {
+    await this.read((manager) => manager.query('SELECT 1'));
   }
 
   /** Runs `work` outside a transaction; on SQLite it never observes a write in progress. */

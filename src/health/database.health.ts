@@ -28,7 +28,7 @@ export class DatabaseHealthIndicator {
     const started = Date.now();
     const stopTimer = new AbortController();
     try {
-      const ping = this.db.read((manager) => manager.query('SELECT 1'));
+      const ping = this.db.ping();
       const timeout = sleep(TIMEOUT_MS, undefined, { signal: stopTimer.signal }).then(() => {
         throw new Error(`no answer within ${TIMEOUT_MS} ms`);
       });

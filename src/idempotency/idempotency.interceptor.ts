@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { lastValueFrom, Observable, of } from 'rxjs';
 import type { OwnedRequest } from '../auth/owner.decorator';
 import { ValidationProblemException } from '../common/problems/validation.pipe';
-import { withWriteHooks } from '../database/write-hooks';
+import { offerWriteHooks } from '../database/write-hooks';
 import {
   AlreadyAnswered,
   IdempotencyScope,
@@ -74,7 +74,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
       const stored = await this.idempotency.lookup(scope);
       if (stored) return of(this.replay(res, scope, stored));
       const hooks = this.idempotency.hooks(scope, serialize);
-      return of(await withWriteHooks(hooks, () => lastValueFrom(next.handle())));
+      return of(await offerWriteHooks(hooks, () => lastValueFrom(next.handle())));
     } catch (error) {
       if (error instanceof AlreadyAnswered) return of(this.replay(res, scope, error.stored));
       throw error;

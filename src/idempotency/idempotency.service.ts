@@ -6,8 +6,9 @@ import {
   OnApplicationShutdown,
 } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { DatabaseService, queryRows } from '../database/database.service';
+import { DatabaseService } from '../database/database.service';
 import type { WriteHooks } from '../database/write-hooks';
+import { IdempotencyRepository, type RecordKey } from './idempotency.repository';
 
 /** Keys are remembered this long; a retry after that is a new request. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -44,13 +45,9 @@ export class AlreadyAnswered extends Error {
   }
 }
 
-interface Row {
-  request_hash: string;
-  status: number | string;
-  body: string;
+function recordKey(scope: IdempotencyScope): RecordKey {
+  return { owner_id: scope.owner, method: scope.method, path: scope.path, key: scope.key };
 }
-
-const KEY = `"owner_id" = ? AND "method" = ? AND "path" = ? AND "key" = ?`;
 
 /**
  * Idempotency records: the first response to a POST with an Idempotency-Key, stored in the same
@@ -59,35 +56,12 @@ const KEY = `"owner_id" = ? AND "method" = ? AND "path" = ? AND "key" = ?`;
 @Injectable()
 export class IdempotencyService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('Idempotency');
-  private readonly sql: Record<'find' | 'forget' | 'insert' | 'evict' | 'purge', string>;
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly db: DatabaseService) {
-    this.sql = {
-      find: db.sql(
-        `SELECT "request_hash", "status", "body" FROM "idempotency_keys" WHERE ${KEY} AND "created_at" > ?`,
-      ),
-      forget: db.sql(`DELETE FROM "idempotency_keys" WHERE ${KEY}`),
-      insert: db.sql(
-        `INSERT INTO "idempotency_keys"
-           ("owner_id", "method", "path", "key", "request_hash", "status", "body", "created_at")
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      // Keeps the owner's newest IDEMPOTENCY_KEYS_PER_OWNER records (and any sharing the oldest
-      // one's millisecond): one probe of the owner's index at that depth, nothing when under it.
-      evict: db.sql(
-        `DELETE FROM "idempotency_keys" WHERE "owner_id" = ? AND "created_at" < (
-           SELECT "created_at" FROM "idempotency_keys" WHERE "owner_id" = ?
-           ORDER BY "created_at" DESC LIMIT 1 OFFSET ${IDEMPOTENCY_KEYS_PER_OWNER - 1})`,
-      ),
-      // Small batches, each its own write: the cleanup never holds the database for long.
-      purge: db.sql(
-        `DELETE FROM "idempotency_keys" WHERE ("owner_id", "method", "path", "key") IN (
-           SELECT "owner_id", "method", "path", "key" FROM "idempotency_keys"
-           WHERE "created_at" <= ? LIMIT ${CLEANUP_BATCH}) RETURNING "key"`,
-      ),
-    };
-  }
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly records: IdempotencyRepository,
+  ) {}
 
   onApplicationBootstrap(): void {
     this.timer = setInterval(() => void this.purgeExpired(), CLEANUP_EVERY_MS);
@@ -109,32 +83,23 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
    * answered it meanwhile; `after` stores the response with the write.
    */
   hooks(scope: IdempotencyScope, serialize: (result: unknown) => unknown): WriteHooks {
-    const params = [scope.owner, scope.method, scope.path, scope.key];
+    const key = recordKey(scope);
     return {
       before: async (manager) => {
-        if (!this.db.isSqlite) {
-          const [{ locked }]: { locked: boolean }[] = await queryRows(
-            manager,
-            // 64 bits of the scope: with hashtext's 32, unrelated keys collided into spurious 409s.
-            'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS "locked"',
-            [params.join('\n')],
-          );
-          if (!locked) throw inFlight();
-        }
+        if (!this.db.isSqlite && !(await this.records.tryLock(manager, key))) throw inFlight();
         const stored = await this.find(manager, scope);
         if (stored) throw new AlreadyAnswered(stored);
-        await queryRows(manager, this.sql.forget, params); // an expired record of the same key
+        await this.records.remove(manager, key); // an expired record of the same key
       },
       after: async (manager, result) => {
-        const body = JSON.stringify(serialize(result));
-        await queryRows(manager, this.sql.insert, [
-          ...params,
-          scope.requestHash,
-          201,
-          body,
-          Date.now(),
-        ]);
-        await queryRows(manager, this.sql.evict, [scope.owner, scope.owner]);
+        await this.records.insert(manager, {
+          ...key,
+          request_hash: scope.requestHash,
+          status: 201,
+          body: JSON.stringify(serialize(result)),
+          created_at: Date.now(),
+        });
+        await this.records.keepNewest(manager, scope.owner, IDEMPOTENCY_KEYS_PER_OWNER);
       },
     };
   }
@@ -144,11 +109,12 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
     let removed = 0;
     try {
       for (;;) {
+        // Small batches, each its own write: the cleanup never holds the database for long.
         const batch = await this.db.write((m) =>
-          queryRows(m, this.sql.purge, [now - IDEMPOTENCY_TTL_MS]),
+          this.records.purge(m, now - IDEMPOTENCY_TTL_MS, CLEANUP_BATCH),
         );
-        removed += batch.length;
-        if (batch.length < CLEANUP_BATCH) return removed;
+        removed += batch;
+        if (batch < CLEANUP_BATCH) return removed;
       }
     } catch (error) {
       this.logger.warn(`Cleanup of expired idempotency keys failed: ${String(error)}`);
@@ -160,16 +126,8 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
     manager: EntityManager,
     scope: IdempotencyScope,
   ): Promise<StoredResponse | null> {
-    const [row]: Row[] = await queryRows(manager, this.sql.find, [
-      scope.owner,
-      scope.method,
-      scope.path,
-      scope.key,
-      Date.now() - IDEMPOTENCY_TTL_MS,
-    ]);
-    return row
-      ? { requestHash: row.request_hash, status: Number(row.status), body: row.body }
-      : null;
+    const row = await this.records.find(manager, recordKey(scope), Date.now() - IDEMPOTENCY_TTL_MS);
+    return row ? { requestHash: row.request_hash, status: row.status, body: row.body } : null;
   }
 }
 

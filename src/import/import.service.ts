@@ -5,6 +5,7 @@ import { MESSAGE_ID_MAX } from '../common/fields/json-bounds';
 import type { Env } from '../config/env.validation';
 import { CursorService } from '../database/cursor.service';
 import { DatabaseService, queryRows } from '../database/database.service';
+import { claimWriteHooks } from '../database/write-hooks';
 import { bucketOrder, SessionsService, toJson } from '../sessions/sessions.service';
 import { ImportResultDto } from './dto/import.dto';
 import { type ImportBody, readImportFile } from './import-file';
@@ -116,7 +117,7 @@ export class ImportService {
       const planned = await this.db.read((m) => this.place(m, owner, sessions));
       const ids = carriedIds(sessions, planned);
       if (ids.length > 0) {
-        const kept = await this.db.write((m) => this.reserveIds(m, ids), { hooks: false });
+        const kept = await this.db.write((m) => this.reserveIds(m, ids));
         if (kept) reserved = new Set(ids);
       }
     }
@@ -186,7 +187,7 @@ export class ImportService {
         sessions: placements.map((p) => p.id),
         message_ids: keep || ids.length === 0 ? 'kept' : 'renumbered',
       };
-    });
+    }, claimWriteHooks());
   }
 
   /**

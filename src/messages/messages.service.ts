@@ -4,6 +4,7 @@ import { exactMessageId, isWritableTime } from '../common/fields/json-bounds';
 import { Page, StreamedPage } from '../common/pagination/pagination';
 import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { DatabaseService, queryRows } from '../database/database.service';
+import { claimWriteHooks } from '../database/write-hooks';
 import { sessionNotFound } from '../sessions/sessions.service';
 import { ChatMessage, MessageRole } from './chat-message.entity';
 import { CreateChatMessageDto, ListMessagesQueryDto } from './dto/chat-message.dto';
@@ -214,7 +215,7 @@ export class MessagesService {
       if (id === null)
         throw new Error(`Message ids are exhausted: the database issued ${inserted.id}`);
       return { id, ...message };
-    });
+    }, claimWriteHooks());
   }
 
   /**

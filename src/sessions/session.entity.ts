@@ -1,7 +1,13 @@
-import { Column, Entity, Index, OneToMany, PrimaryColumn } from 'typeorm';
-import { ChatMessage } from '../messages/chat-message.entity';
-import { epochMs } from '../database/epoch-ms.transformer';
+import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
+import { bigintNumber } from '../database/bigint.transformer';
+import { OnPostgres } from '../database/postgres-columns';
 
+/**
+ * A conversation. On PostgreSQL the ids and owners compare byte by byte (collation "C", SQLite's
+ * default), so lists and cursors order them the same on both databases whatever the server locale.
+ * The search index over names (PostgreSQL: the `name_search` column; SQLite: the `session_names`
+ * tables) is the search migration's, kept by triggers, and not part of this entity.
+ */
 @Entity('sessions')
 @Index('idx_sessions_owner_recency', ['owner_id', 'last_updated_at', 'created_at', 'id'])
 @Index('idx_sessions_owner_archived_recency', [
@@ -30,19 +36,21 @@ import { epochMs } from '../database/epoch-ms.transformer';
 ])
 export class Session {
   @PrimaryColumn({ type: 'varchar', length: 36 })
+  @OnPostgres({ collation: 'C' })
   id: string;
 
   /** Who the session belongs to: an API key's owner, or `local` when AUTH_MODE=none. */
   @Column({ type: 'varchar', length: 200, default: 'local' })
+  @OnPostgres({ collation: 'C' })
   owner_id: string;
 
   @Column({ type: 'text', nullable: true })
   name: string | null;
 
-  @Column({ type: 'bigint', transformer: epochMs })
+  @Column({ type: 'bigint', transformer: bigintNumber })
   created_at: number;
 
-  @Column({ type: 'bigint', transformer: epochMs })
+  @Column({ type: 'bigint', transformer: bigintNumber })
   last_updated_at: number;
 
   @Column({ type: 'text', nullable: true })
@@ -57,12 +65,10 @@ export class Session {
   @Column({ type: 'integer', default: 0 })
   message_count: number;
 
-  @Column({ type: 'boolean', default: false })
+  // The SQL default the migration wrote: TypeORM spells `false` as 0 on SQLite.
+  @Column({ type: 'boolean', default: () => 'false' })
   archived: boolean;
 
-  @Column({ type: 'boolean', default: false })
+  @Column({ type: 'boolean', default: () => 'false' })
   pinned: boolean;
-
-  @OneToMany(() => ChatMessage, (message) => message.session)
-  messages?: ChatMessage[];
 }

@@ -8,6 +8,7 @@ import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { CursorService } from '../database/cursor.service';
 import type { EntityManager } from 'typeorm';
 import { DatabaseService, queryRows } from '../database/database.service';
+import { claimWriteHooks } from '../database/write-hooks';
 import { CreateSessionDto, ListSessionsQueryDto, UpdateSessionDto } from './dto/session.dto';
 import { Session } from './session.entity';
 
@@ -171,7 +172,7 @@ export class SessionsService {
       ]);
       await this.count(manager, owner, session.archived, session.pinned, 1);
       return session;
-    });
+    }, claimWriteHooks());
   }
 
   /**
