@@ -2,17 +2,15 @@ import { ConfigService } from '@nestjs/config';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { IncomingMessage, Server, ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { Reflector } from '@nestjs/core';
-import { BodyParsingInterceptor, closeIfBodyUnread } from './common/http/body-parsing';
+import { closeIfBodyUnread } from './common/http/body-parsing';
 import { TOTAL_COUNT_HEADER } from './common/pagination/pagination';
 import { instanceOf, problem } from './common/problems/problem';
 import { requestLogger } from './common/http/request-logger';
 import { securityHeaders } from './common/http/security-headers';
 import { setupSwagger } from './common/openapi/swagger';
 import type { Env } from './config/env.validation';
-import { createLogger } from './logger';
+import { createLogger, logsAt } from './logger';
 
-export const BODY_LIMIT = '1mb';
 /** 50 MiB, counted after any Content-Encoding is undone. */
 export const IMPORT_BODY_LIMIT = 50 * 1024 * 1024;
 export const IMPORT_PATH = '/api/v1/import';
@@ -39,16 +37,15 @@ export const EXPOSED_HEADERS = [
 export function configureApp(app: NestExpressApplication): NestExpressApplication {
   const config = app.get<ConfigService<Env, true>>(ConfigService);
   const nodeEnv = config.get('NODE_ENV', { infer: true });
-  app.useLogger(
-    createLogger({ NODE_ENV: nodeEnv, LOG_LEVEL: config.get('LOG_LEVEL', { infer: true }) }),
-  );
+  const logLevel = config.get('LOG_LEVEL', { infer: true });
+  app.useLogger(createLogger({ NODE_ENV: nodeEnv, LOG_LEVEL: logLevel }));
   app.flushLogs();
   caseSensitiveRouting(app);
   app.disable('x-powered-by');
   // No ETags: the contract has no conditional requests, and hashing every body costs throughput.
   app.set('etag', false);
   app.use(closeIfBodyUnread);
-  app.use(requestLogger(nodeEnv === 'production'));
+  app.use(requestLogger(nodeEnv === 'production', logsAt(logLevel, 'log')));
   app.use(securityHeaders(config.get('BEHIND_HTTPS', { infer: true })));
   const origins = config.get('CORS_ORIGINS', { infer: true });
   if (origins.length > 0) {
@@ -57,8 +54,7 @@ export function configureApp(app: NestExpressApplication): NestExpressApplicatio
       exposedHeaders: EXPOSED_HEADERS,
     });
   }
-  // Bodies are parsed after the guards (see BodyParsingInterceptor), never by middleware.
-  app.useGlobalInterceptors(new BodyParsingInterceptor(app.get(Reflector), BODY_LIMIT));
+  // Bodies are parsed by the last global guard (BodyParsingGuard, in AuthModule), never by middleware.
 
   setupSwagger(app, config.get('APP_NAME', { infer: true }));
   answerProtocolErrorsWithProblems(app.getHttpServer());

@@ -11,12 +11,16 @@ const NEST_LEVEL: Record<LogLevelName, LogLevel> = {
   verbose: 'verbose',
 };
 
+/** Whether `LOG_LEVEL` lets messages of Nest's `level` through. */
+export function logsAt(threshold: LogLevelName, level: LogLevel): boolean {
+  return ORDER.indexOf(level) <= ORDER.indexOf(NEST_LEVEL[threshold]);
+}
+
 /** JSON lines in production, Nest's readable format in development, filtered by `LOG_LEVEL`. */
 export function createLogger(env: Pick<Env, 'NODE_ENV' | 'LOG_LEVEL'>): ConsoleLogger {
-  const threshold = ORDER.indexOf(NEST_LEVEL[env.LOG_LEVEL]);
   return new ConsoleLogger({
     json: env.NODE_ENV === 'production',
-    logLevels: ORDER.slice(0, threshold + 1),
+    logLevels: ORDER.filter((level) => logsAt(env.LOG_LEVEL, level)),
     prefix: 'ChatSessions',
   });
 }

@@ -1,5 +1,6 @@
 import Redis from 'ioredis';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
 import { AUTH_FAILURES_PER_MINUTE } from '../src/auth/auth-failures';
@@ -158,26 +159,27 @@ describe('Rate limits (e2e)', () => {
       servers = await Promise.all(urls.map((url) => startServer(env(url))));
       // A fresh owner per run: counters of earlier runs in the shared Redis cannot interfere.
       const owner = `limited-${randomBytes(4).toString('hex')}`;
-      const { spawnSync } = await import('node:child_process');
-      keys = urls.map((url) => {
-        const out = spawnSync(
-          process.execPath,
-          [
-            'node_modules/ts-node/dist/bin.js',
-            '--transpile-only',
-            'src/cli/apikey.ts',
-            'create',
-            '--owner',
-            owner,
-          ],
-          {
-            cwd: `${__dirname}/..`,
-            env: { PATH: process.env.PATH ?? '', DATABASE_URL: url },
-            encoding: 'utf8',
-          },
-        );
-        return out.stdout.trim().split('\n').at(-1)!;
-      });
+      // Asynchronously: a spawnSync would block this process's event loop for seconds, so its HTTP
+      // client could not notice that the servers closed the idle keep-alive connection of the
+      // readiness probe, and would send the first request down it ("other side closed").
+      const execFile = promisify((await import('node:child_process')).execFile);
+      keys = await Promise.all(
+        urls.map(async (url) => {
+          const { stdout } = await execFile(
+            process.execPath,
+            [
+              'node_modules/ts-node/dist/bin.js',
+              '--transpile-only',
+              'src/cli/apikey.ts',
+              'create',
+              '--owner',
+              owner,
+            ],
+            { cwd: `${__dirname}/..`, env: { PATH: process.env.PATH ?? '', DATABASE_URL: url } },
+          );
+          return stdout.trim().split('\n').at(-1)!;
+        }),
+      );
     }, 60_000);
     afterAll(() => Promise.all(servers.map((s) => s.stop())));
 

@@ -3,6 +3,7 @@ import { ConfigService } from '@nestjs/config';
 import { APP_GUARD } from '@nestjs/core';
 import { ThrottlerModule } from '@nestjs/throttler';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { BodyParsingGuard } from '../common/http/body-parsing';
 import type { Env } from '../config/env.validation';
 import { ApiKey } from './api-key.entity';
 import { ApiKeysRepository } from './api-keys.repository';
@@ -34,9 +35,11 @@ import { ResilientRedisStorage } from './resilient-storage';
     ApiKeysRepository,
     ApiKeysService,
     AuthFailureLimiter,
-    // Guards run in this order: the owner is known before requests are counted against it.
+    // Guards run in this order: the owner is known before requests are counted against it, and a
+    // body is read only from a caller who is known and within budget.
     { provide: APP_GUARD, useClass: AuthGuard },
     { provide: APP_GUARD, useClass: RateLimitGuard },
+    { provide: APP_GUARD, useClass: BodyParsingGuard },
   ],
   exports: [ApiKeysService],
 })

@@ -1,21 +1,21 @@
 import {
   BadRequestException,
-  CallHandler,
+  CanActivate,
   ExecutionContext,
   HttpException,
   Injectable,
-  NestInterceptor,
   PayloadTooLargeException,
   SetMetadata,
   UnsupportedMediaTypeException,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import express, { Request, RequestHandler, Response } from 'express';
-import type { Observable } from 'rxjs';
 import { jsonDepth } from '../fields/json-bounds';
 import type { FieldError } from '../problems/problem';
 import { ValidationProblemException } from '../problems/validation.pipe';
 
+/** The largest JSON body a route takes (imports read theirs themselves, with their own limit). */
+export const BODY_LIMIT = '1mb';
 /** Deeper bodies are refused before any code walks them (the contract's deepest field is 17 levels). */
 export const BODY_MAX_DEPTH = 32;
 /** Import files nest deeper: an array of exports, each with messages and their 16-level metadata. */
@@ -139,36 +139,39 @@ function bodyProblem(error: ParserError & Error): Error {
 }
 
 /**
- * Parses JSON request bodies after the guards have run, so nothing a caller sends is read, inflated
- * or parsed before it is known and within its rate limit (body parsing as express middleware runs
- * before every guard). Registered as the first global interceptor: interceptors run after guards,
- * and global ones before those of a route (idempotency hashes the parsed body).
+ * Parses JSON request bodies after authentication and the rate limit, so nothing a caller sends is
+ * read, inflated or parsed before it is known and within its budget (body parsing as express
+ * middleware runs before every guard). It is the last global guard (registered after them in
+ * AuthModule) rather than an interceptor: Nest runs every interceptor through an rxjs pipeline and
+ * binds an AsyncResource per request, which the CPU profile showed on every GET, where there is no
+ * body to parse; guards cost a function call. Idempotency, a route interceptor, hashes the parsed
+ * body.
  *
  * Content-type check (415), size-limited strict parse (413 / 400), depth guard (400). A missing body
  * reads as `{}`. Only methods that take a body are parsed; a body sent with GET or DELETE is
  * ignored, as HTTP gives it no meaning. Routes marked `@ReadsOwnBody()` read theirs themselves.
  */
 @Injectable()
-export class BodyParsingInterceptor implements NestInterceptor {
-  private readonly parse: RequestHandler;
+export class BodyParsingGuard implements CanActivate {
+  private readonly parse: RequestHandler = express.json({
+    limit: BODY_LIMIT,
+    strict: true,
+    type: JSON_TYPES,
+  });
 
-  constructor(
-    private readonly reflector: Reflector,
-    private readonly limit: string,
-  ) {
-    this.parse = express.json({ limit, strict: true, type: JSON_TYPES });
-  }
+  constructor(private readonly reflector: Reflector) {}
 
-  async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
-    if (context.getType() !== 'http') return next.handle();
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (context.getType() !== 'http') return true;
     const http = context.switchToHttp();
     const req = http.getRequest<Request>();
+    if (!WITH_BODY.has(req.method)) return true;
     const ownBody = this.reflector.getAllAndOverride<boolean | undefined>(READS_OWN_BODY, [
       context.getHandler(),
       context.getClass(),
     ]);
-    if (WITH_BODY.has(req.method) && !ownBody) await this.parseJson(req, http.getResponse());
-    return next.handle();
+    if (!ownBody) await this.parseJson(req, http.getResponse());
+    return true;
   }
 
   private async parseJson(req: Request, res: Response): Promise<void> {
@@ -192,9 +195,13 @@ export class BodyParsingInterceptor implements NestInterceptor {
  * the rest of the body first, which is the work the early answer avoids.
  */
 export const closeIfBodyUnread: RequestHandler = (req, res, next) => {
+  if (!hasBody(req)) {
+    next();
+    return;
+  }
   const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => Response;
   res.writeHead = ((...args: unknown[]) => {
-    if (!req.complete && hasBody(req) && !res.headersSent) res.setHeader('Connection', 'close');
+    if (!req.complete && !res.headersSent) res.setHeader('Connection', 'close');
     return writeHead(...args);
   }) as Response['writeHead'];
   next();
