@@ -13,6 +13,12 @@ const KEY = `"owner_id" = ? AND "method" = ? AND "path" = ? AND "key" = ?`;
 
 const keyParams = (key: RecordKey) => [key.owner_id, key.method, key.path, key.key];
 
+/** `?` placeholders as PostgreSQL's `$1`, `$2`, … */
+const numbered = (sql: string) => {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
+};
+
 /**
  * The `idempotency_keys` table: the only code that reads or writes it.
  *
@@ -24,14 +30,31 @@ const keyParams = (key: RecordKey) => [key.owner_id, key.method, key.path, key.k
  */
 @Injectable()
 export class IdempotencyRepository {
-  private readonly sql: Record<'find' | 'remove' | 'insert' | 'keepNewest', string>;
+  private readonly sql: Record<'find' | 'removeExpired' | 'insert' | 'keepNewest', string>;
+  /**
+   * PostgreSQL, where each statement is a round trip: the removal of an expired record with the
+   * lookup, and the eviction with the insert, each pair as one statement (see claim and store).
+   */
+  private readonly postgres = {
+    claim: `WITH "expired" AS (DELETE FROM "idempotency_keys" WHERE ${numbered(KEY)} AND "created_at" <= $5)
+      SELECT "request_hash", "status", "body" FROM "idempotency_keys" WHERE ${numbered(KEY)} AND "created_at" > $5`,
+    // The new row is not visible to the statement's own subquery: the newest `keep - 1` records
+    // it sees stay, with the new one.
+    store: `WITH "stored" AS (
+        INSERT INTO "idempotency_keys"
+          ("owner_id", "method", "path", "key", "request_hash", "status", "body", "created_at")
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8))
+      DELETE FROM "idempotency_keys" WHERE "owner_id" = $1 AND "created_at" < (
+        SELECT "created_at" FROM "idempotency_keys" WHERE "owner_id" = $1
+        ORDER BY "created_at" DESC LIMIT 1 OFFSET $9)`,
+  };
 
-  constructor(db: DatabaseService) {
+  constructor(private readonly db: DatabaseService) {
     this.sql = {
       find: db.sql(
         `SELECT "request_hash", "status", "body" FROM "idempotency_keys" WHERE ${KEY} AND "created_at" > ?`,
       ),
-      remove: db.sql(`DELETE FROM "idempotency_keys" WHERE ${KEY}`),
+      removeExpired: db.sql(`DELETE FROM "idempotency_keys" WHERE ${KEY} AND "created_at" <= ?`),
       insert: db.sql(
         `INSERT INTO "idempotency_keys"
            ("owner_id", "method", "path", "key", "request_hash", "status", "body", "created_at")
@@ -45,6 +68,44 @@ export class IdempotencyRepository {
     };
   }
 
+  /**
+   * In the guarded write, once the key is locked: removes the key's record if it was created at or
+   * before `after` (it expired; the key starts afresh) and returns the live one, if any.
+   */
+  async claim(manager: EntityManager, key: RecordKey, after: number): Promise<StoredRecord | null> {
+    if (this.db.isSqlite) {
+      await queryRows(manager, this.sql.removeExpired, [...keyParams(key), after]);
+      return this.find(manager, key, after);
+    }
+    const [row] = await queryRows<{ request_hash: string; status: number | string; body: string }>(
+      manager,
+      this.postgres.claim,
+      [...keyParams(key), after],
+    );
+    return row ? { ...row, status: Number(row.status) } : null;
+  }
+
+  /**
+   * Stores `record` and keeps the owner's newest `keep` records (and any sharing the oldest one's
+   * millisecond): one probe of the owner's index at that depth, and nothing to delete while the
+   * owner is under it.
+   */
+  async store(manager: EntityManager, record: IdempotencyKey, keep: number): Promise<void> {
+    const values = [
+      ...keyParams(record),
+      record.request_hash,
+      record.status,
+      record.body,
+      record.created_at,
+    ];
+    if (!this.db.isSqlite) {
+      await queryRows(manager, this.postgres.store, [...values, Math.max(keep - 2, 0)]);
+      return;
+    }
+    await queryRows(manager, this.sql.insert, values);
+    await queryRows(manager, this.sql.keepNewest, [record.owner_id, record.owner_id, keep - 1]);
+  }
+
   /** The record of `key` if it was created after `after` (epoch ms). */
   async find(manager: EntityManager, key: RecordKey, after: number): Promise<StoredRecord | null> {
     const [row] = await queryRows<{ request_hash: string; status: number | string; body: string }>(
@@ -53,28 +114,6 @@ export class IdempotencyRepository {
       [...keyParams(key), after],
     );
     return row ? { ...row, status: Number(row.status) } : null;
-  }
-
-  async remove(manager: EntityManager, key: RecordKey): Promise<void> {
-    await queryRows(manager, this.sql.remove, keyParams(key));
-  }
-
-  async insert(manager: EntityManager, record: IdempotencyKey): Promise<void> {
-    await queryRows(manager, this.sql.insert, [
-      ...keyParams(record),
-      record.request_hash,
-      record.status,
-      record.body,
-      record.created_at,
-    ]);
-  }
-
-  /**
-   * Keeps the owner's newest `keep` records (and any sharing the oldest one's millisecond): one
-   * probe of the owner's index at that depth, and nothing to delete while the owner is under it.
-   */
-  async keepNewest(manager: EntityManager, owner: string, keep: number): Promise<void> {
-    await queryRows(manager, this.sql.keepNewest, [owner, owner, keep - 1]);
   }
 
   /** Deletes up to `limit` records created at or before `before`; how many it deleted. */

@@ -8,7 +8,7 @@ import {
 import type { EntityManager } from 'typeorm';
 import { DatabaseService } from '../database/database.service';
 import type { WriteHooks } from '../database/write-hooks';
-import { IdempotencyRepository, type RecordKey } from './idempotency.repository';
+import { IdempotencyRepository, type RecordKey, type StoredRecord } from './idempotency.repository';
 
 /** Keys are remembered this long; a retry after that is a new request. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -45,6 +45,10 @@ export class AlreadyAnswered extends Error {
   }
 }
 
+function stored(row: StoredRecord | null): StoredResponse | null {
+  return row ? { requestHash: row.request_hash, status: row.status, body: row.body } : null;
+}
+
 function recordKey(scope: IdempotencyScope): RecordKey {
   return { owner_id: scope.owner, method: scope.method, path: scope.path, key: scope.key };
 }
@@ -72,34 +76,45 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
     clearInterval(this.timer);
   }
 
-  /** The stored response for this scope, if one is younger than 24 hours. */
-  lookup(scope: IdempotencyScope): Promise<StoredResponse | null> {
+  /**
+   * The stored response for this scope, if one is younger than 24 hours, read before the write: a
+   * retry is answered without queuing a write. On PostgreSQL, where that read is one more round
+   * trip for every first request, there is none: the guarded write's own check (`hooks`) answers
+   * retries, at the cost of a rolled-back transaction for each.
+   */
+  async lookup(scope: IdempotencyScope): Promise<StoredResponse | null> {
+    if (!this.db.isSqlite) return null;
     return this.db.read((manager) => this.find(manager, scope));
   }
 
   /**
    * Hooks for the guarded write: `before` claims the key (PostgreSQL: a transaction-scoped advisory
    * lock, so a concurrent duplicate in another process gets a 409) and re-checks that no one
-   * answered it meanwhile; `after` stores the response with the write.
+   * answered it meanwhile, removing an expired record of the same key; `after` stores the response
+   * with the write.
    */
   hooks(scope: IdempotencyScope, serialize: (result: unknown) => unknown): WriteHooks {
     const key = recordKey(scope);
     return {
       before: async (manager) => {
         if (!this.db.isSqlite && !(await this.records.tryLock(manager, key))) throw inFlight();
-        const stored = await this.find(manager, scope);
-        if (stored) throw new AlreadyAnswered(stored);
-        await this.records.remove(manager, key); // an expired record of the same key
+        const answered = stored(
+          await this.records.claim(manager, key, Date.now() - IDEMPOTENCY_TTL_MS),
+        );
+        if (answered) throw new AlreadyAnswered(answered);
       },
       after: async (manager, result) => {
-        await this.records.insert(manager, {
-          ...key,
-          request_hash: scope.requestHash,
-          status: 201,
-          body: JSON.stringify(serialize(result)),
-          created_at: Date.now(),
-        });
-        await this.records.keepNewest(manager, scope.owner, IDEMPOTENCY_KEYS_PER_OWNER);
+        await this.records.store(
+          manager,
+          {
+            ...key,
+            request_hash: scope.requestHash,
+            status: 201,
+            body: JSON.stringify(serialize(result)),
+            created_at: Date.now(),
+          },
+          IDEMPOTENCY_KEYS_PER_OWNER,
+        );
       },
     };
   }
@@ -126,8 +141,9 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
     manager: EntityManager,
     scope: IdempotencyScope,
   ): Promise<StoredResponse | null> {
-    const row = await this.records.find(manager, recordKey(scope), Date.now() - IDEMPOTENCY_TTL_MS);
-    return row ? { requestHash: row.request_hash, status: row.status, body: row.body } : null;
+    return stored(
+      await this.records.find(manager, recordKey(scope), Date.now() - IDEMPOTENCY_TTL_MS),
+    );
   }
 }
 
