@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
+import { type ImportEntry, importFile, type Json } from './helpers/arbitraries';
 import { invariantViolations } from './helpers/invariants';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -24,221 +25,7 @@ const SEED = Number(process.env.FUZZ_SEED ?? 20_261_201);
 
 jest.setTimeout(Math.max(60_000, RUNS * 2_000));
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Row = Record<string, unknown>;
-
-// ---------------------------------------------------------------------------------------------
-// Generators. Choices that depend on the store (taken ids) are resolved when the file is sent.
-
-/** Text of every kind: valid, at the limits, and what text columns cannot hold. */
-const hostileText = fc.constantFrom(
-  '',
-  ' ',
-  'plain',
-  '\u0000',
-  'a\u0000b',
-  '\ud800',
-  'a\udc00b',
-  '😀',
-  'ß ﬃ İ ΐ', // grow when upper-cased or normalised
-  '\u202eevil',
-  '\ufeffbom',
-  'e\u0301',
-  '𝔘'.repeat(200),
-  'x'.repeat(200),
-  'x'.repeat(201),
-);
-/**
- * Mostly `valid`, now and then `hostile`: a file has a dozen fields or more, and most files should
- * get through to the checks a 201 is held to.
- */
-function sometimes<T>(valid: fc.Arbitrary<T>, hostile: fc.Arbitrary<T>): fc.Arbitrary<T> {
-  return fc.oneof({ weight: 30, arbitrary: valid }, { weight: 1, arbitrary: hostile });
-}
-
-const text = sometimes(
-  fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 }).filter((v) => v.trim() !== ''),
-  fc.oneof(hostileText, fc.string({ unit: 'binary', maxLength: 20 })),
-);
-
-type IdChoice =
-  | { kind: 'value'; value: Json }
-  | { kind: 'taken'; index: number }
-  | { kind: 'above'; offset: number };
-
-const messageId: fc.Arbitrary<IdChoice> = fc.oneof(
-  {
-    weight: 1,
-    arbitrary: fc
-      .constantFrom<Json>(
-        0,
-        -1,
-        1.5,
-        Number.MAX_SAFE_INTEGER,
-        999_999_999_999_999,
-        1e15,
-        1e300,
-        null,
-        '7',
-      )
-      .map((value) => ({ kind: 'value' as const, value })),
-  },
-  { weight: 2, arbitrary: fc.nat(50).map((index) => ({ kind: 'taken' as const, index })) },
-  {
-    weight: 4,
-    arbitrary: fc
-      .oneof(fc.integer({ min: 1, max: 1000 }), fc.constantFrom(1_000_000, 1_000_050, 5_000_000))
-      .map((offset) => ({ kind: 'above' as const, offset })),
-  },
-);
-
-type SessionIdChoice =
-  | { kind: 'fresh'; value: string }
-  | { kind: 'mine' | 'theirs'; index: number }
-  | { kind: 'value'; value: Json };
-
-const sessionId: fc.Arbitrary<SessionIdChoice> = fc.oneof(
-  {
-    weight: 5,
-    arbitrary: fc.uuid({ version: 4 }).map((value) => ({ kind: 'fresh' as const, value })),
-  },
-  { weight: 2, arbitrary: fc.nat(20).map((index) => ({ kind: 'mine' as const, index })) },
-  { weight: 3, arbitrary: fc.nat(20).map((index) => ({ kind: 'theirs' as const, index })) },
-  {
-    weight: 1,
-    arbitrary: fc
-      .constantFrom<Json>('abc', '', 42, null, 'AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA')
-      .map((value) => ({ kind: 'value' as const, value })),
-  },
-);
-
-const NOW = Date.now();
-const iso = fc.oneof(
-  {
-    weight: 60,
-    arbitrary: fc
-      .integer({ min: Date.UTC(2020, 0, 1), max: NOW })
-      .map((ms) => new Date(ms).toISOString()),
-  },
-  {
-    weight: 2,
-    arbitrary: fc.constantFrom<Json>(
-      '9999-12-31T23:59:59.999Z',
-      '1969-12-31T23:59:59.999Z',
-      '0000-01-01T00:00:00.000Z',
-      '2025-02-29T00:00:00.000Z',
-      '2025-01-01T24:00:00Z',
-      '2025-01-01T10:00+02:00',
-      '+275760-09-13T00:00:00.000Z',
-      new Date(NOW + 3_600_000).toISOString(),
-      'yesterday',
-      1714550400,
-      null,
-    ),
-  },
-);
-
-const seconds = fc.oneof(
-  { weight: 60, arbitrary: fc.integer({ min: 1_600_000_000, max: Math.floor(NOW / 1000) }) },
-  {
-    weight: 2,
-    arbitrary: fc.constantFrom<Json>(0, -1, 1e13, 1e300, 1714550400.5, null, '1714550400'),
-  },
-);
-
-const metadata = fc.oneof(
-  { weight: 3, arbitrary: fc.constant<Json>(null) },
-  {
-    weight: 3,
-    arbitrary: fc.dictionary(text, fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<Json>, {
-      maxKeys: 3,
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.constantFrom<Json>(
-      [1],
-      'text',
-      { pad: 'p'.repeat(16_370) },
-      { pad: 'p'.repeat(16_400) },
-      { '\u0000': '\ud800' },
-    ),
-  },
-);
-
-interface MessageSpec {
-  id: IdChoice | undefined;
-  timestamp: Json;
-  role: Json;
-  content: Json;
-  metadata: Json;
-}
-
-const message: fc.Arbitrary<MessageSpec> = fc.record({
-  id: fc.option(messageId, { nil: undefined }),
-  timestamp: iso,
-  role: fc.oneof(
-    { weight: 60, arbitrary: fc.constantFrom<Json>('user', 'assistant', 'system') },
-    { weight: 1, arbitrary: fc.constantFrom<Json>('tool', null, '') },
-  ),
-  content: fc.oneof(
-    { weight: 50, arbitrary: text },
-    { weight: 1, arbitrary: fc.constantFrom<Json>('c'.repeat(100_000), 'c'.repeat(100_001), 7) },
-  ),
-  metadata,
-});
-
-const exportedSession = fc.record({
-  id: sessionId,
-  name: fc.oneof(text, fc.constant<Json>(null)),
-  created_at: iso,
-  last_updated_at: iso,
-  llm_model_name: fc.oneof(text, fc.constant<Json>(null)),
-  rag_document_ids: fc.oneof(fc.constant<Json>(null), fc.array(text, { maxLength: 3 })),
-  metadata_tags: sometimes(
-    fc.oneof(fc.constant<Json>(null), fc.dictionary(text, text, { maxKeys: 3 })),
-    fc.constantFrom<Json>({ k: 1 }, { ['k'.repeat(65)]: 'v' }),
-  ),
-  archived: sometimes<Json>(fc.boolean(), fc.constantFrom<Json>('yes', null)),
-  pinned: fc.boolean(),
-  messages: fc.array(message, { maxLength: 4 }),
-});
-
-const conversation = fc.record({
-  key: fc.oneof(fc.uuid({ version: 4 }), text),
-  title: fc.oneof(text, fc.constant<Json>(null)),
-  create_time: seconds,
-  update_time: seconds,
-  model: fc.oneof(text, fc.constant<Json>(null)),
-  turns: fc.array(
-    fc.record({
-      id: sometimes(text, fc.constantFrom('n'.repeat(200), 'n'.repeat(20_000))),
-      role: fc.constantFrom('user', 'assistant', 'system', 'tool'),
-      time: seconds,
-      parts: fc.array(sometimes<Json>(text, fc.constantFrom<Json>('c'.repeat(100_001), 3, null)), {
-        maxLength: 2,
-      }),
-      slug: sometimes<Json>(
-        fc.oneof(fc.constant<Json>(null), text),
-        fc.constant<Json>('s'.repeat(201)),
-      ),
-    }),
-    { minLength: 1, maxLength: 3 },
-  ),
-});
-
-const file = fc.array(
-  fc.oneof(
-    { weight: 3, arbitrary: exportedSession.map((s) => ({ kind: 'export' as const, s })) },
-    { weight: 2, arbitrary: conversation.map((c) => ({ kind: 'chatgpt' as const, c })) },
-  ),
-  { minLength: 1, maxLength: 3 },
-);
-
-type FileSpec = fc.Arbitrary<typeof file extends fc.Arbitrary<infer T> ? T : never>;
-type Entry = FileSpec extends fc.Arbitrary<(infer E)[]> ? E : never;
-
-// ---------------------------------------------------------------------------------------------
 
 describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   let t: TestApp;
@@ -287,7 +74,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   }
 
   /** The generated file as JSON, its choices resolved against the store as it is now. */
-  async function build(entries: Entry[]): Promise<Json[]> {
+  async function build(entries: ImportEntry[]): Promise<Json[]> {
     const state = await rows();
     const mine = state.sessions.filter((s) => s.owner_id === 'bob').map((s) => String(s.id));
     const theirs = state.sessions.filter((s) => s.owner_id === 'alice').map((s) => String(s.id));
@@ -411,7 +198,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   it('never a 5xx; a 4xx changes nothing; a 201 leaves readable, exact, re-importable sessions', async () => {
     const statuses = new Map<number, number>();
     await fc.assert(
-      fc.asyncProperty(file, async (entries) => {
+      fc.asyncProperty(importFile, async (entries) => {
         const body = await build(entries);
         const before = await rows();
         const theirs = await rows('alice');
