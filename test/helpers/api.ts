@@ -11,7 +11,6 @@ export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-
 export const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
 
 export const SESSIONS = '/api/v1/sessions';
-export const sessionAt = (sessionId: string) => `${SESSIONS}/${sessionId}`;
 export const messagesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/messages`;
 export const messageAt = (sessionId: string, messageId: number | string) =>
   `${messagesOf(sessionId)}/${messageId}`;
@@ -77,7 +76,7 @@ export async function createSession(
 
 /** Reads a session through the API (200 expected). */
 export async function readSession(http: Server, sessionId: string): Promise<SessionBody> {
-  const res = await request(http).get(sessionAt(sessionId));
+  const res = await request(http).get(`${SESSIONS}/${sessionId}`);
   expect(res.status).toBe(200);
   return res.body as SessionBody;
 }

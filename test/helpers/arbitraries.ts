@@ -8,7 +8,7 @@ import fc from 'fast-check';
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 /** Strings people and attackers send: empty, blank, control and format characters, injections. */
-export const nastyString = fc.constantFrom(
+const nastyString = fc.constantFrom(
   '',
   ' ',
   '  padded  ',
@@ -49,7 +49,7 @@ export const nastyString = fc.constantFrom(
 );
 
 /** Any UTF-16 code unit: half of a surrogate pair included. */
-export const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
+const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
 
 export const text = fc.oneof(
   { weight: 3, arbitrary: fc.string({ maxLength: 24 }) },
@@ -66,7 +66,7 @@ export const text = fc.oneof(
  */
 export const LONE_SURROGATE =
   /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-export const storable = (value: unknown) =>
+const storable = (value: unknown) =>
   typeof value !== 'string' || !LONE_SURROGATE.test(value);
 
 export const jsonValue: fc.Arbitrary<Json> = fc.oneof(
@@ -76,7 +76,7 @@ export const jsonValue: fc.Arbitrary<Json> = fc.oneof(
 export const jsonObject = fc.dictionary(text, jsonValue, { maxKeys: 6 });
 
 /** A JSON value nested `depth` levels deep (objects and arrays alternating). */
-export const deepValue = fc
+const deepValue = fc
   .tuple(fc.integer({ min: 10, max: 40 }), fc.boolean())
   .map(([depth, arrays]) => {
     let value: Json = 1;
@@ -85,7 +85,7 @@ export const deepValue = fc
   });
 
 /** One field replaced by something near-valid or hostile. */
-export const oddValue: fc.Arbitrary<Json> = fc.oneof(
+const oddValue: fc.Arbitrary<Json> = fc.oneof(
   { weight: 3, arbitrary: text },
   { weight: 2, arbitrary: jsonValue },
   { weight: 1, arbitrary: deepValue },
@@ -96,7 +96,7 @@ export const oddValue: fc.Arbitrary<Json> = fc.oneof(
 );
 
 /** Valid text for a field that takes any characters: every kind of Unicode, hostile or not. */
-export const anyText = (minLength: number, maxLength: number) =>
+const anyText = (minLength: number, maxLength: number) =>
   fc.oneof(
     fc.string({ unit: 'grapheme', minLength, maxLength }),
     fc.string({ unit: 'binary', minLength, maxLength }),
@@ -104,12 +104,12 @@ export const anyText = (minLength: number, maxLength: number) =>
     nastyString.filter((v) => v.length >= minLength && v.length <= maxLength),
   );
 
-export const validName = fc.oneof(
+const validName = fc.oneof(
   anyText(1, 40),
   fc.constantFrom('Trip planning', '  trimmed  ', 'x'.repeat(200), 'émoji 😀'),
 );
-export const validRagIds = fc.array(anyText(1, 30), { maxLength: 5 });
-export const validTags = fc.dictionary(
+const validRagIds = fc.array(anyText(1, 30), { maxLength: 5 });
+const validTags = fc.dictionary(
   anyText(1, 20).filter((k) => k !== '__proto__'),
   anyText(0, 30),
   { maxKeys: 5 },
@@ -270,12 +270,12 @@ export const contentType = fc.oneof(
   },
 );
 
-export const headerText = fc.string({
+const headerText = fc.string({
   unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)),
   maxLength: 40,
 });
 
-export const extraHeaders = fc.dictionary(
+const extraHeaders = fc.dictionary(
   fc.constantFrom(
     'x-request-id',
     'accept',
@@ -395,7 +395,7 @@ export const messageIdChoice: fc.Arbitrary<MessageIdChoice> = fc.oneof(
   },
 );
 
-export const queryValue = fc.oneof(
+const queryValue = fc.oneof(
   { weight: 6, arbitrary: fc.integer({ min: -2, max: 1002 }).map(String) },
   {
     weight: 2,
@@ -480,7 +480,7 @@ export function encodeSegment(value: string): string {
 // file is sent.
 
 /** Text of every kind: valid, at the limits, and what importText columns cannot hold. */
-export const hostileText = fc.constantFrom(
+const hostileText = fc.constantFrom(
   '',
   ' ',
   'plain',
@@ -501,16 +501,16 @@ export const hostileText = fc.constantFrom(
  * Mostly `valid`, now and then `hostile`: a importFile has a dozen fields or more, and most files should
  * get through to the checks a 201 is held to.
  */
-export function sometimes<T>(valid: fc.Arbitrary<T>, hostile: fc.Arbitrary<T>): fc.Arbitrary<T> {
+function sometimes<T>(valid: fc.Arbitrary<T>, hostile: fc.Arbitrary<T>): fc.Arbitrary<T> {
   return fc.oneof({ weight: 30, arbitrary: valid }, { weight: 1, arbitrary: hostile });
 }
 
-export const importText = sometimes(
+const importText = sometimes(
   fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 }).filter((v) => v.trim() !== ''),
   fc.oneof(hostileText, fc.string({ unit: 'binary', maxLength: 20 })),
 );
 
-export type ImportIdChoice =
+type ImportIdChoice =
   | { kind: 'value'; value: Json }
   | { kind: 'taken'; index: number }
   | { kind: 'above'; offset: number };
@@ -541,7 +541,7 @@ export const messageId: fc.Arbitrary<ImportIdChoice> = fc.oneof(
   },
 );
 
-export type SessionIdChoice =
+type SessionIdChoice =
   | { kind: 'fresh'; value: string }
   | { kind: 'mine' | 'theirs'; index: number }
   | { kind: 'value'; value: Json };
@@ -561,7 +561,7 @@ export const sessionId: fc.Arbitrary<SessionIdChoice> = fc.oneof(
   },
 );
 
-export const NOW = Date.now();
+const NOW = Date.now();
 export const iso = fc.oneof(
   {
     weight: 60,
@@ -615,7 +615,7 @@ export const metadata = fc.oneof(
   },
 );
 
-export interface MessageSpec {
+interface MessageSpec {
   id: ImportIdChoice | undefined;
   timestamp: Json;
   role: Json;
@@ -637,7 +637,7 @@ export const message: fc.Arbitrary<MessageSpec> = fc.record({
   metadata,
 });
 
-export const exportedSession = fc.record({
+const exportedSession = fc.record({
   id: sessionId,
   name: fc.oneof(importText, fc.constant<Json>(null)),
   created_at: iso,
@@ -687,7 +687,7 @@ export const importFile = fc.array(
   { minLength: 1, maxLength: 3 },
 );
 
-export type FileSpec = fc.Arbitrary<typeof importFile extends fc.Arbitrary<infer T> ? T : never>;
+type FileSpec = fc.Arbitrary<typeof importFile extends fc.Arbitrary<infer T> ? T : never>;
 export type ImportEntry = FileSpec extends fc.Arbitrary<(infer E)[]> ? E : never;
 
 // ---------------------------------------------------------------------------------------------
@@ -697,8 +697,8 @@ export const percent = (char: string) =>
   `%${char.charCodeAt(0).toString(16).padStart(2, '0')}`.toUpperCase();
 
 /** One way of spelling a path differently; applied at a generated position. */
-export type Mutation = (path: string, at: number) => string;
-export const mutations: Record<string, Mutation> = {
+type Mutation = (path: string, at: number) => string;
+const mutations: Record<string, Mutation> = {
   upper: (p, at) => p.slice(0, at) + p.charAt(at).toUpperCase() + p.slice(at + 1),
   lowerCaseFlip: (p, at) =>
     p.slice(0, at) +
@@ -770,7 +770,7 @@ export function spell(path: string, steps: [string, number][]): string {
 // Text that grows when normalised or case-mapped (fuzz-unicode)
 
 /** Characters that grow under NFKD or case folding, with the words around them. */
-export const EXPANDERS = [
+const EXPANDERS = [
   '\u3316', // ㌖ → キロメートル
   '\u3317', // ㌗ → キロワット
   '\u3320', // ㌠ → サンチーム
