@@ -115,3 +115,24 @@ export async function spreadActivity(db: DatabaseService, ids: string[]): Promis
     );
   }
 }
+
+/** Appends one message through the API (201 expected) and returns it. */
+export async function postMessage(
+  http: Server,
+  sessionId: string,
+  body: object,
+): Promise<MessageBody> {
+  const res = await request(http).post(messagesOf(sessionId)).send(body);
+  expect(res.status).toBe(201);
+  return res.body as MessageBody;
+}
+
+/** The raw text of a response, whatever its content type (supertest parses only some). */
+export function rawText(req: request.Test): request.Test {
+  return req.buffer(true).parse((res, done) => {
+    let body = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => (body += chunk));
+    res.on('end', () => done(null, body));
+  });
+}
