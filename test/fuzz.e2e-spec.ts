@@ -22,7 +22,7 @@ import {
   text,
   validMessageBody,
   validSessionBody,
-  withoutKnownBugs,
+  storableOnly,
 } from './helpers/arbitraries';
 import { RawReply, RawRequest, rawRequest } from './helpers/raw-http';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
@@ -320,7 +320,7 @@ describe('Fuzzing every endpoint (e2e, fast-check)', () => {
   });
 
   it('POST /api/v1/sessions', async () => {
-    const body = withoutKnownBugs(
+    const body = storableOnly(
       fc.oneof(
         { weight: 6, arbitrary: validSessionBody },
         { weight: 4, arbitrary: nearValid(validSessionBody, Object.keys(sessionFields)) },
@@ -407,7 +407,7 @@ describe('Fuzzing every endpoint (e2e, fast-check)', () => {
   });
 
   it('PATCH /api/v1/sessions/{id}', async () => {
-    const body = withoutKnownBugs(
+    const body = storableOnly(
       fc.oneof(
         { weight: 6, arbitrary: validSessionBody },
         { weight: 4, arbitrary: nearValid(validSessionBody, Object.keys(sessionFields)) },
@@ -457,7 +457,7 @@ describe('Fuzzing every endpoint (e2e, fast-check)', () => {
   });
 
   it('POST /api/v1/sessions/{id}/messages', async () => {
-    const body = withoutKnownBugs(
+    const body = storableOnly(
       fc.oneof(
         { weight: 6, arbitrary: validMessageBody },
         { weight: 4, arbitrary: nearValid(validMessageBody, ['content', 'role', 'metadata']) },
