@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
+import { bearer } from './helpers/api';
 import { type ImportEntry, importFile, type Json } from './helpers/arbitraries';
 import { invariantViolations } from './helpers/invariants';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
@@ -31,7 +32,6 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   let t: TestApp;
   let bob: string;
   let alice: string;
-  const as = (key: string) => ({ Authorization: `Bearer ${key}` });
 
   beforeAll(async () => {
     t = await createTestApp({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '0' });
@@ -41,11 +41,11 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
     bob = (await keys.create('bob')).key;
     // The other owner's data, whose ids the files reach for.
     for (let s = 0; s < 3; s++) {
-      const session = await request(t.http).post('/api/v1/sessions').set(as(alice)).send({});
+      const session = await request(t.http).post('/api/v1/sessions').set(bearer(alice)).send({});
       for (let m = 0; m < 3; m++) {
         await request(t.http)
           .post(`/api/v1/sessions/${session.body.id}/messages`)
-          .set(as(alice))
+          .set(bearer(alice))
           .send({ content: `alice ${s}.${m}` });
       }
     }
@@ -153,7 +153,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   }
 
   async function expectReadable(id: string): Promise<void> {
-    const get = (path: string) => request(t.http).get(path).set(as(bob));
+    const get = (path: string) => request(t.http).get(path).set(bearer(bob));
     const session = await get(`/api/v1/sessions/${id}`);
     expect(session.status).toBe(200);
     const list = await get('/api/v1/sessions?archived=any&limit=1000');
@@ -168,7 +168,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
     expect((await get(`/api/v1/sessions/${id}/export?format=markdown`)).status).toBe(200);
     const appended = await request(t.http)
       .post(`/api/v1/sessions/${id}/messages`)
-      .set(as(bob))
+      .set(bearer(bob))
       .send({ content: 'appended after the import' });
     expect(appended.status).toBe(201);
     expect(appended.body.timestamp >= session.body.last_updated_at).toBe(true);
@@ -178,16 +178,18 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   /** The session's export, deleted and imported again, reads back the same but for message ids. */
   async function expectRoundTrip(id: string): Promise<void> {
     const path = `/api/v1/sessions/${id}/export`;
-    const before = (await request(t.http).get(path).set(as(bob))).body as {
+    const before = (await request(t.http).get(path).set(bearer(bob))).body as {
       messages: Row[];
     };
-    expect((await request(t.http).delete(`/api/v1/sessions/${id}`).set(as(bob))).status).toBe(204);
-    const again = await request(t.http).post('/api/v1/import').set(as(bob)).send(before);
+    expect((await request(t.http).delete(`/api/v1/sessions/${id}`).set(bearer(bob))).status).toBe(
+      204,
+    );
+    const again = await request(t.http).post('/api/v1/import').set(bearer(bob)).send(before);
     expect({ status: again.status, body: again.body }).toEqual({
       status: 201,
       body: { imported: 1, skipped: 0, sessions: [id], message_ids: expect.any(String) },
     });
-    const after = (await request(t.http).get(path).set(as(bob))).body as { messages: Row[] };
+    const after = (await request(t.http).get(path).set(bearer(bob))).body as { messages: Row[] };
     const withoutIds = (e: { messages: Row[] }) => ({
       ...e,
       messages: e.messages.map((m) => ({ ...m, id: 0 })),
@@ -204,7 +206,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
         const theirs = await rows('alice');
         const res = await request(t.http)
           .post('/api/v1/import')
-          .set(as(bob))
+          .set(bearer(bob))
           .set('Content-Type', 'application/json')
           .send(JSON.stringify(body));
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
@@ -225,7 +227,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
         expect(new Set(result.sessions).size).toBe(body.length);
         await expect(rows('alice')).resolves.toEqual(theirs);
         await expect(invariantViolations(t.db, { messagesDeleted: true })).resolves.toEqual([]);
-        const again = await request(t.http).post('/api/v1/import').set(as(bob)).send(body);
+        const again = await request(t.http).post('/api/v1/import').set(bearer(bob)).send(body);
         expect(again.body).toMatchObject({ imported: 0, sessions: result.sessions });
         for (const id of result.sessions) await expectReadable(id);
         await expectRoundTrip(result.sessions[0]);

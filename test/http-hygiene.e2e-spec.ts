@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { EXPOSED_HEADERS } from '../src/app.setup';
 import { ApiKeysService } from '../src/auth/api-keys.service';
+import { bearer } from './helpers/api';
 import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
 /** Hostile and malformed requests: each gets a clear 4xx problem document and changes nothing. */
@@ -371,7 +372,7 @@ describe('Nothing is read before authentication (e2e)', () => {
   it('still answers body errors to an authenticated caller', async () => {
     const res = await request(t.http)
       .post('/api/v1/sessions')
-      .set('Authorization', `Bearer ${key}`)
+      .set(bearer(key))
       .set('Content-Type', 'application/json')
       .send('{"name":');
     expect({ status: res.status, detail: res.body.detail }).toEqual({
