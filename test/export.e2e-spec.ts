@@ -1,7 +1,7 @@
 import request from 'supertest';
 import type { EntityManager } from 'typeorm';
 import * as database from '../src/database/database.service';
-import { createSession, postMessage, rawText, UNKNOWN_ID } from './helpers/api';
+import { createSession, postMessage, rawText, UNKNOWN_ID, sessionNotFound } from './helpers/api';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
 describe('Export (e2e)', () => {
@@ -160,13 +160,7 @@ describe('Export (e2e)', () => {
       const res = await request(t.http).get(`/api/v1/sessions/${id}/export`);
       expect({ status: res.status, body: res.body }).toEqual({
         status: 404,
-        body: {
-          type: 'about:blank',
-          title: 'Not Found',
-          status: 404,
-          detail: `Session with ID '${id}' not found.`,
-          instance: `/api/v1/sessions/${id}/export`,
-        },
+        body: sessionNotFound(id, `/api/v1/sessions/${id}/export`),
       });
     });
 

@@ -3,7 +3,14 @@ import request from 'supertest';
 import type { EntityManager } from 'typeorm';
 import * as database from '../src/database/database.service';
 import { INDEXED_CODE_POINTS, indexedText } from '../src/search/search-text';
-import { createSession, MessageBody, postMessage, SessionBody, UNKNOWN_ID } from './helpers/api';
+import {
+  createSession,
+  MessageBody,
+  postMessage,
+  SessionBody,
+  UNKNOWN_ID,
+  sessionNotFound,
+} from './helpers/api';
 import { onPostgres } from './helpers/database-target';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -208,13 +215,7 @@ describe('Search (e2e)', () => {
         const res = await request(t.http).get(SEARCH).query({ q: 'x', session_id: sessionId });
         expect({ status: res.status, body: res.body }).toEqual({
           status: 404,
-          body: {
-            type: 'about:blank',
-            title: 'Not Found',
-            status: 404,
-            detail: `Session with ID '${sessionId}' not found.`,
-            instance: SEARCH,
-          },
+          body: sessionNotFound(sessionId, SEARCH),
         });
       },
     );

@@ -9,6 +9,7 @@ import {
   spreadActivity,
   UNKNOWN_ID,
   UUID_V4,
+  sessionNotFound,
 } from './helpers/api';
 import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -655,13 +656,7 @@ describe('Sessions (e2e)', () => {
       const res = await request(t.http).patch(`${SESSIONS}/${id}`).send({ name: 'x' });
       expect({ status: res.status, body: res.body }).toEqual({
         status: 404,
-        body: {
-          type: 'about:blank',
-          title: 'Not Found',
-          status: 404,
-          detail: `Session with ID '${id}' not found.`,
-          instance: `${SESSIONS}/${id}`,
-        },
+        body: sessionNotFound(id, `${SESSIONS}/${id}`),
       });
       expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
       expect(await countRows(t.db, 'sessions')).toBe(0);

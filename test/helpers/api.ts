@@ -63,6 +63,17 @@ export function notFound(instance: string) {
   };
 }
 
+/** The 404 problem document for a session id that names no session (of the caller's). */
+export function sessionNotFound(sessionId: string, instance: string) {
+  return {
+    type: 'about:blank',
+    title: 'Not Found',
+    status: 404,
+    detail: `Session with ID '${sessionId}' not found.`,
+    instance,
+  };
+}
+
 /** Creates a session through the API (201 expected) and returns it. */
 export async function createSession(
   http: Server,
