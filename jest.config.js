@@ -37,13 +37,14 @@ const e2e = {
   rootDir: 'test',
   testRegex: '.*\\.e2e-spec\\.ts$',
   setupFilesAfterEnv: ['<rootDir>/helpers/cleanup.ts'],
-  // Jest's 5 s default is for unit tests: e2e tests that start servers or send hundreds of requests
-  // overran it on 2 shared cores under load (load average 5-6), while passing in 1-3 s when alone.
-  testTimeout: 30_000,
 };
 
 /** @type {import('jest').Config} */
 module.exports = {
+  // Jest's 5 s default is for unit tests: e2e tests that start servers or send hundreds of requests
+  // overran it on 2 shared cores under load (load average 5-6), while passing in 1-3 s when alone.
+  // A global option: Jest ignores testTimeout inside a project.
+  testTimeout: 30_000,
   projects: [
     {
       ...common,

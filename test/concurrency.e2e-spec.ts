@@ -1,7 +1,21 @@
+import type { DatabaseService } from '../src/database/database.service';
+import { messageAt, messagesOf } from './helpers/api';
 import { freshDatabaseUrl } from './helpers/database-target';
 import { callJson, type JsonReply } from './helpers/http';
 import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 import { invariantViolations } from './helpers/invariants';
+
+async function storedCounts(db: DatabaseService): Promise<Record<string, [number, number]>> {
+  const rows: { id: string; message_count: number | string; real: number | string }[] =
+    await db.read((m) =>
+      m.query(
+        `SELECT s."id", s."message_count",
+           (SELECT COUNT(*) FROM "chat_messages" m WHERE m."session_id" = s."id") AS "real"
+         FROM "sessions" s`,
+      ),
+    );
+  return Object.fromEntries(rows.map((r) => [r.id, [Number(r.message_count), Number(r.real)]]));
+}
 
 /** Hundreds of real HTTP requests in flight at once against a listening server. */
 describe('Concurrency (e2e)', () => {
@@ -156,5 +170,166 @@ describe('Concurrency (e2e)', () => {
         total: String(listed.length),
       });
     }
+  });
+
+  async function seed(sessions: number, perSession: number): Promise<[string, number[]][]> {
+    const ids = await Promise.all(
+      Array.from({ length: sessions }, async () => {
+        const reply = await call('POST', '/api/v1/sessions', {});
+        return String(reply.body.id);
+      }),
+    );
+    return Promise.all(
+      ids.map(async (id): Promise<[string, number[]]> => {
+        const replies = await Promise.all(
+          Array.from({ length: perSession }, (_, i) =>
+            call('POST', messagesOf(id), { content: `seed ${i}` }),
+          ),
+        );
+        expect(replies.map((r) => r.status).filter((s) => s !== 201)).toEqual([]);
+        return [id, replies.map((r) => Number(r.body.id))];
+      }),
+    );
+  }
+
+  it('keeps message_count exact under hundreds of concurrent appends and deletes', async () => {
+    const seeded = await seed(4, 50);
+    type Kind = 'append' | 'delete' | 'double-delete' | 'wrong-session' | 'read';
+    const work: Promise<{ kind: Kind; session: string; status: number; id?: number }>[] = [];
+    for (const [n, [session, messageIds]] of seeded.entries()) {
+      const neighbour = seeded[(n + 1) % seeded.length][1];
+      for (let i = 0; i < 60; i++) {
+        work.push(
+          call('POST', messagesOf(session), { content: `new ${i}` }).then((r) => ({
+            kind: 'append' as const,
+            session,
+            status: r.status,
+            id: Number(r.body.id),
+          })),
+        );
+      }
+      // The first 30 seeded messages go, the first 10 of them asked twice at once.
+      for (const [i, id] of messageIds.slice(0, 30).entries()) {
+        const kinds: Kind[] = i < 10 ? ['double-delete', 'double-delete'] : ['delete'];
+        for (const kind of kinds) {
+          work.push(
+            call('DELETE', messageAt(session, id)).then((r) => ({
+              kind,
+              session,
+              status: r.status,
+              id,
+            })),
+          );
+        }
+      }
+      // Deleting a neighbour's message through this session must not touch either session.
+      for (const id of neighbour.slice(40, 45)) {
+        work.push(
+          call('DELETE', messageAt(session, id)).then((r) => ({
+            kind: 'wrong-session' as const,
+            session,
+            status: r.status,
+            id,
+          })),
+        );
+      }
+      for (let i = 0; i < 10; i++) {
+        work.push(
+          call('GET', `${messagesOf(session)}?order=desc&limit=5`).then((r) => ({
+            kind: 'read' as const,
+            session,
+            status: r.status,
+          })),
+        );
+      }
+    }
+    // Every request above is already in flight: appends, deletes and reads overlap.
+    const results = await Promise.all(work);
+    expect(results).toHaveLength(4 * (60 + 40 + 5 + 10));
+
+    const statuses = (kind: Kind) => results.filter((r) => r.kind === kind).map((r) => r.status);
+    expect(statuses('append').filter((s) => s !== 201)).toEqual([]);
+    expect(statuses('delete').filter((s) => s !== 204)).toEqual([]);
+    expect(statuses('wrong-session').filter((s) => s !== 404)).toEqual([]);
+    expect(statuses('read').filter((s) => s !== 200)).toEqual([]);
+    // Of two deletes of one message, exactly one wins.
+    const doubles = new Map<number, number[]>();
+    for (const r of results.filter((x) => x.kind === 'double-delete')) {
+      doubles.set(r.id!, [...(doubles.get(r.id!) ?? []), r.status]);
+    }
+    expect(doubles.size).toBe(40);
+    for (const pair of doubles.values()) expect(pair.sort()).toEqual([204, 404]);
+
+    // Each session: 50 seeded + 60 appended - 30 deleted, counted straight in the database.
+    const counts = await storedCounts(t.db);
+    expect(counts).toEqual(Object.fromEntries(seeded.map(([id]) => [id, [80, 80]])));
+    expect(await countRows(t.db, 'chat_messages')).toBe(320);
+    const survivors: { id: number }[] = await t.db.read((m) =>
+      m.query('SELECT "id" FROM "chat_messages"'),
+    );
+    const surviving = new Set(survivors.map((s) => Number(s.id)));
+    for (const [, messageIds] of seeded) {
+      expect(messageIds.slice(0, 30).filter((id) => surviving.has(id))).toEqual([]);
+      expect(messageIds.slice(30).filter((id) => !surviving.has(id))).toEqual([]);
+    }
+    for (const r of results.filter((x) => x.kind === 'append')) {
+      expect(surviving.has(r.id!)).toBe(true);
+    }
+    expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
+
+    // The API agrees with the database.
+    for (const [id] of seeded) {
+      const s = await call('GET', `/api/v1/sessions/${id}`);
+      expect((s.body as { message_count?: number }).message_count).toBe(80);
+    }
+  });
+
+  it('races message deletes against a delete of their session: no 500, no orphan, exact counts', async () => {
+    const seeded = await seed(6, 20);
+    const doomed = new Set(seeded.slice(0, 3).map(([id]) => id));
+    const work: Promise<{ session: string; status: number; kind: string }>[] = [];
+    for (const [session, messageIds] of seeded) {
+      for (const id of messageIds) {
+        work.push(
+          call('DELETE', messageAt(session, id)).then((r) => ({
+            session,
+            status: r.status,
+            kind: 'message',
+          })),
+        );
+        if (doomed.has(session) && id === messageIds[5]) {
+          work.push(
+            call('DELETE', `/api/v1/sessions/${session}`).then((r) => ({
+              session,
+              status: r.status,
+              kind: 'session',
+            })),
+          );
+        }
+        work.push(
+          call('POST', messagesOf(session), { content: 'racing' }).then((r) => ({
+            session,
+            status: r.status,
+            kind: 'append',
+          })),
+        );
+      }
+    }
+    const results = await Promise.all(work);
+    expect(results.filter((r) => r.kind === 'session').map((r) => r.status)).toEqual([
+      204, 204, 204,
+    ]);
+    for (const r of results.filter((x) => x.kind !== 'session')) {
+      const allowed = doomed.has(r.session)
+        ? [r.kind === 'append' ? 201 : 204, 404]
+        : [r.kind === 'append' ? 201 : 204];
+      expect(allowed).toContain(r.status);
+    }
+    expect(await countRows(t.db, 'sessions')).toBe(3);
+    // Survivors: their 20 seeded messages deleted, their 20 racing appends kept.
+    expect(await storedCounts(t.db)).toEqual(
+      Object.fromEntries(seeded.filter(([id]) => !doomed.has(id)).map(([id]) => [id, [20, 20]])),
+    );
+    expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
   });
 });

@@ -1,25 +1,8 @@
 import request from 'supertest';
 import type { EntityManager } from 'typeorm';
 import * as database from '../src/database/database.service';
+import { createSession, postMessage, rawText, UNKNOWN_ID, sessionNotFound } from './helpers/api';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
-
-const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
-
-interface SessionBody {
-  id: string;
-  name: string | null;
-  created_at: string;
-}
-
-/** The raw text of a response, whatever its content type (supertest parses only some). */
-function text(req: request.Test): request.Test {
-  return req.buffer(true).parse((res, done) => {
-    let body = '';
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => (body += chunk));
-    res.on('end', () => done(null, body));
-  });
-}
 
 describe('Export (e2e)', () => {
   let t: TestApp;
@@ -30,17 +13,9 @@ describe('Export (e2e)', () => {
   afterAll(() => t.close());
   beforeEach(() => resetDatabase(t.db));
 
-  async function session(body: object = {}): Promise<SessionBody> {
-    const res = await request(t.http).post('/api/v1/sessions').send(body);
-    expect(res.status).toBe(201);
-    return res.body as SessionBody;
-  }
+  const session = (body: object = {}) => createSession(t.http, body);
 
-  async function message(sessionId: string, body: object) {
-    const res = await request(t.http).post(`/api/v1/sessions/${sessionId}/messages`).send(body);
-    expect(res.status).toBe(201);
-    return res.body as { id: number };
-  }
+  const message = (sessionId: string, body: object) => postMessage(t.http, sessionId, body);
 
   /**
    * Adds `count` messages to a session straight in the database (thousands of appends through the
@@ -81,7 +56,7 @@ describe('Export (e2e)', () => {
       const s = await session({ name: 'Trip', metadata_tags: { a: 'b' }, pinned: true });
       await message(s.id, { content: 'Where to?', metadata: { k: [1, { z: null }] } });
       await message(s.id, { content: 'Lisbon.', role: 'assistant' });
-      const res = await text(request(t.http).get(`/api/v1/sessions/${s.id}/export`));
+      const res = await rawText(request(t.http).get(`/api/v1/sessions/${s.id}/export`));
       expect({
         status: res.status,
         type: res.headers['content-type'],
@@ -138,7 +113,7 @@ describe('Export (e2e)', () => {
       await message(s.id, { content: 'Hi!' });
       const messages = (await get(`/api/v1/sessions/${s.id}/messages`)) as { timestamp: string }[];
       const current = (await get(`/api/v1/sessions/${s.id}`)) as { last_updated_at: string };
-      const res = await text(
+      const res = await rawText(
         request(t.http).get(`/api/v1/sessions/${s.id}/export?format=markdown`),
       );
       expect({
@@ -175,7 +150,7 @@ describe('Export (e2e)', () => {
 
     it('titles an unnamed session', async () => {
       const s = await session();
-      const res = await text(
+      const res = await rawText(
         request(t.http).get(`/api/v1/sessions/${s.id}/export?format=markdown`),
       );
       expect(res.body).toMatch(/^# Untitled session\n/);
@@ -185,13 +160,7 @@ describe('Export (e2e)', () => {
       const res = await request(t.http).get(`/api/v1/sessions/${id}/export`);
       expect({ status: res.status, body: res.body }).toEqual({
         status: 404,
-        body: {
-          type: 'about:blank',
-          title: 'Not Found',
-          status: 404,
-          detail: `Session with ID '${id}' not found.`,
-          instance: `/api/v1/sessions/${id}/export`,
-        },
+        body: sessionNotFound(id, `/api/v1/sessions/${id}/export`),
       });
     });
 
@@ -207,7 +176,7 @@ describe('Export (e2e)', () => {
 
   describe('GET /api/v1/export', () => {
     async function exportAll(query = '') {
-      const res = await text(request(t.http).get(`/api/v1/export${query}`));
+      const res = await rawText(request(t.http).get(`/api/v1/export${query}`));
       expect(res.status).toBe(200);
       return res;
     }
@@ -338,7 +307,7 @@ describe('Export (e2e)', () => {
       await message(a.id, { content: 'mine' });
       await message(b.id, { content: 'also mine' });
       const res = await withReassignment(/"session_id" IN \(/, [a.id, b.id], 0, () =>
-        text(request(t.http).get('/api/v1/export')),
+        rawText(request(t.http).get('/api/v1/export')),
       );
       expect(res.status).toBe(200);
       const lines = (res.body as string)

@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
+import { bearer } from './helpers/api';
+import { type ImportEntry, importFile, type Json } from './helpers/arbitraries';
 import { invariantViolations } from './helpers/invariants';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -24,227 +26,12 @@ const SEED = Number(process.env.FUZZ_SEED ?? 20_261_201);
 
 jest.setTimeout(Math.max(60_000, RUNS * 2_000));
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Row = Record<string, unknown>;
-
-// ---------------------------------------------------------------------------------------------
-// Generators. Choices that depend on the store (taken ids) are resolved when the file is sent.
-
-/** Text of every kind: valid, at the limits, and what text columns cannot hold. */
-const hostileText = fc.constantFrom(
-  '',
-  ' ',
-  'plain',
-  '\u0000',
-  'a\u0000b',
-  '\ud800',
-  'a\udc00b',
-  '😀',
-  'ß ﬃ İ ΐ', // grow when upper-cased or normalised
-  '\u202eevil',
-  '\ufeffbom',
-  'e\u0301',
-  '𝔘'.repeat(200),
-  'x'.repeat(200),
-  'x'.repeat(201),
-);
-/**
- * Mostly `valid`, now and then `hostile`: a file has a dozen fields or more, and most files should
- * get through to the checks a 201 is held to.
- */
-function sometimes<T>(valid: fc.Arbitrary<T>, hostile: fc.Arbitrary<T>): fc.Arbitrary<T> {
-  return fc.oneof({ weight: 30, arbitrary: valid }, { weight: 1, arbitrary: hostile });
-}
-
-const text = sometimes(
-  fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 }).filter((v) => v.trim() !== ''),
-  fc.oneof(hostileText, fc.string({ unit: 'binary', maxLength: 20 })),
-);
-
-type IdChoice =
-  | { kind: 'value'; value: Json }
-  | { kind: 'taken'; index: number }
-  | { kind: 'above'; offset: number };
-
-const messageId: fc.Arbitrary<IdChoice> = fc.oneof(
-  {
-    weight: 1,
-    arbitrary: fc
-      .constantFrom<Json>(
-        0,
-        -1,
-        1.5,
-        Number.MAX_SAFE_INTEGER,
-        999_999_999_999_999,
-        1e15,
-        1e300,
-        null,
-        '7',
-      )
-      .map((value) => ({ kind: 'value' as const, value })),
-  },
-  { weight: 2, arbitrary: fc.nat(50).map((index) => ({ kind: 'taken' as const, index })) },
-  {
-    weight: 4,
-    arbitrary: fc
-      .oneof(fc.integer({ min: 1, max: 1000 }), fc.constantFrom(1_000_000, 1_000_050, 5_000_000))
-      .map((offset) => ({ kind: 'above' as const, offset })),
-  },
-);
-
-type SessionIdChoice =
-  | { kind: 'fresh'; value: string }
-  | { kind: 'mine' | 'theirs'; index: number }
-  | { kind: 'value'; value: Json };
-
-const sessionId: fc.Arbitrary<SessionIdChoice> = fc.oneof(
-  {
-    weight: 5,
-    arbitrary: fc.uuid({ version: 4 }).map((value) => ({ kind: 'fresh' as const, value })),
-  },
-  { weight: 2, arbitrary: fc.nat(20).map((index) => ({ kind: 'mine' as const, index })) },
-  { weight: 3, arbitrary: fc.nat(20).map((index) => ({ kind: 'theirs' as const, index })) },
-  {
-    weight: 1,
-    arbitrary: fc
-      .constantFrom<Json>('abc', '', 42, null, 'AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA')
-      .map((value) => ({ kind: 'value' as const, value })),
-  },
-);
-
-const NOW = Date.now();
-const iso = fc.oneof(
-  {
-    weight: 60,
-    arbitrary: fc
-      .integer({ min: Date.UTC(2020, 0, 1), max: NOW })
-      .map((ms) => new Date(ms).toISOString()),
-  },
-  {
-    weight: 2,
-    arbitrary: fc.constantFrom<Json>(
-      '9999-12-31T23:59:59.999Z',
-      '1969-12-31T23:59:59.999Z',
-      '0000-01-01T00:00:00.000Z',
-      '2025-02-29T00:00:00.000Z',
-      '2025-01-01T24:00:00Z',
-      '2025-01-01T10:00+02:00',
-      '+275760-09-13T00:00:00.000Z',
-      new Date(NOW + 3_600_000).toISOString(),
-      'yesterday',
-      1714550400,
-      null,
-    ),
-  },
-);
-
-const seconds = fc.oneof(
-  { weight: 60, arbitrary: fc.integer({ min: 1_600_000_000, max: Math.floor(NOW / 1000) }) },
-  {
-    weight: 2,
-    arbitrary: fc.constantFrom<Json>(0, -1, 1e13, 1e300, 1714550400.5, null, '1714550400'),
-  },
-);
-
-const metadata = fc.oneof(
-  { weight: 3, arbitrary: fc.constant<Json>(null) },
-  {
-    weight: 3,
-    arbitrary: fc.dictionary(text, fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<Json>, {
-      maxKeys: 3,
-    }),
-  },
-  {
-    weight: 1,
-    arbitrary: fc.constantFrom<Json>(
-      [1],
-      'text',
-      { pad: 'p'.repeat(16_370) },
-      { pad: 'p'.repeat(16_400) },
-      { '\u0000': '\ud800' },
-    ),
-  },
-);
-
-interface MessageSpec {
-  id: IdChoice | undefined;
-  timestamp: Json;
-  role: Json;
-  content: Json;
-  metadata: Json;
-}
-
-const message: fc.Arbitrary<MessageSpec> = fc.record({
-  id: fc.option(messageId, { nil: undefined }),
-  timestamp: iso,
-  role: fc.oneof(
-    { weight: 60, arbitrary: fc.constantFrom<Json>('user', 'assistant', 'system') },
-    { weight: 1, arbitrary: fc.constantFrom<Json>('tool', null, '') },
-  ),
-  content: fc.oneof(
-    { weight: 50, arbitrary: text },
-    { weight: 1, arbitrary: fc.constantFrom<Json>('c'.repeat(100_000), 'c'.repeat(100_001), 7) },
-  ),
-  metadata,
-});
-
-const exportedSession = fc.record({
-  id: sessionId,
-  name: fc.oneof(text, fc.constant<Json>(null)),
-  created_at: iso,
-  last_updated_at: iso,
-  llm_model_name: fc.oneof(text, fc.constant<Json>(null)),
-  rag_document_ids: fc.oneof(fc.constant<Json>(null), fc.array(text, { maxLength: 3 })),
-  metadata_tags: sometimes(
-    fc.oneof(fc.constant<Json>(null), fc.dictionary(text, text, { maxKeys: 3 })),
-    fc.constantFrom<Json>({ k: 1 }, { ['k'.repeat(65)]: 'v' }),
-  ),
-  archived: sometimes<Json>(fc.boolean(), fc.constantFrom<Json>('yes', null)),
-  pinned: fc.boolean(),
-  messages: fc.array(message, { maxLength: 4 }),
-});
-
-const conversation = fc.record({
-  key: fc.oneof(fc.uuid({ version: 4 }), text),
-  title: fc.oneof(text, fc.constant<Json>(null)),
-  create_time: seconds,
-  update_time: seconds,
-  model: fc.oneof(text, fc.constant<Json>(null)),
-  turns: fc.array(
-    fc.record({
-      id: sometimes(text, fc.constantFrom('n'.repeat(200), 'n'.repeat(20_000))),
-      role: fc.constantFrom('user', 'assistant', 'system', 'tool'),
-      time: seconds,
-      parts: fc.array(sometimes<Json>(text, fc.constantFrom<Json>('c'.repeat(100_001), 3, null)), {
-        maxLength: 2,
-      }),
-      slug: sometimes<Json>(
-        fc.oneof(fc.constant<Json>(null), text),
-        fc.constant<Json>('s'.repeat(201)),
-      ),
-    }),
-    { minLength: 1, maxLength: 3 },
-  ),
-});
-
-const file = fc.array(
-  fc.oneof(
-    { weight: 3, arbitrary: exportedSession.map((s) => ({ kind: 'export' as const, s })) },
-    { weight: 2, arbitrary: conversation.map((c) => ({ kind: 'chatgpt' as const, c })) },
-  ),
-  { minLength: 1, maxLength: 3 },
-);
-
-type FileSpec = fc.Arbitrary<typeof file extends fc.Arbitrary<infer T> ? T : never>;
-type Entry = FileSpec extends fc.Arbitrary<(infer E)[]> ? E : never;
-
-// ---------------------------------------------------------------------------------------------
 
 describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   let t: TestApp;
   let bob: string;
   let alice: string;
-  const as = (key: string) => ({ Authorization: `Bearer ${key}` });
 
   beforeAll(async () => {
     t = await createTestApp({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '0' });
@@ -254,11 +41,11 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
     bob = (await keys.create('bob')).key;
     // The other owner's data, whose ids the files reach for.
     for (let s = 0; s < 3; s++) {
-      const session = await request(t.http).post('/api/v1/sessions').set(as(alice)).send({});
+      const session = await request(t.http).post('/api/v1/sessions').set(bearer(alice)).send({});
       for (let m = 0; m < 3; m++) {
         await request(t.http)
           .post(`/api/v1/sessions/${session.body.id}/messages`)
-          .set(as(alice))
+          .set(bearer(alice))
           .send({ content: `alice ${s}.${m}` });
       }
     }
@@ -287,7 +74,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   }
 
   /** The generated file as JSON, its choices resolved against the store as it is now. */
-  async function build(entries: Entry[]): Promise<Json[]> {
+  async function build(entries: ImportEntry[]): Promise<Json[]> {
     const state = await rows();
     const mine = state.sessions.filter((s) => s.owner_id === 'bob').map((s) => String(s.id));
     const theirs = state.sessions.filter((s) => s.owner_id === 'alice').map((s) => String(s.id));
@@ -366,7 +153,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   }
 
   async function expectReadable(id: string): Promise<void> {
-    const get = (path: string) => request(t.http).get(path).set(as(bob));
+    const get = (path: string) => request(t.http).get(path).set(bearer(bob));
     const session = await get(`/api/v1/sessions/${id}`);
     expect(session.status).toBe(200);
     const list = await get('/api/v1/sessions?archived=any&limit=1000');
@@ -381,7 +168,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
     expect((await get(`/api/v1/sessions/${id}/export?format=markdown`)).status).toBe(200);
     const appended = await request(t.http)
       .post(`/api/v1/sessions/${id}/messages`)
-      .set(as(bob))
+      .set(bearer(bob))
       .send({ content: 'appended after the import' });
     expect(appended.status).toBe(201);
     expect(appended.body.timestamp >= session.body.last_updated_at).toBe(true);
@@ -391,16 +178,18 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   /** The session's export, deleted and imported again, reads back the same but for message ids. */
   async function expectRoundTrip(id: string): Promise<void> {
     const path = `/api/v1/sessions/${id}/export`;
-    const before = (await request(t.http).get(path).set(as(bob))).body as {
+    const before = (await request(t.http).get(path).set(bearer(bob))).body as {
       messages: Row[];
     };
-    expect((await request(t.http).delete(`/api/v1/sessions/${id}`).set(as(bob))).status).toBe(204);
-    const again = await request(t.http).post('/api/v1/import').set(as(bob)).send(before);
+    expect((await request(t.http).delete(`/api/v1/sessions/${id}`).set(bearer(bob))).status).toBe(
+      204,
+    );
+    const again = await request(t.http).post('/api/v1/import').set(bearer(bob)).send(before);
     expect({ status: again.status, body: again.body }).toEqual({
       status: 201,
       body: { imported: 1, skipped: 0, sessions: [id], message_ids: expect.any(String) },
     });
-    const after = (await request(t.http).get(path).set(as(bob))).body as { messages: Row[] };
+    const after = (await request(t.http).get(path).set(bearer(bob))).body as { messages: Row[] };
     const withoutIds = (e: { messages: Row[] }) => ({
       ...e,
       messages: e.messages.map((m) => ({ ...m, id: 0 })),
@@ -411,13 +200,13 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
   it('never a 5xx; a 4xx changes nothing; a 201 leaves readable, exact, re-importable sessions', async () => {
     const statuses = new Map<number, number>();
     await fc.assert(
-      fc.asyncProperty(file, async (entries) => {
+      fc.asyncProperty(importFile, async (entries) => {
         const body = await build(entries);
         const before = await rows();
         const theirs = await rows('alice');
         const res = await request(t.http)
           .post('/api/v1/import')
-          .set(as(bob))
+          .set(bearer(bob))
           .set('Content-Type', 'application/json')
           .send(JSON.stringify(body));
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
@@ -438,7 +227,7 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
         expect(new Set(result.sessions).size).toBe(body.length);
         await expect(rows('alice')).resolves.toEqual(theirs);
         await expect(invariantViolations(t.db, { messagesDeleted: true })).resolves.toEqual([]);
-        const again = await request(t.http).post('/api/v1/import').set(as(bob)).send(body);
+        const again = await request(t.http).post('/api/v1/import').set(bearer(bob)).send(body);
         expect(again.body).toMatchObject({ imported: 0, sessions: result.sessions });
         for (const id of result.sessions) await expectReadable(id);
         await expectRoundTrip(result.sessions[0]);

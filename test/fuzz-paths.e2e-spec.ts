@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApiKeysService } from '../src/auth/api-keys.service';
+import { spell, spelling } from './helpers/arbitraries';
 import { RawReply, rawRequest } from './helpers/raw-http';
 import { countRows, createTestApp, TestApp } from './helpers/test-app';
 
@@ -47,79 +48,6 @@ const routes = (): [Method, string][] => [
 ];
 
 const PUBLIC = /^\/(health\/(live|ready))?$|^\/docs/;
-
-const percent = (char: string) =>
-  `%${char.charCodeAt(0).toString(16).padStart(2, '0')}`.toUpperCase();
-
-/** One way of spelling a path differently; applied at a generated position. */
-type Mutation = (path: string, at: number) => string;
-const mutations: Record<string, Mutation> = {
-  upper: (p, at) => p.slice(0, at) + p.charAt(at).toUpperCase() + p.slice(at + 1),
-  lowerCaseFlip: (p, at) =>
-    p.slice(0, at) +
-    (p.charAt(at) === p.charAt(at).toUpperCase()
-      ? p.charAt(at).toLowerCase()
-      : p.charAt(at).toUpperCase()) +
-    p.slice(at + 1),
-  percentEncode: (p, at) =>
-    p.charAt(at) === '/' || p.charAt(at) === '?'
-      ? p
-      : p.slice(0, at) + percent(p.charAt(at)) + p.slice(at + 1),
-  percentEncodeLower: (p, at) =>
-    p.charAt(at) === '/' || p.charAt(at) === '?'
-      ? p
-      : p.slice(0, at) + percent(p.charAt(at)).toLowerCase() + p.slice(at + 1),
-  doubleSlash: (p, at) => {
-    const slash = p.indexOf('/', at);
-    return slash === -1 ? `${p}/` : `${p.slice(0, slash)}/${p.slice(slash)}`;
-  },
-  encodedSlash: (p, at) => {
-    const slash = p.indexOf('/', Math.max(at, 1));
-    return slash === -1 ? p : `${p.slice(0, slash)}%2F${p.slice(slash + 1)}`;
-  },
-  dotSegment: (p, at) => {
-    const slash = p.indexOf('/', at);
-    return slash === -1 ? `${p}/.` : `${p.slice(0, slash)}/.${p.slice(slash)}`;
-  },
-  dotDotSegment: (p, at) => {
-    const slash = p.indexOf('/', at);
-    return slash === -1 ? `${p}/x/..` : `${p.slice(0, slash)}/x/..${p.slice(slash)}`;
-  },
-  encodedDot: (p, at) => {
-    const slash = p.indexOf('/', at);
-    return slash === -1 ? `${p}/%2e` : `${p.slice(0, slash)}/%2e${p.slice(slash)}`;
-  },
-  trailingDot: (p) => p.replace(/(\?|$)/, '.$1'),
-  trailingSlashes: (p) => p.replace(/(\?|$)/, '//$1'),
-  trailingSlash: (p) => p.replace(/(\?|$)/, '/$1'),
-  backslash: (p, at) => {
-    const slash = p.indexOf('/', Math.max(at, 1));
-    return slash === -1 ? p : `${p.slice(0, slash)}\\${p.slice(slash + 1)}`;
-  },
-  semicolon: (p, at) => {
-    const slash = p.indexOf('/', at + 1);
-    return slash === -1 ? `${p};x` : `${p.slice(0, slash)};x${p.slice(slash)}`;
-  },
-  nul: (p, at) => `${p.slice(0, at)}%00${p.slice(at)}`,
-};
-
-const spelling = fc.tuple(
-  fc.nat(),
-  fc.array(fc.tuple(fc.constantFrom(...Object.keys(mutations)), fc.nat({ max: 200 })), {
-    minLength: 1,
-    maxLength: 4,
-  }),
-);
-
-function spell(path: string, steps: [string, number][]): string {
-  let spelled = path;
-  for (const [name, at] of steps) {
-    const query = spelled.indexOf('?');
-    const pathEnd = query === -1 ? spelled.length : query;
-    spelled = mutations[name](spelled, at % Math.max(pathEnd, 1));
-  }
-  return spelled;
-}
 
 function send(method: Method, path: string, withKey: boolean): Promise<RawReply> {
   const headers: Record<string, string> = { 'Content-Type': 'application/json' };

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import request from 'supertest';
 import { CONTENT_MAX_LENGTH } from '../src/messages/dto/chat-message.dto';
 import { indexedText } from '../src/search/search-text';
+import { MARKER, expandingText, withMarker } from './helpers/arbitraries';
 import { onPostgres } from './helpers/database-target';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -20,59 +21,6 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 200);
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_124);
 
 jest.setTimeout(Math.max(60_000, RUNS * 1000));
-
-/** Characters that grow under NFKD or case folding, with the words around them. */
-const EXPANDERS = [
-  '\u3316', // ㌖ → キロメートル
-  '\u3317', // ㌗ → キロワット
-  '\u3320', // ㌠ → サンチーム
-  '\u337f', // ㍿ → 株式会社
-  '\ufdfa', // ﷺ → 18 code points, three spaces among them
-  '\ufdfb', // ﷻ → جل جلاله
-  '\ufb03', // ﬃ → ffi
-  '\ufb01', // ﬁ → fi
-  '\u0390', // ΐ → ι with two accents (removed)
-  '\u1e9e', // ẞ → ß (lower case)
-  '\u0149', // ŉ → ʼn
-  '\u01c4', // Ǆ → DŽ
-  '\u2474', // ⑴ → (1)
-  '\u33c2', // ㏂ → a.m.
-  '\u3250', // ㉐ → PTE
-  '\u32cc', // ㋌ → Hg
-  '\u2177', // ⅷ → viii
-  '\ud83c\udd10', // 🄐 → (A)
-  '\uff21', // Ａ → A
-  '\uff4d', // ｍ → m
-  '\uac01', // 각 → three jamo
-  '\u0130', // İ → i̇ (lower case)
-  ' ',
-];
-const MARKER = 'needle';
-
-/** A deterministic text of `length` UTF-16 units drawn from EXPANDERS with `seed`. */
-function expandingText(seed: number, length: number): string {
-  let state = seed >>> 0 || 1;
-  const pieces: string[] = [];
-  let size = 0;
-  for (;;) {
-    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-    const piece = EXPANDERS[state % EXPANDERS.length];
-    if (size + piece.length > length) break;
-    pieces.push(piece);
-    size += piece.length;
-  }
-  return pieces.join('');
-}
-
-/** `text` with the marker word at `at` (0–1 of the way through), the whole within `max` units. */
-function withMarker(text: string, at: number, max: number): string {
-  const room = max - MARKER.length - 2;
-  // Never between the two halves of a surrogate pair.
-  const cut = text.slice(0, room).replace(/[\ud800-\udbff]$/, '');
-  let i = Math.floor(cut.length * at);
-  if (/[\udc00-\udfff]/.test(cut[i] ?? '')) i -= 1;
-  return `${cut.slice(0, i)} ${MARKER} ${cut.slice(i)}`;
-}
 
 /** Whether search should find the marker: always on SQLite, within the indexed part on PostgreSQL. */
 function markerIndexed(text: string): boolean {

@@ -6,6 +6,7 @@ import {
   IDEMPOTENCY_TTL_MS,
   IdempotencyService,
 } from '../src/idempotency/idempotency.service';
+import { bearer } from './helpers/api';
 import { onPostgres } from './helpers/database-target';
 import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -27,7 +28,7 @@ describe('Idempotency-Key (e2e)', () => {
   });
 
   const post = (path: string, key: string, idempotencyKey: string | null, body: object = {}) => {
-    const req = request(t.http).post(path).set('Authorization', `Bearer ${key}`);
+    const req = request(t.http).post(path).set(bearer(key));
     return (idempotencyKey === null ? req : req.set('Idempotency-Key', idempotencyKey)).send(body);
   };
 
@@ -128,7 +129,7 @@ describe('Idempotency-Key (e2e)', () => {
     ])('refuses an %s key with a 400 and writes nothing', async (_, key) => {
       const res = await request(t.http)
         .post('/api/v1/sessions')
-        .set('Authorization', `Bearer ${alice}`)
+        .set(bearer(alice))
         .set('Idempotency-Key', key)
         .send({});
       expect(res.status).toBe(400);
@@ -175,9 +176,7 @@ describe('Idempotency-Key (e2e)', () => {
       expect(retry.text).toBe(first.text);
       expect(retry.headers['idempotent-replayed']).toBe('true');
       expect(await countRows(t.db, 'chat_messages')).toBe(1);
-      const read = await request(t.http)
-        .get(`/api/v1/sessions/${session}`)
-        .set('Authorization', `Bearer ${alice}`);
+      const read = await request(t.http).get(`/api/v1/sessions/${session}`).set(bearer(alice));
       expect(read.body.message_count).toBe(1);
     });
 

@@ -1,11 +1,20 @@
 import request from 'supertest';
-import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
-
-const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+import {
+  appendMessages,
+  ISO_MS,
+  messageAt,
+  messagesOf,
+  notFound,
+  readSession,
+  UNKNOWN_ID,
+} from './helpers/api';
+import { invariantViolations } from './helpers/invariants';
+import { countRows, createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
 describe('Messages (e2e)', () => {
   let t: TestApp;
   let sessionId: string;
+  let otherId: string;
 
   beforeAll(async () => {
     t = await createTestApp();
@@ -14,9 +23,11 @@ describe('Messages (e2e)', () => {
   beforeEach(async () => {
     await resetDatabase(t.db);
     sessionId = (await request(t.http).post('/api/v1/sessions').send({})).body.id;
+    otherId = (await request(t.http).post('/api/v1/sessions').send({})).body.id;
   });
 
-  const messagesOf = (id: string) => `/api/v1/sessions/${id}/messages`;
+  const append = (session: string, n: number) => appendMessages(t.http, session, n);
+  const session = (id: string) => readSession(t.http, id);
 
   describe('POST /api/v1/sessions/:id/messages', () => {
     it('stores a user message by default and moves last_updated_at to its timestamp', async () => {
@@ -164,16 +175,14 @@ describe('Messages (e2e)', () => {
     });
 
     it('answers 404 for an unknown session and stores nothing', async () => {
-      const res = await request(t.http)
-        .post(messagesOf('00000000-0000-4000-8000-000000000000'))
-        .send({ content: 'lost?' });
+      const res = await request(t.http).post(messagesOf(UNKNOWN_ID)).send({ content: 'lost?' });
       expect(res.status).toBe(404);
       expect(res.body).toEqual({
         type: 'about:blank',
         title: 'Not Found',
         status: 404,
-        detail: "Session with ID '00000000-0000-4000-8000-000000000000' not found.",
-        instance: messagesOf('00000000-0000-4000-8000-000000000000'),
+        detail: `Session with ID '${UNKNOWN_ID}' not found.`,
+        instance: messagesOf(UNKNOWN_ID),
       });
       const rows: unknown[] = await t.db.read((m) => m.query('SELECT "id" FROM "chat_messages"'));
       expect(rows).toEqual([]);
@@ -262,5 +271,212 @@ describe('Messages (e2e)', () => {
         expect(res.body.errors).toEqual([{ field: qs.split('=')[0], message: expect.any(String) }]);
       },
     );
+  });
+
+  describe('GET /api/v1/sessions/:id/messages/:message_id', () => {
+    it('returns the message exactly as the POST answered it', async () => {
+      const [, second] = await append(sessionId, 3);
+      const res = await request(t.http).get(messageAt(sessionId, second.id));
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 200,
+        body: {
+          id: second.id,
+          session_id: sessionId,
+          timestamp: expect.stringMatching(ISO_MS),
+          role: 'assistant',
+          content: 'm1',
+          metadata: { i: 1 },
+        },
+      });
+      expect(res.body).toEqual(second);
+    });
+
+    it('works with a trailing slash', async () => {
+      const [message] = await append(sessionId, 1);
+      const res = await request(t.http).get(`${messageAt(sessionId, message.id)}/`);
+      expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: message });
+    });
+
+    it.each(['999999', '0', 'abc', '1.5', '-1', '1e3', '0x1', '99999999999999999999', '%20'])(
+      'answers 404 for message id %s',
+      async (messageId) => {
+        await append(sessionId, 2);
+        const res = await request(t.http).get(messageAt(sessionId, messageId));
+        expect({ status: res.status, body: res.body }).toEqual({
+          status: 404,
+          body: notFound(expect.stringMatching(new RegExp(`^${messagesOf(sessionId)}/`))),
+        });
+        expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+      },
+    );
+
+    it('answers 404 for a message of another session', async () => {
+      const [foreign] = await append(otherId, 1);
+      await append(sessionId, 1);
+      const res = await request(t.http).get(messageAt(sessionId, foreign.id));
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 404,
+        body: notFound(messageAt(sessionId, foreign.id)),
+      });
+      // It is still there under its own session.
+      const own = await request(t.http).get(messageAt(otherId, foreign.id));
+      expect({ status: own.status, body: own.body }).toEqual({ status: 200, body: foreign });
+    });
+
+    it.each([UNKNOWN_ID, 'not-a-uuid'])(
+      'answers 404 for unknown session %s, even with a real message id',
+      async (unknown) => {
+        const [message] = await append(sessionId, 1);
+        const res = await request(t.http).get(messageAt(unknown, message.id));
+        expect({ status: res.status, body: res.body }).toEqual({
+          status: 404,
+          body: notFound(messageAt(unknown, message.id)),
+        });
+      },
+    );
+  });
+
+  describe('DELETE /api/v1/sessions/:id/messages/:message_id', () => {
+    it('answers 204 with an empty body; the message is gone from GET and from the list', async () => {
+      const messages = await append(sessionId, 3);
+      const res = await request(t.http).delete(messageAt(sessionId, messages[1].id));
+      expect({ status: res.status, text: res.text }).toEqual({ status: 204, text: '' });
+
+      const gone = await request(t.http).get(messageAt(sessionId, messages[1].id));
+      expect({ status: gone.status, body: gone.body }).toEqual({
+        status: 404,
+        body: notFound(messageAt(sessionId, messages[1].id)),
+      });
+      const list = await request(t.http).get(messagesOf(sessionId));
+      expect({ body: list.body, total: list.headers['x-total-count'] }).toEqual({
+        body: [messages[0], messages[2]],
+        total: '2',
+      });
+      const rows: unknown[] = await t.db.read((m) =>
+        m.query(t.db.sql('SELECT "id" FROM "chat_messages" WHERE "id" = ?'), [messages[1].id]),
+      );
+      expect(rows).toEqual([]);
+    });
+
+    it('drops message_count and leaves last_updated_at and created_at where they were', async () => {
+      const messages = await append(sessionId, 3);
+      const before = await session(sessionId);
+      expect(before.message_count).toBe(3);
+      expect(before.last_updated_at).toBe(messages[2].timestamp);
+
+      // The newest message first: last_updated_at still does not move back.
+      await request(t.http).delete(messageAt(sessionId, messages[2].id)).expect(204);
+      expect(await session(sessionId)).toEqual({ ...before, message_count: 2 });
+      await request(t.http).delete(messageAt(sessionId, messages[0].id)).expect(204);
+      expect(await session(sessionId)).toEqual({ ...before, message_count: 1 });
+      await request(t.http).delete(messageAt(sessionId, messages[1].id)).expect(204);
+      expect(await session(sessionId)).toEqual({ ...before, message_count: 0 });
+
+      const list = await request(t.http).get(messagesOf(sessionId));
+      expect({ body: list.body, total: list.headers['x-total-count'] }).toEqual({
+        body: [],
+        total: '0',
+      });
+      expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
+    });
+
+    it('leaves the session list order alone', async () => {
+      const [message] = await append(sessionId, 1);
+      await append(otherId, 1);
+      const order = (await request(t.http).get('/api/v1/sessions')).body.map(
+        (s: { id: string }) => s.id,
+      );
+      expect(order).toEqual([otherId, sessionId]);
+      await request(t.http).delete(messageAt(sessionId, message.id)).expect(204);
+      const after = (await request(t.http).get('/api/v1/sessions')).body.map(
+        (s: { id: string }) => s.id,
+      );
+      expect(after).toEqual(order);
+    });
+
+    it('keeps new messages later than the deleted newest one', async () => {
+      const messages = await append(sessionId, 2);
+      await request(t.http).delete(messageAt(sessionId, messages[1].id)).expect(204);
+      const [next] = await append(sessionId, 1);
+      expect(next.id).toBeGreaterThan(messages[1].id);
+      expect(Date.parse(next.timestamp)).toBeGreaterThan(Date.parse(messages[1].timestamp));
+      const state = await session(sessionId);
+      expect({ count: state.message_count, last: state.last_updated_at }).toEqual({
+        count: 2,
+        last: next.timestamp,
+      });
+      const list = await request(t.http).get(messagesOf(sessionId));
+      expect(list.body).toEqual([messages[0], next]);
+    });
+
+    it('answers 404 the second time', async () => {
+      const [message] = await append(sessionId, 1);
+      await request(t.http).delete(messageAt(sessionId, message.id)).expect(204);
+      const again = await request(t.http).delete(messageAt(sessionId, message.id));
+      expect({ status: again.status, body: again.body }).toEqual({
+        status: 404,
+        body: notFound(messageAt(sessionId, message.id)),
+      });
+      expect((await session(sessionId)).message_count).toBe(0);
+    });
+
+    it('works with a trailing slash', async () => {
+      const [message] = await append(sessionId, 1);
+      const res = await request(t.http).delete(`${messageAt(sessionId, message.id)}/`);
+      expect(res.status).toBe(204);
+      expect((await session(sessionId)).message_count).toBe(0);
+    });
+
+    it.each(['999999', '0', 'abc', '1.5', '-1', '1e3', '0x1', '99999999999999999999', '%20'])(
+      'answers 404 for message id %s and changes nothing',
+      async (messageId) => {
+        const messages = await append(sessionId, 2);
+        const before = await session(sessionId);
+        const res = await request(t.http).delete(messageAt(sessionId, messageId));
+        expect({ status: res.status, body: res.body }).toEqual({
+          status: 404,
+          body: notFound(expect.stringMatching(new RegExp(`^${messagesOf(sessionId)}/`))),
+        });
+        expect(await session(sessionId)).toEqual(before);
+        expect((await request(t.http).get(messagesOf(sessionId))).body).toEqual(messages);
+      },
+    );
+
+    it('answers 404 for a message of another session, and leaves it and both counts alone', async () => {
+      const [foreign] = await append(otherId, 1);
+      await append(sessionId, 1);
+      const res = await request(t.http).delete(messageAt(sessionId, foreign.id));
+      expect({ status: res.status, body: res.body }).toEqual({
+        status: 404,
+        body: notFound(messageAt(sessionId, foreign.id)),
+      });
+      expect((await session(sessionId)).message_count).toBe(1);
+      expect((await session(otherId)).message_count).toBe(1);
+      const own = await request(t.http).get(messageAt(otherId, foreign.id));
+      expect(own.body).toEqual(foreign);
+      expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
+    });
+
+    it.each([UNKNOWN_ID, 'not-a-uuid'])(
+      'answers 404 for unknown session %s, even with a real message id',
+      async (unknown) => {
+        const [message] = await append(sessionId, 1);
+        const res = await request(t.http).delete(messageAt(unknown, message.id));
+        expect({ status: res.status, body: res.body }).toEqual({
+          status: 404,
+          body: notFound(messageAt(unknown, message.id)),
+        });
+        expect(await countRows(t.db, 'chat_messages')).toBe(1);
+        expect((await session(sessionId)).message_count).toBe(1);
+      },
+    );
+
+    it('answers 404 for the messages of a deleted session', async () => {
+      const [message] = await append(sessionId, 1);
+      await request(t.http).delete(`/api/v1/sessions/${sessionId}`).expect(204);
+      const get = await request(t.http).get(messageAt(sessionId, message.id));
+      const del = await request(t.http).delete(messageAt(sessionId, message.id));
+      expect([get.status, del.status]).toEqual([404, 404]);
+    });
   });
 });

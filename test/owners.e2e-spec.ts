@@ -2,6 +2,7 @@ import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
 import { chatGptSessionId } from '../src/import/chatgpt-conversation';
 import { nameBasedUuid } from '../src/import/imported-session';
+import { bearer } from './helpers/api';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
 /** AUTH_MODE=api-key: keys, 401s, and two owners who cannot see each other's data. */
@@ -21,8 +22,6 @@ describe('Owners and API keys (e2e)', () => {
     alice = (await keys.create('alice')).key;
     bob = (await keys.create('bob')).key;
   });
-
-  const as = (key: string) => ({ Authorization: `Bearer ${key}` });
 
   function expectUnauthorized(res: request.Response, detail: RegExp): void {
     expect(res.status).toBe(401);
@@ -63,16 +62,16 @@ describe('Owners and API keys (e2e)', () => {
     it('refuses a key whose secret part is wrong', async () => {
       const forged = alice.slice(0, -4) + (alice.endsWith('AAAA') ? 'BBBB' : 'AAAA');
       expectUnauthorized(
-        await request(t.http).get('/api/v1/sessions').set(as(forged)),
+        await request(t.http).get('/api/v1/sessions').set(bearer(forged)),
         /Invalid or revoked/,
       );
     });
 
     it('stops a revoked key at once', async () => {
       const { id, key } = await keys.create('carol');
-      expect((await request(t.http).get('/api/v1/sessions').set(as(key))).status).toBe(200);
+      expect((await request(t.http).get('/api/v1/sessions').set(bearer(key))).status).toBe(200);
       expect(await keys.revoke(id)).toBe(true);
-      expectUnauthorized(await request(t.http).get('/api/v1/sessions').set(as(key)), /revoked/);
+      expectUnauthorized(await request(t.http).get('/api/v1/sessions').set(bearer(key)), /revoked/);
       expect(await keys.revoke(id)).toBe(false);
     });
 
@@ -84,7 +83,7 @@ describe('Owners and API keys (e2e)', () => {
 
     it('lists keys without their secrets, with the time of last use', async () => {
       const created = await keys.create('dave');
-      await request(t.http).get('/api/v1/sessions').set(as(created.key));
+      await request(t.http).get('/api/v1/sessions').set(bearer(created.key));
       // The last use is recorded in the background: wait for it (briefly).
       let listed = (await keys.list()).find((k) => k.id === created.id);
       for (let i = 0; i < 50 && listed?.last_used_at === null; i++) {
@@ -109,12 +108,15 @@ describe('Owners and API keys (e2e)', () => {
   describe('two owners', () => {
     async function aliceData() {
       const session = (
-        await request(t.http).post('/api/v1/sessions').set(as(alice)).send({ name: 'secret plans' })
+        await request(t.http)
+          .post('/api/v1/sessions')
+          .set(bearer(alice))
+          .send({ name: 'secret plans' })
       ).body;
       const message = (
         await request(t.http)
           .post(`/api/v1/sessions/${session.id}/messages`)
-          .set(as(alice))
+          .set(bearer(alice))
           .send({ content: 'private' })
       ).body;
       return { session, message };
@@ -133,31 +135,31 @@ describe('Owners and API keys (e2e)', () => {
         ['delete message', request(t.http).delete(`${own}/messages/${message.id}`)],
       ];
       for (const [name, call] of checks) {
-        const res = await call.set(as(bob));
+        const res = await call.set(bearer(bob));
         expect({ name, status: res.status }).toEqual({ name, status: 404 });
         expect(res.body.detail).toMatch(/not found/);
       }
       // Nothing changed for the real owner.
-      const still = await request(t.http).get(own).set(as(alice));
+      const still = await request(t.http).get(own).set(bearer(alice));
       expect(still.body).toMatchObject({ name: 'secret plans', message_count: 1 });
-      const messages = await request(t.http).get(`${own}/messages`).set(as(alice));
+      const messages = await request(t.http).get(`${own}/messages`).set(bearer(alice));
       expect(messages.body.map((m: { content: string }) => m.content)).toEqual(['private']);
     });
 
     it('lists and counts only the caller’s sessions, also through cursors and filters', async () => {
       await aliceData();
       await aliceData();
-      await request(t.http).post('/api/v1/sessions').set(as(bob)).send({ name: 'bob 1' });
+      await request(t.http).post('/api/v1/sessions').set(bearer(bob)).send({ name: 'bob 1' });
       for (const query of ['', '?archived=any', '?pinned=false', '?limit=1']) {
-        const res = await request(t.http).get(`/api/v1/sessions${query}`).set(as(bob));
+        const res = await request(t.http).get(`/api/v1/sessions${query}`).set(bearer(bob));
         expect(res.headers['x-total-count']).toBe('1');
         expect(res.body.map((s: { name: string }) => s.name)).toEqual(['bob 1']);
       }
-      const page = await request(t.http).get('/api/v1/sessions?limit=1').set(as(alice));
+      const page = await request(t.http).get('/api/v1/sessions?limit=1').set(bearer(alice));
       expect(page.headers['x-total-count']).toBe('2');
       const next = /<([^>]+)>/.exec(page.headers.link)![1];
       // Alice's cursor in Bob's hands only walks Bob's list.
-      const borrowed = await request(t.http).get(next).set(as(bob));
+      const borrowed = await request(t.http).get(next).set(bearer(bob));
       expect(borrowed.status).toBe(200);
       expect(borrowed.body.every((s: { name: string }) => s.name.startsWith('bob'))).toBe(true);
     });
@@ -165,28 +167,32 @@ describe('Owners and API keys (e2e)', () => {
     it("keeps search, export and import to the caller's own sessions", async () => {
       const { session } = await aliceData();
       const bobSession = (
-        await request(t.http).post('/api/v1/sessions').set(as(bob)).send({ name: 'private plans' })
+        await request(t.http)
+          .post('/api/v1/sessions')
+          .set(bearer(bob))
+          .send({ name: 'private plans' })
       ).body;
 
-      const aliceSearch = await request(t.http).get('/api/v1/search?q=private').set(as(alice));
+      const aliceSearch = await request(t.http).get('/api/v1/search?q=private').set(bearer(alice));
       expect(aliceSearch.body.map((h: { session: { id: string } }) => h.session.id)).toEqual([
         session.id,
       ]);
-      const bobSearch = await request(t.http).get('/api/v1/search?q=private').set(as(bob));
+      const bobSearch = await request(t.http).get('/api/v1/search?q=private').set(bearer(bob));
       expect(bobSearch.body.map((h: { session: { id: string } }) => h.session.id)).toEqual([
         bobSession.id,
       ]);
       const narrowed = await request(t.http)
         .get(`/api/v1/search?q=private&session_id=${session.id}`)
-        .set(as(bob));
+        .set(bearer(bob));
       expect(narrowed.status).toBe(404);
 
       expect(
-        (await request(t.http).get(`/api/v1/sessions/${session.id}/export`).set(as(bob))).status,
+        (await request(t.http).get(`/api/v1/sessions/${session.id}/export`).set(bearer(bob)))
+          .status,
       ).toBe(404);
       const bulk = await request(t.http)
         .get('/api/v1/export?archived=any')
-        .set(as(bob))
+        .set(bearer(bob))
         .buffer(true);
       const lines = String(bulk.text)
         .trim()
@@ -198,10 +204,10 @@ describe('Owners and API keys (e2e)', () => {
       // an id derived from Alice's), and Bob sees only his own sessions.
       const exported = await request(t.http)
         .get(`/api/v1/sessions/${session.id}/export`)
-        .set(as(alice));
+        .set(bearer(alice));
       const imported = await request(t.http)
         .post('/api/v1/import')
-        .set(as(bob))
+        .set(bearer(bob))
         .send(exported.body);
       expect(imported.body).toEqual({
         imported: 1,
@@ -209,7 +215,7 @@ describe('Owners and API keys (e2e)', () => {
         sessions: [expect.not.stringMatching(session.id)],
         message_ids: 'renumbered',
       });
-      const list = await request(t.http).get('/api/v1/sessions?archived=any').set(as(bob));
+      const list = await request(t.http).get('/api/v1/sessions?archived=any').set(bearer(bob));
       expect(list.body.map((s: { id: string }) => s.id).sort()).toEqual(
         [bobSession.id, imported.body.sessions[0]].sort(),
       );
@@ -220,23 +226,24 @@ describe('Owners and API keys (e2e)', () => {
 
       async function aliceExport() {
         const { session } = await aliceData();
-        return (await request(t.http).get(`/api/v1/sessions/${session.id}/export`).set(as(alice)))
-          .body as { session: { id: string }; messages: { id: number }[] };
+        return (
+          await request(t.http).get(`/api/v1/sessions/${session.id}/export`).set(bearer(alice))
+        ).body as { session: { id: string }; messages: { id: number }[] };
       }
 
       it('creates the session under a new id, answered as for an unused id; again is a no-op', async () => {
         const file = await aliceExport();
         const aliceBefore = await request(t.http)
           .get(`/api/v1/sessions/${file.session.id}/export`)
-          .set(as(alice));
+          .set(bearer(alice));
         // A random, unused id: the answer Bob must not be able to tell apart.
         const unused = {
           ...file,
           session: { ...file.session, id: '33333333-3333-4333-8333-333333333333' },
           messages: [],
         };
-        const fresh = await request(t.http).post(IMPORT).set(as(bob)).send(unused);
-        const taken = await request(t.http).post(IMPORT).set(as(bob)).send(file);
+        const fresh = await request(t.http).post(IMPORT).set(bearer(bob)).send(unused);
+        const taken = await request(t.http).post(IMPORT).set(bearer(bob)).send(file);
         for (const res of [fresh, taken]) {
           expect({
             status: res.status,
@@ -249,34 +256,36 @@ describe('Owners and API keys (e2e)', () => {
           /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
         );
         expect(bobsId).not.toBe(file.session.id);
-        const mine = await request(t.http).get(`/api/v1/sessions/${bobsId}/messages`).set(as(bob));
+        const mine = await request(t.http)
+          .get(`/api/v1/sessions/${bobsId}/messages`)
+          .set(bearer(bob));
         expect(mine.body.map((m: { content: string }) => m.content)).toEqual(['private']);
 
-        const again = await request(t.http).post(IMPORT).set(as(bob)).send(file);
+        const again = await request(t.http).post(IMPORT).set(bearer(bob)).send(file);
         expect(again.body).toEqual({
           imported: 0,
           skipped: 1,
           sessions: [bobsId],
           message_ids: 'kept',
         });
-        const list = await request(t.http).get('/api/v1/sessions').set(as(bob));
+        const list = await request(t.http).get('/api/v1/sessions').set(bearer(bob));
         expect(list.headers['x-total-count']).toBe('2');
 
         // Alice's data is untouched, and still hers alone.
         const aliceAfter = await request(t.http)
           .get(`/api/v1/sessions/${file.session.id}/export`)
-          .set(as(alice));
+          .set(bearer(alice));
         expect(aliceAfter.body).toEqual(aliceBefore.body);
         expect(
-          (await request(t.http).get(`/api/v1/sessions/${bobsId}`).set(as(alice))).status,
+          (await request(t.http).get(`/api/v1/sessions/${bobsId}`).set(bearer(alice))).status,
         ).toBe(404);
       });
 
       it('finds the first import again after the other owner deletes the original', async () => {
         const file = await aliceExport();
-        const first = await request(t.http).post(IMPORT).set(as(bob)).send(file);
-        await request(t.http).delete(`/api/v1/sessions/${file.session.id}`).set(as(alice));
-        const again = await request(t.http).post(IMPORT).set(as(bob)).send(file);
+        const first = await request(t.http).post(IMPORT).set(bearer(bob)).send(file);
+        await request(t.http).delete(`/api/v1/sessions/${file.session.id}`).set(bearer(alice));
+        const again = await request(t.http).post(IMPORT).set(bearer(bob)).send(file);
         expect(again.body).toMatchObject({
           imported: 0,
           skipped: 1,
@@ -297,7 +306,7 @@ describe('Owners and API keys (e2e)', () => {
           },
           messages: [],
         }));
-        const taken = await request(t.http).post(IMPORT).set(as(bob)).send(squat);
+        const taken = await request(t.http).post(IMPORT).set(bearer(bob)).send(squat);
         expect(taken.body).toMatchObject({ imported: 8, skipped: 0, sessions: chain });
         const conversation = {
           title: 'Mine',
@@ -317,7 +326,7 @@ describe('Owners and API keys (e2e)', () => {
           current_node: 'm',
           conversation_id: 'squatted-conversation',
         };
-        const res = await request(t.http).post(IMPORT).set(as(alice)).send([conversation]);
+        const res = await request(t.http).post(IMPORT).set(bearer(alice)).send([conversation]);
         expect({ status: res.status, body: res.body }).toMatchObject({
           status: 201,
           body: { imported: 1, skipped: 0 },
@@ -348,10 +357,10 @@ describe('Owners and API keys (e2e)', () => {
         };
         const ids: string[] = [];
         for (const key of [alice, bob]) {
-          const res = await request(t.http).post(IMPORT).set(as(key)).send([conversation]);
+          const res = await request(t.http).post(IMPORT).set(bearer(key)).send([conversation]);
           expect(res.body).toMatchObject({ imported: 1, skipped: 0 });
           ids.push(res.body.sessions[0] as string);
-          const again = await request(t.http).post(IMPORT).set(as(key)).send([conversation]);
+          const again = await request(t.http).post(IMPORT).set(bearer(key)).send([conversation]);
           expect(again.body).toMatchObject({ imported: 0, skipped: 1, sessions: [ids.at(-1)] });
         }
         expect(ids[0]).not.toBe(ids[1]);
@@ -361,7 +370,7 @@ describe('Owners and API keys (e2e)', () => {
         ]) {
           const messages = await request(t.http)
             .get(`/api/v1/sessions/${id}/messages`)
-            .set(as(key));
+            .set(bearer(key));
           expect(messages.body.map((m: { content: string }) => m.content)).toEqual(['Hello']);
         }
       });
@@ -370,13 +379,13 @@ describe('Owners and API keys (e2e)', () => {
     it('imports into the caller and honours Idempotency-Key on import', async () => {
       const { session } = await aliceData();
       const exported = (
-        await request(t.http).get(`/api/v1/sessions/${session.id}/export`).set(as(alice))
+        await request(t.http).get(`/api/v1/sessions/${session.id}/export`).set(bearer(alice))
       ).body as { session: { id: string } };
-      await request(t.http).delete(`/api/v1/sessions/${session.id}`).set(as(alice));
+      await request(t.http).delete(`/api/v1/sessions/${session.id}`).set(bearer(alice));
       const send = () =>
         request(t.http)
           .post('/api/v1/import')
-          .set(as(bob))
+          .set(bearer(bob))
           .set('Idempotency-Key', 'imp-1')
           .send(exported);
       const first = await send();
@@ -389,18 +398,18 @@ describe('Owners and API keys (e2e)', () => {
       const again = await send();
       expect({ status: again.status, text: again.text }).toEqual({ status: 201, text: first.text });
       expect(again.headers['idempotent-replayed']).toBe('true');
-      const mine = await request(t.http).get(`/api/v1/sessions/${session.id}`).set(as(bob));
+      const mine = await request(t.http).get(`/api/v1/sessions/${session.id}`).set(bearer(bob));
       expect(mine.body).toMatchObject({ id: session.id, message_count: 1 });
-      const list = await request(t.http).get('/api/v1/sessions').set(as(bob));
+      const list = await request(t.http).get('/api/v1/sessions').set(bearer(bob));
       expect(list.headers['x-total-count']).toBe('1');
       expect(
-        (await request(t.http).get(`/api/v1/sessions/${session.id}`).set(as(alice))).status,
+        (await request(t.http).get(`/api/v1/sessions/${session.id}`).set(bearer(alice))).status,
       ).toBe(404);
     });
 
     it('gives each owner sessions of their own', async () => {
-      const a = await request(t.http).post('/api/v1/sessions').set(as(alice)).send({});
-      const b = await request(t.http).post('/api/v1/sessions').set(as(bob)).send({});
+      const a = await request(t.http).post('/api/v1/sessions').set(bearer(alice)).send({});
+      const b = await request(t.http).post('/api/v1/sessions').set(bearer(bob)).send({});
       const owners: { id: string; owner_id: string }[] = await t.db.read((m) =>
         m.query('SELECT "id", "owner_id" FROM "sessions"'),
       );

@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import request from 'supertest';
 import { ApiKeysService } from '../src/auth/api-keys.service';
 import { AUTH_FAILURES_PER_MINUTE } from '../src/auth/auth-failures';
+import { bearer } from './helpers/api';
 import { freshDatabaseUrl } from './helpers/database-target';
 import { startServer } from './helpers/server-process';
 import { createTestApp, TestApp } from './helpers/test-app';
@@ -68,8 +69,7 @@ describe('Rate limits (e2e)', () => {
       const keys = t.app.get(ApiKeysService);
       const alice = (await keys.create('alice')).key;
       const bob = (await keys.create('bob')).key;
-      const get = (key: string) =>
-        request(t.http).get('/api/v1/sessions').set('Authorization', `Bearer ${key}`);
+      const get = (key: string) => request(t.http).get('/api/v1/sessions').set(bearer(key));
       for (let i = 0; i < 3; i++) expect((await get(alice)).status).toBe(200);
       expect((await get(alice)).status).toBe(429);
       const other = await get(bob);
@@ -92,7 +92,7 @@ describe('Rate limits (e2e)', () => {
       const bad = () => `csk_${randomBytes(8).toString('hex')}_${'A'.repeat(43)}`;
       const get = (key?: string) => {
         const call = request(t.http).get('/api/v1/sessions');
-        return key === undefined ? call : call.set('Authorization', `Bearer ${key}`);
+        return key === undefined ? call : call.set(bearer(key));
       };
       for (let i = 0; i < AUTH_FAILURES_PER_MINUTE; i++) {
         const res = await (i % 5 === 4 ? get() : get(bad()));
@@ -188,7 +188,7 @@ describe('Rate limits (e2e)', () => {
       for (let i = 0; i < limit + 4; i++) {
         const server = i % 2;
         const res = await fetch(`${servers[server].base}/api/v1/sessions`, {
-          headers: { Authorization: `Bearer ${keys[server]}` },
+          headers: bearer(keys[server]),
         });
         statuses.push(res.status);
       }
@@ -215,7 +215,7 @@ describe('Rate limits (e2e)', () => {
       // Each process refuses the address on its own now, before looking any key up.
       for (const server of servers) {
         const res = await fetch(`${server.base}/api/v1/sessions`, {
-          headers: { Authorization: `Bearer ${keys[0]}` },
+          headers: bearer(keys[0]),
         });
         expect(res.status).toBe(429);
       }

@@ -1,20 +1,11 @@
 import request from 'supertest';
 import { jsonDepth } from '../src/common/fields/json-bounds';
+import { rawText } from './helpers/api';
 import { freshDatabaseUrl } from './helpers/database-target';
 import { createTestApp, TestApp } from './helpers/test-app';
 
-/** The raw text of a response, whatever its content type. */
-function text(req: request.Test): request.Test {
-  return req.buffer(true).parse((res, done) => {
-    let body = '';
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => (body += chunk));
-    res.on('end', () => done(null, body));
-  });
-}
-
 async function exportAll(t: TestApp): Promise<string> {
-  const res = await text(request(t.http).get('/api/v1/export?archived=any'));
+  const res = await rawText(request(t.http).get('/api/v1/export?archived=any'));
   expect(res.status).toBe(200);
   return res.body as string;
 }
@@ -114,8 +105,8 @@ describe('Export → import round trip (e2e)', () => {
         for (const format of ['json', 'markdown']) {
           const path = `/api/v1/sessions/${id}/export?format=${format}`;
           const [a, b] = await Promise.all([
-            text(request(source.http).get(path)),
-            text(request(target.http).get(path)),
+            rawText(request(source.http).get(path)),
+            rawText(request(target.http).get(path)),
           ]);
           expect(b.body).toBe(a.body);
         }

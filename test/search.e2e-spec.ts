@@ -3,11 +3,18 @@ import request from 'supertest';
 import type { EntityManager } from 'typeorm';
 import * as database from '../src/database/database.service';
 import { INDEXED_CODE_POINTS, indexedText } from '../src/search/search-text';
+import {
+  createSession,
+  MessageBody,
+  postMessage,
+  SessionBody,
+  UNKNOWN_ID,
+  sessionNotFound,
+} from './helpers/api';
 import { onPostgres } from './helpers/database-target';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
 const SEARCH = '/api/v1/search';
-const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
 const CONTENT_MAX = 100_000;
 
 /** A deterministic stream of numbers in [0, 1): the worst-case texts are the same on every run. */
@@ -59,20 +66,6 @@ const WORST_TEXTS: [string, string][] = [
   ['squared katakana and spaces, alternating', fill('opening ', () => SQUARED() + ' ')],
 ];
 
-interface SessionBody {
-  id: string;
-  name: string | null;
-  archived: boolean;
-  message_count: number;
-  last_updated_at: string;
-}
-
-interface MessageBody {
-  id: number;
-  session_id: string;
-  content: string;
-}
-
 interface Hit {
   session: SessionBody;
   message: MessageBody | null;
@@ -88,19 +81,10 @@ describe('Search (e2e)', () => {
   afterAll(() => t.close());
   beforeEach(() => resetDatabase(t.db));
 
-  async function session(body: object = {}): Promise<SessionBody> {
-    const res = await request(t.http).post('/api/v1/sessions').send(body);
-    expect(res.status).toBe(201);
-    return res.body as SessionBody;
-  }
+  const session = (body: object = {}) => createSession(t.http, body);
 
-  async function message(sessionId: string, content: string, role = 'user'): Promise<MessageBody> {
-    const res = await request(t.http)
-      .post(`/api/v1/sessions/${sessionId}/messages`)
-      .send({ content, role });
-    expect(res.status).toBe(201);
-    return res.body as MessageBody;
-  }
+  const message = (sessionId: string, content: string, role = 'user') =>
+    postMessage(t.http, sessionId, { content, role });
 
   async function search(query: Record<string, string | number>): Promise<Hit[]> {
     const res = await request(t.http).get(SEARCH).query(query);
@@ -231,13 +215,7 @@ describe('Search (e2e)', () => {
         const res = await request(t.http).get(SEARCH).query({ q: 'x', session_id: sessionId });
         expect({ status: res.status, body: res.body }).toEqual({
           status: 404,
-          body: {
-            type: 'about:blank',
-            title: 'Not Found',
-            status: 404,
-            detail: `Session with ID '${sessionId}' not found.`,
-            instance: SEARCH,
-          },
+          body: sessionNotFound(sessionId, SEARCH),
         });
       },
     );

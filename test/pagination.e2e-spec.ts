@@ -1,39 +1,24 @@
 import request, { Response } from 'supertest';
 import { CursorService } from '../src/database/cursor.service';
+import {
+  badRequest,
+  MessageBody,
+  messagesOf,
+  SessionBody,
+  SESSIONS,
+  spreadActivity,
+  UNKNOWN_ID,
+} from './helpers/api';
 import { freshDatabaseUrl } from './helpers/database-target';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
-const SESSIONS = '/api/v1/sessions';
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
-interface MessageBody {
-  id: number;
-  session_id: string;
-  timestamp: string;
-  content: string;
-}
-
-interface SessionBody {
-  id: string;
-  last_updated_at: string;
-  message_count: number;
-  archived: boolean;
-  pinned: boolean;
-}
-
-const messagesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/messages`;
 const idsOf = (items: { id: number | string }[]) => items.map((item) => item.id);
 
-function badRequest(instance: string, field: string) {
-  return {
-    type: 'about:blank',
-    title: 'Bad Request',
-    status: 400,
-    detail: expect.any(String),
-    instance,
-    errors: [{ field, message: expect.any(String) }],
-  };
-}
+/** The 400 problem document naming `field`. */
+const badField = (instance: string, field: string) =>
+  badRequest(instance, [{ field, message: expect.any(String) }]);
 
 /** The target of `Link: <…>; rel="next"`, checked to be a path + query relative to the server root. */
 function nextLink(res: Response): string | undefined {
@@ -71,7 +56,7 @@ function flip(text: string, index: number): string {
   return `${text.slice(0, index)}${replacement}${text.slice(index + 1)}`;
 }
 
-describe('Cursor pagination, v1.1 (e2e)', () => {
+describe('Pagination and cursors (e2e)', () => {
   let t: TestApp;
 
   beforeAll(async () => {
@@ -132,22 +117,10 @@ describe('Cursor pagination, v1.1 (e2e)', () => {
     return { items: pages.flat(), pages, totals, links };
   }
 
-  /** Gives the sessions distinct, well separated activity times in the past: the first is the oldest. */
-  async function spreadActivity(ids: string[]): Promise<void> {
-    for (const [i, id] of ids.entries()) {
-      await t.db.write((m) =>
-        m.query(
-          t.db.sql('UPDATE "sessions" SET "created_at" = ?, "last_updated_at" = ? WHERE "id" = ?'),
-          [1_000_000 + i * 1000, 1_000_000 + i * 1000 + 500, id],
-        ),
-      );
-    }
-  }
-
   async function createSessions(n: number, body: (i: number) => object = () => ({})) {
     const ids: string[] = [];
     for (let i = 0; i < n; i++) ids.push(await createSession(body(i)));
-    await spreadActivity(ids);
+    await spreadActivity(t.db, ids);
     return ids;
   }
 
@@ -255,7 +228,7 @@ describe('Cursor pagination, v1.1 (e2e)', () => {
         const res = await request(t.http).get(`${messagesOf(sessionId)}?${param}=${foreign.id}`);
         expect({ status: res.status, body: res.body }).toEqual({
           status: 400,
-          body: badRequest(messagesOf(sessionId), param),
+          body: badField(messagesOf(sessionId), param),
         });
         expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
       },
@@ -268,7 +241,7 @@ describe('Cursor pagination, v1.1 (e2e)', () => {
       const res = await request(t.http).get(`${messagesOf(sessionId)}?${param}=${m[4].id}`);
       expect({ status: res.status, body: res.body }).toEqual({
         status: 400,
-        body: badRequest(messagesOf(sessionId), param),
+        body: badField(messagesOf(sessionId), param),
       });
     });
 
@@ -294,7 +267,7 @@ describe('Cursor pagination, v1.1 (e2e)', () => {
       );
       expect({ status: res.status, body: res.body }).toEqual({
         status: 400,
-        body: badRequest(messagesOf(sessionId), param),
+        body: badField(messagesOf(sessionId), param),
       });
     });
 
@@ -304,7 +277,7 @@ describe('Cursor pagination, v1.1 (e2e)', () => {
       );
       expect({ status: res.status, body: res.body }).toEqual({
         status: 400,
-        body: badRequest(messagesOf(sessionId), 'after'),
+        body: badField(messagesOf(sessionId), 'after'),
       });
     });
 
@@ -314,7 +287,7 @@ describe('Cursor pagination, v1.1 (e2e)', () => {
         const res = await request(t.http).get(`${messagesOf(sessionId)}?${query}${m[5].id}`);
         expect({ status: res.status, body: res.body }).toEqual({
           status: 400,
-          body: badRequest(messagesOf(sessionId), 'skip'),
+          body: badField(messagesOf(sessionId), 'skip'),
         });
       },
     );
@@ -325,13 +298,13 @@ describe('Cursor pagination, v1.1 (e2e)', () => {
         const res = await request(t.http).get(`${messagesOf(sessionId)}?order=${order}`);
         expect({ status: res.status, body: res.body }).toEqual({
           status: 400,
-          body: badRequest(messagesOf(sessionId), 'order'),
+          body: badField(messagesOf(sessionId), 'order'),
         });
       },
     );
 
     it('answers 404 for an unknown session, cursor or not', async () => {
-      const unknown = '00000000-0000-4000-8000-000000000000';
+      const unknown = UNKNOWN_ID;
       const res = await request(t.http).get(`${messagesOf(unknown)}?after=${m[0].id}`);
       expect(res.status).toBe(404);
     });
@@ -601,7 +574,7 @@ describe('Cursor pagination, v1.1 (e2e)', () => {
         const res = await request(t.http).get(url);
         expect({ status: res.status, body: res.body }).toEqual({
           status: 400,
-          body: badRequest(SESSIONS, 'skip'),
+          body: badField(SESSIONS, 'skip'),
         });
       }
     });
@@ -642,7 +615,7 @@ describe('Cursor pagination, v1.1 (e2e)', () => {
         const res = await request(t.http).get(`${SESSIONS}?cursor=${flip(cursor, 3)}`);
         expect({ status: res.status, body: res.body }).toEqual({
           status: 400,
-          body: badRequest(SESSIONS, 'cursor'),
+          body: badField(SESSIONS, 'cursor'),
         });
         expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
       });

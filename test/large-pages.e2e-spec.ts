@@ -3,19 +3,11 @@ import { writeFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import request from 'supertest';
 import { isoTimestamp } from '../src/common/fields/timestamps';
+import { MessageBody as Message, messagesOf } from './helpers/api';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { memoryOf, worstLatency } from './helpers/probes';
 import { RunningServer, startServer } from './helpers/server-process';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
-
-interface Message {
-  id: number;
-  session_id: string;
-  timestamp: string;
-  role: string;
-  content: string;
-  metadata: object | null;
-}
 
 interface ListQuery {
   limit: number;
@@ -24,8 +16,6 @@ interface ListQuery {
   before?: number;
   order?: 'asc' | 'desc';
 }
-
-const messagesOf = (id: string) => `/api/v1/sessions/${id}/messages`;
 
 /** Text that needs every kind of JSON escape, several UTF-8 widths, and the line separators. */
 function text(seed: number, length: number): string {
@@ -109,7 +99,7 @@ function rawGet(
  * headers, for every way of paging; that a failure after the first byte cuts the connection; and
  * that a client leaving early stops the reading.
  */
-describe('Message history: large pages (e2e)', () => {
+describe('Large message pages (e2e)', () => {
   let t: TestApp;
   let port: number;
   let sessionId: string;
@@ -348,7 +338,7 @@ describe('Message history: large pages (e2e)', () => {
  * page (~95 MiB of JSON; it used to grow the built server's RSS by ~350 MiB per request and stall
  * the event loop for a second). Figures are printed; the bounds asserted are generous.
  */
-describe('Message history: a 1000 x 100,000-character page (e2e, built server)', () => {
+describe('Large message pages: 1000 x 100,000 characters (e2e, built server)', () => {
   const COUNT = 1000;
   const LENGTH = 100_000;
   let server: RunningServer;
