@@ -26,7 +26,7 @@ import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
-import { RECOUNT_SESSIONS_SQL } from '../src/sessions/sessions.service';
+import { SessionCountsRepository } from '../src/sessions/session-counts.repository';
 import { Options } from './options';
 import { seededRandom } from './random';
 
@@ -391,9 +391,7 @@ async function recountSessions(databaseUrl: string): Promise<void> {
     buildDataSourceOptions(validateEnv({ DATABASE_URL: databaseUrl })),
   ).initialize();
   try {
-    await dataSource.transaction(async (manager) => {
-      for (const sql of RECOUNT_SESSIONS_SQL) await manager.query(sql);
-    });
+    await dataSource.transaction((manager) => SessionCountsRepository.recount(manager));
   } finally {
     await dataSource.destroy();
   }
