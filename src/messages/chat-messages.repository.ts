@@ -9,11 +9,13 @@ import { ChatMessage, MessageRole } from './chat-message.entity';
  * PostgreSQL: the `search` column): the only code that reads or writes them. Messages belong to
  * their session's owner: every read of another owner's messages goes through `OWNED_SESSION`.
  *
- * Statements are written once rather than built by TypeORM per call: on SQLite in memory
- * (bench/repository-costs.ts, best of 3 runs) an append (touch of the session and insert of the
- * message, in a transaction) costs 29 µs prepared against 141 µs through TypeORM's `update` and
- * `insert`; a page of 20 messages 30 µs against 148 µs through `find`. The import's multi-row
- * INSERTs are prepared too: TypeORM's `insert` of 256 rows builds a new statement each time.
+ * Statements are written once rather than built by TypeORM per call. bench/repository-costs.ts, µs
+ * per call on SQLite in memory (PostgreSQL in brackets): an append (the touch of the session and
+ * the insert, in a transaction) 74 prepared against 379 through TypeORM's `update`, `findOne` and
+ * `insert` (its UpdateQueryBuilder has no RETURNING on SQLite, so the new time takes a read of its
+ * own) (PG_APPEND); a page of 20 messages 55 against 88 through `find` (PG_PAGE). The import's
+ * multi-row INSERTs are prepared too: one statement per row count, where TypeORM's `insert` would
+ * build the SQL of 256 rows anew each time.
  */
 interface MessageRow {
   id: number | string;

@@ -8,12 +8,14 @@ import { Session } from './session.entity';
  * `session_names_fts`; PostgreSQL: the `name_search` column): the only code that reads or writes
  * them. Other tables reach a session's owner through `OWNED_SESSION` below.
  *
- * The request paths (create, get one, list a page, PATCH, DELETE, the touch of every append) use
- * statements written once rather than built by TypeORM per call. Measured on SQLite in memory
- * (bench/repository-costs.ts, best of 3 runs): get one session 6.7 µs prepared against 63 µs
- * through `findOne`, 47 µs through the query builder; a page of 20 from 2,000 sessions 57 µs
- * against 195 µs (`find`); a whole "get one session" request is ~190 µs. The rare paths (export's
- * pages of sessions, import's id lookup) use TypeORM's `find`.
+ * The request paths (create, get one, list a page, PATCH, DELETE, the touch of every append) run
+ * statements written once rather than built by TypeORM per call. bench/repository-costs.ts, µs per
+ * call on SQLite in memory (PostgreSQL in brackets): get one session 8.9 prepared against 78
+ * through `findOne` and 42 through the query builder (PostgreSQL: PG_GET); a page of 20 sessions
+ * 115 against 148 through `find` (PG_LIST). A whole "get one session" request is ~190 µs. The rare
+ * paths use TypeORM: export's pages of 100 sessions (`find`: 676 against 253 prepared, next to the
+ * reading and writing of their messages), import's owner lookup (2.5 ms against 0.8 ms per 500 ids,
+ * once or twice per import), search's check of a session filter (`exists`).
  */
 interface SessionRow {
   id: string;
