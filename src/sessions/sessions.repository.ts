@@ -11,8 +11,8 @@ import { Session } from './session.entity';
  * The request paths (create, get one, list a page, PATCH, DELETE, the touch of every append) run
  * statements written once rather than built by TypeORM per call. bench/repository-costs.ts, µs per
  * call on SQLite in memory (PostgreSQL in brackets): get one session 8.9 prepared against 78
- * through `findOne` and 42 through the query builder (PostgreSQL: PG_GET); a page of 20 sessions
- * 115 against 148 through `find` (PG_LIST). A whole "get one session" request is ~190 µs. The rare
+ * through `findOne` and 42 through the query builder (PostgreSQL: 189, 198, 187: the round trip is most of it); a page of 20 sessions
+ * 115 against 148 through `find` (1,115 against 1,297). A whole "get one session" request is ~190 µs. The rare
  * paths use TypeORM: export's pages of 100 sessions (`find`: 676 against 253 prepared, next to the
  * reading and writing of their messages), import's owner lookup (2.5 ms against 0.8 ms per 500 ids,
  * once or twice per import), search's check of a session filter (`exists`).
