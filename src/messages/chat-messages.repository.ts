@@ -4,19 +4,7 @@ import { DatabaseService, queryRows } from '../database/database.service';
 import { OWNED_SESSION, OWNED_SESSION_CROSS } from '../sessions/sessions.repository';
 import { ChatMessage, MessageRole } from './chat-message.entity';
 
-/**
- * The `chat_messages` table and its search index over contents (SQLite: `chat_messages_fts`;
- * PostgreSQL: the `search` column): the only code that reads or writes them. Messages belong to
- * their session's owner: every read of another owner's messages goes through `OWNED_SESSION`.
- *
- * Statements are written once rather than built by TypeORM per call. bench/repository-costs.ts, µs
- * per call on SQLite in memory (PostgreSQL in brackets): an append (the touch of the session and
- * the insert, in a transaction) 74 prepared against 379 through TypeORM's `update`, `findOne` and
- * `insert` (its UpdateQueryBuilder has no RETURNING on SQLite, so the new time takes a read of its
- * own) (1,372 against 2,670); a page of 20 messages 55 against 88 through `find` (389 against 474). The import's
- * multi-row INSERTs are prepared too: one statement per row count, where TypeORM's `insert` would
- * build the SQL of 256 rows anew each time.
- */
+/** A `chat_messages` row as the drivers return it (PostgreSQL returns BIGINT as text). */
 interface MessageRow {
   id: number | string;
   session_id: string;
@@ -26,7 +14,7 @@ interface MessageRow {
   metadata: string | null;
 }
 
-/** A row as the drivers return it (PostgreSQL returns BIGINT as text). */
+/** The one mapper from a row (or an outline row, of a known session) to the entity. */
 function toMessage(row: Omit<MessageRow, 'session_id'>, sessionId: string): ChatMessage {
   return {
     id: Number(row.id),
@@ -106,6 +94,19 @@ export interface ImportedRow {
   metadata: string | null;
 }
 
+/**
+ * The `chat_messages` table and its search index over contents (SQLite: `chat_messages_fts`;
+ * PostgreSQL: the `search` column): the only code that reads or writes them. Messages belong to
+ * their session's owner: every read of another owner's messages goes through `OWNED_SESSION`.
+ *
+ * Statements are written once rather than built by TypeORM per call. bench/repository-costs.ts, µs
+ * per call on SQLite in memory: an append (the touch of the session and the insert, in a
+ * transaction) 74 prepared against 379 through TypeORM's `update`, `findOne` and `insert`, whose
+ * UpdateQueryBuilder has no RETURNING on SQLite, so the new time takes a read of its own
+ * (PostgreSQL: 1,372 against 2,670); a page of 20 messages 55 against 88 through `find`
+ * (PostgreSQL: 389 against 474). The import's multi-row INSERTs are prepared too: one statement per
+ * row count, where TypeORM's `insert` would build the SQL of 256 rows anew each time.
+ */
 @Injectable()
 export class ChatMessagesRepository {
   private readonly sql: Record<

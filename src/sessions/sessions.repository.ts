@@ -3,20 +3,7 @@ import { EntityManager, In, MoreThan } from 'typeorm';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { Session } from './session.entity';
 
-/**
- * The `sessions` table and its search index over names (SQLite: `session_names` and
- * `session_names_fts`; PostgreSQL: the `name_search` column): the only code that reads or writes
- * them. Other tables reach a session's owner through `OWNED_SESSION` below.
- *
- * The request paths (create, get one, list a page, PATCH, DELETE, the touch of every append) run
- * statements written once rather than built by TypeORM per call. bench/repository-costs.ts, µs per
- * call on SQLite in memory (PostgreSQL in brackets): get one session 8.9 prepared against 78
- * through `findOne` and 42 through the query builder (PostgreSQL: 189, 198, 187: the round trip is most of it); a page of 20 sessions
- * 115 against 148 through `find` (1,115 against 1,297). A whole "get one session" request is ~190 µs. The rare
- * paths use TypeORM: export's pages of 100 sessions (`find`: 676 against 253 prepared, next to the
- * reading and writing of their messages), import's owner lookup (2.5 ms against 0.8 ms per 500 ids,
- * once or twice per import), search's check of a session filter (`exists`).
- */
+/** A `sessions` row as the drivers return it (PostgreSQL: BIGINT as text; SQLite: booleans as 0/1). */
 interface SessionRow {
   id: string;
   owner_id: string;
@@ -55,7 +42,7 @@ function toJson(value: unknown): string | null {
   return value === null || value === undefined ? null : JSON.stringify(value);
 }
 
-/** A row as the drivers return it (PostgreSQL: BIGINT as text; SQLite: booleans as 0/1). */
+/** The one mapper from a row to the entity. */
 function toSession(row: SessionRow): Session {
   return {
     id: row.id,
@@ -133,6 +120,21 @@ export interface NameSearch {
   limit: number;
 }
 
+/**
+ * The `sessions` table and its search index over names (SQLite: `session_names` and
+ * `session_names_fts`; PostgreSQL: the `name_search` column): the only code that reads or writes
+ * them. Other tables reach a session's owner through `OWNED_SESSION`.
+ *
+ * The request paths (create, get one, list a page, PATCH, DELETE, the touch of every append) run
+ * statements written once rather than built by TypeORM per call. bench/repository-costs.ts, µs per
+ * call on SQLite in memory: get one session 8.9 prepared against 78 through `findOne` and 42
+ * through the query builder (PostgreSQL: 189, 198 and 187, the round trip being most of it), a
+ * whole "get one session" request being ~190 µs; a page of 20 sessions 115 against 148 through
+ * `find` (PostgreSQL: 1,115 against 1,297). The rare paths use TypeORM: export's pages of 100
+ * sessions (`find`: 676 against 253 prepared, next to the reading and writing of their messages),
+ * import's owner lookup (2.5 ms against 0.8 ms per 500 ids, once or twice per import), search's
+ * check of its session filter (`exists`).
+ */
 @Injectable()
 export class SessionsRepository {
   private readonly sql: Record<
