@@ -26,7 +26,8 @@ import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
-import { RECOUNT_SESSIONS_SQL } from '../src/sessions/sessions.service';
+import { entities } from '../src/database/entities';
+import { SessionCountsRepository } from '../src/sessions/session-counts.repository';
 import { Options } from './options';
 import { seededRandom } from './random';
 
@@ -387,13 +388,12 @@ async function seedPostgres(
 
 /** After the bulk load, which bypassed the service: the list's session counts, rebuilt at once. */
 async function recountSessions(databaseUrl: string): Promise<void> {
-  const dataSource = await new DataSource(
-    buildDataSourceOptions(validateEnv({ DATABASE_URL: databaseUrl })),
-  ).initialize();
+  const dataSource = await new DataSource({
+    ...buildDataSourceOptions(validateEnv({ DATABASE_URL: databaseUrl })),
+    entities,
+  }).initialize();
   try {
-    await dataSource.transaction(async (manager) => {
-      for (const sql of RECOUNT_SESSIONS_SQL) await manager.query(sql);
-    });
+    await dataSource.transaction((manager) => SessionCountsRepository.recount(manager));
   } finally {
     await dataSource.destroy();
   }

@@ -1,15 +1,11 @@
 import { Injectable } from '@nestjs/common';
-import { DatabaseService, queryRows } from '../database/database.service';
+import { DatabaseService } from '../database/database.service';
 import { ChatMessage } from '../messages/chat-message.entity';
-import { MESSAGE_COLUMNS, toMessage, type MessageRow } from '../messages/messages.service';
+import { ChatMessagesRepository } from '../messages/chat-messages.repository';
 import type { ArchivedFilter } from '../sessions/dto/session.dto';
 import { Session } from '../sessions/session.entity';
-import {
-  SESSION_COLUMNS,
-  sessionNotFound,
-  toSession,
-  type SessionRow,
-} from '../sessions/sessions.service';
+import { SessionsRepository } from '../sessions/sessions.repository';
+import { sessionNotFound } from '../sessions/sessions.service';
 import type { ExportFormat } from './dto/export.dto';
 import { inChunks, jsonExport, markdownExport, type SessionHistory } from './export-format';
 
@@ -35,62 +31,29 @@ export interface ExportStream {
  */
 @Injectable()
 export class ExportService {
-  private readonly sql: Record<
-    'session' | 'sessionsPage' | 'archivedSessionsPage' | 'messagesOf' | 'messagesPage',
-    string
-  >;
-
-  constructor(private readonly db: DatabaseService) {
-    const ids = Array.from({ length: SESSIONS_PER_PAGE }, () => '?').join(', ');
-    const messageColumns = MESSAGE_COLUMNS.replace(/"(\w+)"/g, 'm."$1"');
-    // Every query names the owner: only the caller's sessions and messages are ever exported.
-    this.sql = {
-      session: db.sql(
-        `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "id" = ? AND "owner_id" = ?`,
-      ),
-      sessionsPage: db.sql(
-        `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "owner_id" = ? AND "id" > ? ORDER BY "id" LIMIT ?`,
-      ),
-      archivedSessionsPage: db.sql(
-        `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "owner_id" = ? AND "archived" = ? AND "id" > ?
-         ORDER BY "id" LIMIT ?`,
-      ),
-      // A fixed number of placeholders (unused ones are NULL, which matches nothing): one statement.
-      // Unordered: the rows are grouped and ordered per session in memory (at most a page of them),
-      // which spares PostgreSQL a sort over the IN list.
-      // Messages are reached through their session's owner too: an id that is not the caller's
-      // (a session reassigned or recreated between two pages) reads nothing.
-      messagesOf: db.sql(
-        `SELECT ${messageColumns} FROM "chat_messages" m JOIN "sessions" s ON s."id" = m."session_id"
-         WHERE s."owner_id" = ? AND m."session_id" IN (${ids})`,
-      ),
-      messagesPage: db.sql(
-        `SELECT ${messageColumns} FROM "chat_messages" m JOIN "sessions" s ON s."id" = m."session_id"
-         WHERE s."owner_id" = ? AND m."session_id" = ? AND (m."timestamp", m."id") > (?, ?)
-         ORDER BY m."timestamp", m."id" LIMIT ?`,
-      ),
-    };
-  }
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly sessions: SessionsRepository,
+    private readonly messages: ChatMessagesRepository,
+  ) {}
 
   /**
    * One of `owner`'s sessions as JSON or Markdown. Resolves (or throws 404, also for another
    * owner's session) before anything is sent.
    */
   async session(owner: string, id: string, format: ExportFormat): Promise<ExportStream> {
-    const [row]: SessionRow[] = await this.db.read((m) =>
-      queryRows(m, this.sql.session, [id, owner]),
-    );
-    if (!row) throw sessionNotFound(id);
-    const history = { session: toSession(row), pages: this.pages(owner, id) };
+    const session = await this.db.read((m) => this.sessions.findOwned(m, owner, id));
+    if (!session) throw sessionNotFound(id);
+    const history = { session, pages: this.pages(owner, id) };
     return format === 'markdown'
       ? {
           contentType: 'text/markdown; charset=utf-8',
-          filename: `${row.id}.md`,
+          filename: `${session.id}.md`,
           chunks: inChunks(markdownExport(history)),
         }
       : {
           contentType: 'application/json; charset=utf-8',
-          filename: `${row.id}.json`,
+          filename: `${session.id}.json`,
           chunks: inChunks(withNewline(jsonExport(history))),
         };
   }
@@ -118,17 +81,16 @@ export class ExportService {
   ): AsyncGenerator<SessionHistory> {
     let after = '';
     for (;;) {
-      const rows: SessionRow[] = await this.db.read((m) =>
-        archived === 'any'
-          ? queryRows(m, this.sql.sessionsPage, [owner, after, SESSIONS_PER_PAGE])
-          : queryRows(m, this.sql.archivedSessionsPage, [
-              owner,
-              archived === 'true',
-              after,
-              SESSIONS_PER_PAGE,
-            ]),
+      // Every read names the owner: only the caller's sessions and messages are ever exported.
+      const sessions = await this.db.read((m) =>
+        this.sessions.pageById(
+          m,
+          owner,
+          archived === 'any' ? {} : { archived: archived === 'true' },
+          after,
+          SESSIONS_PER_PAGE,
+        ),
       );
-      const sessions = rows.map(toSession);
       // Sessions with short histories are read together, up to a page of messages per query.
       let batch: Session[] = [];
       let batchMessages = 0;
@@ -154,14 +116,14 @@ export class ExportService {
 
   private async *batch(owner: string, sessions: Session[]): AsyncGenerator<SessionHistory> {
     if (sessions.length === 0) return;
-    const params = [
-      owner,
-      ...sessions.map((s) => s.id),
-      ...Array<null>(SESSIONS_PER_PAGE - sessions.length).fill(null),
-    ];
-    const rows: MessageRow[] = await this.db.read((m) => queryRows(m, this.sql.messagesOf, params));
+    // Messages are reached through their session's owner too: an id that is not the caller's (a
+    // session reassigned or recreated between two pages) reads nothing.
+    const ids = sessions.map((s) => s.id);
+    const messages = await this.db.read((m) =>
+      this.messages.ofSessions(m, owner, ids, SESSIONS_PER_PAGE),
+    );
     const bySession = new Map<string, ChatMessage[]>(sessions.map((s) => [s.id, []]));
-    for (const row of rows) bySession.get(row.session_id)?.push(toMessage(row));
+    for (const message of messages) bySession.get(message.session_id)?.push(message);
     for (const session of sessions) {
       const messages = bySession.get(session.id)!;
       messages.sort((a, b) => a.timestamp - b.timestamp || a.id - b.id);
@@ -173,10 +135,9 @@ export class ExportService {
   private async *pages(owner: string, sessionId: string): AsyncGenerator<ChatMessage[]> {
     let [timestamp, id] = START;
     for (;;) {
-      const rows: MessageRow[] = await this.db.read((m) =>
-        queryRows(m, this.sql.messagesPage, [owner, sessionId, timestamp, id, MESSAGES_PER_PAGE]),
+      const messages = await this.db.read((m) =>
+        this.messages.pageAfter(m, owner, sessionId, [timestamp, id], MESSAGES_PER_PAGE),
       );
-      const messages = rows.map(toMessage);
       if (messages.length > 0) yield messages;
       if (messages.length < MESSAGES_PER_PAGE) return;
       ({ timestamp, id } = messages[messages.length - 1]);

@@ -1,10 +1,11 @@
 import { Module } from '@nestjs/common';
+import { MessagesModule } from '../messages/messages.module';
+import { SessionsModule } from '../sessions/sessions.module';
 import { ImportController } from './import.controller';
 import { ImportService } from './import.service';
-import { SessionsModule } from '../sessions/sessions.module';
 
 @Module({
-  imports: [SessionsModule],
+  imports: [SessionsModule, MessagesModule],
   controllers: [ImportController],
   providers: [ImportService],
 })

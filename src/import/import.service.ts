@@ -4,16 +4,17 @@ import type { EntityManager } from 'typeorm';
 import { MESSAGE_ID_MAX } from '../common/fields/json-bounds';
 import type { Env } from '../config/env.validation';
 import { CursorService } from '../database/cursor.service';
-import { DatabaseService, queryRows } from '../database/database.service';
+import { DatabaseService } from '../database/database.service';
 import { claimWriteHooks } from '../database/write-hooks';
-import { bucketOrder, SessionsService, toJson } from '../sessions/sessions.service';
+import { ChatMessagesRepository } from '../messages/chat-messages.repository';
+import { SessionCountsRepository } from '../sessions/session-counts.repository';
+import { SessionsRepository } from '../sessions/sessions.repository';
+import { bucketOrder } from '../sessions/sessions.service';
 import { ImportResultDto } from './dto/import.dto';
 import { type ImportBody, readImportFile } from './import-file';
 import { type ImportedMessage, type ImportedSession, nameBasedUuid } from './imported-session';
 import { Pacer } from './pacer';
 
-const SESSION_COLUMNS = `"id", "owner_id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned"`;
-const MESSAGE_COLUMNS = `"session_id", "timestamp", "role", "content", "metadata"`;
 /** Rows per INSERT: a power of two, and smaller powers of two for the rest, so few distinct statements exist. */
 const MAX_ROWS = 256;
 /** Ids per lookup of existing sessions. */
@@ -93,11 +94,12 @@ function carriedIds(sessions: ImportedSession[], placements: Placement[]): numbe
 @Injectable()
 export class ImportService {
   private readonly defaultModelName: string;
-  private readonly statements = new Map<string, string>();
 
   constructor(
     private readonly db: DatabaseService,
-    private readonly sessions: SessionsService,
+    private readonly sessions: SessionsRepository,
+    private readonly counts: SessionCountsRepository,
+    private readonly messages: ChatMessagesRepository,
     private readonly cursors: CursorService,
     config: ConfigService<Env, true>,
   ) {
@@ -128,7 +130,7 @@ export class ImportService {
       // SQLite: this transaction is the only writer, so the high-water mark cannot move under it.
       // PostgreSQL: only ids reserved above may be kept (the placements may have changed since).
       const keep = this.db.isSqlite
-        ? keepable(ids, await this.sqliteHighWater(manager))
+        ? keepable(ids, await this.messages.sqliteHighWater(manager))
         : reserved !== undefined && ids.every((id) => reserved.has(id));
       const pacer = new Pacer();
       const inserted = sessions.flatMap((s, i) =>
@@ -138,27 +140,14 @@ export class ImportService {
       for (const size of rowsPerStatement(inserted.length)) {
         const chunk = inserted.slice(done, done + size);
         done += size;
-        const rows: { id: string }[] = await queryRows(
+        const written = await this.sessions.insertMany(
           manager,
-          this.statement('sessions', size),
-          chunk.flatMap(({ session: s }) => [
-            s.id,
-            owner,
-            s.name,
-            s.created_at,
-            s.last_updated_at,
-            s.llm_model_name,
-            toJson(s.rag_document_ids),
-            toJson(s.metadata_tags),
-            s.message_count,
-            s.archived,
-            s.pinned,
-          ]),
+          chunk.map(({ session }) => ({ ...session, owner_id: owner })),
         );
-        if (rows.length < chunk.length) {
+        if (written.size < chunk.length) {
           // PostgreSQL only: a concurrent write took an id between the placement and the insert.
           // Retrying places the file again (a session this owner now has is then skipped).
-          const taken = chunk.find(({ session }) => !rows.some((r) => r.id === session.id));
+          const taken = chunk.find(({ session }) => !written.has(session.id));
           throw new ConflictException(
             `Nothing was imported: session ${taken?.session.id} was created by a concurrent request; retry the import.`,
           );
@@ -204,15 +193,8 @@ export class ImportService {
     const owners = new Map<string, string>();
     const all = chains.flat();
     for (let i = 0; i < all.length; i += LOOKUP_IDS) {
-      const ids = all.slice(i, i + LOOKUP_IDS);
-      const rows: { id: string; owner_id: string }[] = await queryRows(
-        manager,
-        this.db.sql(
-          `SELECT "id", "owner_id" FROM "sessions" WHERE "id" IN (${ids.map(() => '?').join(', ')})`,
-        ),
-        ids,
-      );
-      for (const row of rows) owners.set(row.id, row.owner_id);
+      const found = await this.sessions.ownersOf(manager, all.slice(i, i + LOOKUP_IDS));
+      for (const [id, ownerId] of found) owners.set(id, ownerId);
     }
     const claimed = new Set<string>();
     return chains.map((chain) => {
@@ -247,7 +229,7 @@ export class ImportService {
       buckets.set(key, bucket);
     }
     for (const bucket of [...buckets.values()].sort((a, b) => bucketOrder(a) - bucketOrder(b))) {
-      await this.sessions.count(manager, owner, bucket.archived, bucket.pinned, bucket.n);
+      await this.counts.add(manager, owner, bucket, bucket.n);
     }
   }
 
@@ -259,72 +241,31 @@ export class ImportService {
   ): Promise<void> {
     let done = 0;
     for (const size of rowsPerStatement(messages.length)) {
-      const params: unknown[] = [];
-      for (const m of messages.slice(done, done + size)) {
-        if (ids === 'kept') params.push(m.id);
-        params.push(m.sessionId, m.timestamp, m.role, m.content, m.metadata);
-      }
+      const rows = messages.slice(done, done + size).map((m) => ({
+        id: m.id,
+        session_id: m.sessionId,
+        timestamp: m.timestamp,
+        role: m.role,
+        content: m.content,
+        metadata: m.metadata,
+      }));
       done += size;
-      await manager.query(
-        this.statement(ids === 'kept' ? 'messagesWithIds' : 'messages', size),
-        params,
-      );
+      await this.messages.insertMany(manager, rows, ids === 'kept');
       await pacer.pace();
     }
-  }
-
-  /** A multi-row INSERT, built once per kind and row count. */
-  private statement(kind: 'sessions' | 'messages' | 'messagesWithIds', rows: number): string {
-    const key = `${kind}:${rows}`;
-    let sql = this.statements.get(key);
-    if (sql === undefined) {
-      const [columns, count, tail] =
-        kind === 'sessions'
-          ? [SESSION_COLUMNS, 11, ` ON CONFLICT ("id") DO NOTHING RETURNING "id"`]
-          : kind === 'messages'
-            ? [MESSAGE_COLUMNS, 5, '']
-            : [`"id", ${MESSAGE_COLUMNS}`, 6, ''];
-      const row = `(${Array<string>(count).fill('?').join(', ')})`;
-      const table = kind === 'sessions' ? 'sessions' : 'chat_messages';
-      sql = this.db.sql(
-        `INSERT INTO "${table}" (${columns}) VALUES ${Array<string>(rows).fill(row).join(', ')}${tail}`,
-      );
-      this.statements.set(key, sql);
-    }
-    return sql;
-  }
-
-  /** SQLite: the highest message id ever issued (AUTOINCREMENT never goes below it). */
-  private async sqliteHighWater(manager: EntityManager): Promise<number> {
-    const [row]: { seq: number }[] = await queryRows(
-      manager,
-      `SELECT "seq" FROM "sqlite_sequence" WHERE "name" = 'chat_messages'`,
-    );
-    return row ? Number(row.seq) : 0;
   }
 
   /**
    * PostgreSQL: if `ids` may be kept (see `keepable`), moves the id sequence past the highest of
    * them, so appends running alongside the import never draw an id the import is about to insert,
-   * and answers true; otherwise leaves the sequence alone. ALTER SEQUENCE blocks other
-   * nextval() calls until this short transaction commits, which makes reading and moving the
-   * sequence one atomic step.
+   * and answers true; otherwise leaves the sequence alone (locked until this short transaction
+   * commits, so reading and moving it is one atomic step).
    */
   private async reserveIds(manager: EntityManager, ids: number[]): Promise<boolean> {
-    const [{ sequence }]: { sequence: string }[] = await queryRows(
-      manager,
-      `SELECT pg_get_serial_sequence('"chat_messages"', 'id') AS "sequence"`,
-    );
-    // The name comes quoted from PostgreSQL itself.
-    await manager.query(`ALTER SEQUENCE ${sequence} INCREMENT BY 1`);
-    const [state]: { last_value: string; is_called: boolean }[] = await queryRows(
-      manager,
-      `SELECT "last_value", "is_called" FROM ${sequence}`,
-    );
-    const issued = Number(state.last_value) - (state.is_called ? 0 : 1);
+    const issued = await this.messages.lockIdSequence(manager);
     if (!keepable(ids, issued)) return false;
     const highest = ids.reduce((max, id) => Math.max(max, id), 0);
-    await manager.query(`SELECT setval($1::regclass, $2)`, [sequence, highest]);
+    await this.messages.moveIdSequence(manager, highest);
     return true;
   }
 }

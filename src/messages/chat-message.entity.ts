@@ -9,7 +9,7 @@ export type MessageRole = (typeof MESSAGE_ROLES)[number];
 /**
  * A message of a session, gone with its session (ON DELETE CASCADE). The search index over contents
  * (PostgreSQL: the `search` column; SQLite: the `chat_messages_fts` table) is the search
- * migration's, kept by triggers, and not part of this entity.
+ * migration's, kept by triggers; ChatMessagesRepository alone queries it.
  */
 @Entity('chat_messages')
 @Index('idx_chat_messages_session_order', ['session_id', 'timestamp', 'id'])

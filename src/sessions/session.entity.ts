@@ -6,7 +6,7 @@ import { OnPostgres } from '../database/postgres-columns';
  * A conversation. On PostgreSQL the ids and owners compare byte by byte (collation "C", SQLite's
  * default), so lists and cursors order them the same on both databases whatever the server locale.
  * The search index over names (PostgreSQL: the `name_search` column; SQLite: the `session_names`
- * tables) is the search migration's, kept by triggers, and not part of this entity.
+ * tables) is the search migration's, kept by triggers; SessionsRepository alone queries it.
  */
 @Entity('sessions')
 @Index('idx_sessions_owner_recency', ['owner_id', 'last_updated_at', 'created_at', 'id'])
