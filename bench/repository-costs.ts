@@ -75,14 +75,12 @@ async function main(): Promise<void> {
   const chat = ids[0];
   for (let i = 0; i < 200; i++) {
     await source.transaction(async (m) => {
-      const timestamp = (await sessions.touch(m, OWNER, chat, Date.now()))!;
-      await messages.insert(m, {
-        session_id: chat,
-        timestamp,
-        role: 'user',
-        content: `message ${i} `.repeat(8),
-        metadata: null,
-      });
+      await messages.append(
+        m,
+        OWNER,
+        { session_id: chat, role: 'user', content: `message ${i} `.repeat(8), metadata: null },
+        Date.now(),
+      );
     });
   }
 
@@ -105,14 +103,12 @@ async function main(): Promise<void> {
   const target = ids[1];
   await timed(`append, prepared (${APPENDS})`, APPENDS, () =>
     source.transaction(async (m) => {
-      const timestamp = (await sessions.touch(m, OWNER, target, Date.now()))!;
-      await messages.insert(m, {
-        session_id: target,
-        timestamp,
-        role: 'user',
-        content: 'hello',
-        metadata: { n: 1 },
-      });
+      await messages.append(
+        m,
+        OWNER,
+        { session_id: target, role: 'user', content: 'hello', metadata: { n: 1 } },
+        Date.now(),
+      );
     }),
   );
   // TypeORM's UpdateQueryBuilder has no RETURNING on SQLite: the new time takes a read of its own.

@@ -106,6 +106,16 @@ export class DatabaseService implements OnApplicationShutdown {
   }
 
   /**
+   * `write` for work that is a single statement, atomic by itself. Without hooks, on PostgreSQL it
+   * runs in autocommit mode: no BEGIN and COMMIT, two round trips fewer. On SQLite it is `write`
+   * (the group commit needs its transaction); with hooks it is `write` everywhere.
+   */
+  writeStatement<T>(work: Work<T>, hooks?: WriteHooks): Promise<T> {
+    if (this.isSqlite || hooks) return this.write(work, hooks);
+    return work(this.dataSource.manager);
+  }
+
+  /**
    * A single-statement read that does not wait for the writes in progress. On SQLite it skips the
    * lock, so it may see rows of a transaction this process has open: use it only where seeing such
    * rows is harmless (API key lookups: the only in-process writes to api_keys are last-use times;

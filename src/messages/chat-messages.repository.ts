@@ -1,7 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { EntityManager } from 'typeorm';
 import { DatabaseService, queryRows } from '../database/database.service';
-import { OWNED_SESSION, OWNED_SESSION_CROSS } from '../sessions/sessions.repository';
+import {
+  OWNED_SESSION,
+  OWNED_SESSION_CROSS,
+  TOUCH_SESSION,
+  touchParams,
+} from '../sessions/sessions.repository';
 import { ChatMessage, MessageRole } from './chat-message.entity';
 
 /** A `chat_messages` row as the drivers return it (PostgreSQL returns BIGINT as text). */
@@ -110,7 +115,15 @@ export interface ImportedRow {
 @Injectable()
 export class ChatMessagesRepository {
   private readonly sql: Record<
-    'insert' | 'position' | 'get' | 'delete' | 'rangeAsc' | 'rangeDesc' | 'idRange',
+    | 'insert'
+    | 'touch'
+    | 'append'
+    | 'position'
+    | 'get'
+    | 'delete'
+    | 'rangeAsc'
+    | 'rangeDesc'
+    | 'idRange',
     string
   >;
   private readonly statements = new Map<string, string>();
@@ -120,6 +133,12 @@ export class ChatMessagesRepository {
       insert: db.sql(
         `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata")
          VALUES (?, ?, ?, ?, ?) RETURNING "id"`,
+      ),
+      touch: db.sql(TOUCH_SESSION),
+      append: db.sql(
+        `WITH "touched" AS (${TOUCH_SESSION})
+         INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata")
+         SELECT ?, "last_updated_at", ?, ?, ? FROM "touched" RETURNING "id", "timestamp"`,
       ),
       position: db.sql(
         `SELECT "timestamp", "id" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
@@ -143,16 +162,43 @@ export class ChatMessagesRepository {
     };
   }
 
-  /** Inserts the message; the id the database gave it, as the driver returned it. */
-  async insert(manager: EntityManager, message: Omit<ChatMessage, 'id'>): Promise<number | string> {
-    const [inserted] = await queryRows<{ id: number | string }>(manager, this.sql.insert, [
-      message.session_id,
-      message.timestamp,
+  /**
+   * Appends a message to the owner's session in the caller's transaction: the session's touch
+   * (TOUCH_SESSION) gives the message its timestamp, then the message is inserted. Null, and nothing
+   * written, when the touch finds no session to move forward (not the owner's, or its time at the
+   * end of the format). On PostgreSQL both are one statement, so one round trip and atomic by itself
+   * (an append without an Idempotency-Key needs no transaction: see DatabaseService.writeStatement);
+   * SQLite, which has no UPDATE inside WITH, runs the two in turn.
+   */
+  async append(
+    manager: EntityManager,
+    owner: string,
+    message: Omit<ChatMessage, 'id' | 'timestamp'>,
+    now: number,
+  ): Promise<{ id: number | string; timestamp: number } | null> {
+    const touch = touchParams(owner, message.session_id, now);
+    const values = [
       message.role,
       message.content,
       message.metadata === null ? null : JSON.stringify(message.metadata),
+    ];
+    if (!this.db.isSqlite) {
+      const [row] = await queryRows<{ id: number | string; timestamp: number | string }>(
+        manager,
+        this.sql.append,
+        [...touch, message.session_id, ...values],
+      );
+      return row ? { id: row.id, timestamp: Number(row.timestamp) } : null;
+    }
+    const [touched] = await queryRows<{ last_updated_at: number }>(manager, this.sql.touch, touch);
+    if (!touched) return null;
+    const timestamp = Number(touched.last_updated_at);
+    const [inserted] = await queryRows<{ id: number | string }>(manager, this.sql.insert, [
+      message.session_id,
+      timestamp,
+      ...values,
     ]);
-    return inserted.id;
+    return { id: inserted.id, timestamp };
   }
 
   /** The (timestamp, id) key of a message of the session, or null. */
@@ -180,7 +226,7 @@ export class ChatMessagesRepository {
   }
 
   /** Deletes the message of the session; false if there is none. */
-  async delete(manager: EntityManager, sessionId: string, id: number): Promise<boolean> {
+  async delete(manager: EntityManager, sessionId: string, id: number | string): Promise<boolean> {
     const rows = await queryRows(manager, this.sql.delete, [id, sessionId]);
     return rows.length > 0;
   }

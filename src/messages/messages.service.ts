@@ -1,6 +1,6 @@
 import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { exactMessageId, isWritableTime } from '../common/fields/json-bounds';
+import { exactMessageId } from '../common/fields/json-bounds';
 import { Page, StreamedPage } from '../common/pagination/pagination';
 import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { DatabaseService } from '../database/database.service';
@@ -66,37 +66,44 @@ export class MessagesService {
   ) {}
 
   /**
-   * One transaction: the session check, the touch and the insert commit together, so a message
-   * racing a DELETE of its session is either stored before the delete (and removed by it) or
-   * answered 404 — never acknowledged and lost, never left orphaned. Whatever the answer needs is
-   * checked before the commit: a message whose time the contract's format cannot write, or whose
-   * id would not be exact or fetchable, is rolled back and refused, never stored and then failed.
-   * The touch of the session row comes first: on PostgreSQL it locks the row until commit, so
-   * appends to one session and a DELETE of it queue up behind each other.
+   * Atomic: the touch of the session and the insert commit together (one statement on PostgreSQL,
+   * one transaction on SQLite or with an Idempotency-Key), so a message racing a DELETE of its
+   * session is either stored before the delete (and removed by it) or answered 404 — never
+   * acknowledged and lost, never left orphaned. The touch of the session row comes first: on
+   * PostgreSQL it locks the row until commit, so appends to one session and a DELETE of it queue up
+   * behind each other. A session whose time cannot move on within the contract's format is refused
+   * (409) with nothing written.
    */
   append(owner: string, sessionId: string, dto: CreateChatMessageDto): Promise<ChatMessage> {
-    return this.db.write(async (manager) => {
-      const timestamp = await this.sessions.touch(manager, owner, sessionId, Date.now());
-      if (timestamp === null) throw sessionNotFound(sessionId);
-      if (!isWritableTime(timestamp)) {
+    const fields: Omit<ChatMessage, 'id' | 'timestamp'> = {
+      session_id: sessionId,
+      role: dto.role ?? 'user',
+      content: dto.content,
+      metadata: dto.metadata ?? null,
+    };
+    const hooks = claimWriteHooks();
+    return this.db.writeStatement(async (manager) => {
+      const stored = await this.messages.append(manager, owner, fields, Date.now());
+      if (!stored) {
+        if (!(await this.sessions.isOwned(manager, owner, sessionId))) {
+          throw sessionNotFound(sessionId);
+        }
         throw new ConflictException(
           `Session '${sessionId}' was last active at a time after the year 9999: no later message can be stamped.`,
         );
       }
-      const message: Omit<ChatMessage, 'id'> = {
-        session_id: sessionId,
-        timestamp,
-        role: dto.role ?? 'user',
-        content: dto.content,
-        metadata: dto.metadata ?? null,
-      };
-      const inserted = await this.messages.insert(manager, message);
-      const id = exactMessageId(inserted);
-      // Only a store whose id sequence was pushed to its end gets here; the operator must see it.
-      if (id === null)
-        throw new Error(`Message ids are exhausted: the database issued ${inserted}`);
-      return { id, ...message };
-    }, claimWriteHooks());
+      const id = exactMessageId(stored.id);
+      // Only a store whose id sequence was pushed to its end gets here; the operator must see it,
+      // and the message must not stay: a transaction rolls it back, a lone statement is undone.
+      if (id === null) {
+        if (!this.db.isSqlite && !hooks) {
+          await this.messages.delete(manager, sessionId, stored.id);
+          await this.sessions.untouch(manager, owner, sessionId);
+        }
+        throw new Error(`Message ids are exhausted: the database issued ${stored.id}`);
+      }
+      return { id, timestamp: stored.timestamp, ...fields };
+    }, hooks);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { EntityManager, In, MoreThan } from 'typeorm';
+import { TIME_FORMAT_MAX_MS } from '../common/fields/json-bounds';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { Session } from './session.entity';
 
@@ -93,6 +94,27 @@ export const OWNED_SESSION = `JOIN "sessions" s ON s."id" = m."session_id" AND s
 /** The same, for a join order SQLite must keep (CROSS JOIN). */
 export const OWNED_SESSION_CROSS = `CROSS ${OWNED_SESSION}`;
 
+/**
+ * The touch of an append: counts a message and moves `last_updated_at` forward, returning the new
+ * time (the message's timestamp). The new time is later than every earlier one of the session, even
+ * within one millisecond or when the clock steps back. It touches nothing, and returns no row, when
+ * the session is not the owner's or when its time cannot move forward within the contract's format
+ * (the year 9999). On PostgreSQL it locks the row until commit, so appends to one session and a
+ * DELETE of it queue up behind each other. Parameters: `touchParams`. The messages repository runs it
+ * together with its insert (see ChatMessagesRepository.append).
+ */
+export const TOUCH_SESSION = `UPDATE "sessions" SET "message_count" = "message_count" + 1,
+    "last_updated_at" = CASE WHEN "last_updated_at" + 1 > ? THEN "last_updated_at" + 1 ELSE ? END
+  WHERE ${OWNED} AND "last_updated_at" < ? RETURNING "last_updated_at"`;
+
+export const touchParams = (owner: string, id: string, now: number) => [
+  now,
+  now,
+  id,
+  owner,
+  TIME_FORMAT_MAX_MS,
+];
+
 /** The list order: newest activity first; ties by newest creation, then id. Total and stable. */
 const ORDER = `ORDER BY "last_updated_at" DESC, "created_at" DESC, "id" DESC`;
 
@@ -138,7 +160,7 @@ export interface NameSearch {
 @Injectable()
 export class SessionsRepository {
   private readonly sql: Record<
-    'insert' | 'get' | 'flags' | 'update' | 'delete' | 'touch' | 'untouch' | 'messageCount',
+    'insert' | 'get' | 'flags' | 'update' | 'delete' | 'untouch' | 'messageCount',
     string
   >;
   private readonly statements = new Map<string, string>();
@@ -164,15 +186,6 @@ export class SessionsRepository {
       ),
       // Messages go with the session through the foreign key's ON DELETE CASCADE.
       delete: db.sql(`DELETE FROM "sessions" WHERE ${OWNED} RETURNING "archived", "pinned"`),
-      // Counts a message and moves last_updated_at forward in one statement; on PostgreSQL it also
-      // locks the row until commit, so appends to one session and a DELETE of it queue up behind
-      // each other. The new time is later than every earlier one of the session, even within one
-      // millisecond or when the clock steps back.
-      touch: db.sql(
-        `UPDATE "sessions" SET "message_count" = "message_count" + 1,
-           "last_updated_at" = CASE WHEN "last_updated_at" + 1 > ? THEN "last_updated_at" + 1 ELSE ? END
-         WHERE ${OWNED} RETURNING "last_updated_at"`,
-      ),
       untouch: db.sql(
         `UPDATE "sessions" SET "message_count" = "message_count" - 1 WHERE ${OWNED} RETURNING "id"`,
       ),
@@ -244,21 +257,6 @@ export class SessionsRepository {
   }
 
   /** Counts one more message; the session's new last_updated_at, or null if it is not the owner's. */
-  async touch(
-    manager: EntityManager,
-    owner: string,
-    id: string,
-    now: number,
-  ): Promise<number | null> {
-    const [row] = await queryRows<{ last_updated_at: number | string }>(manager, this.sql.touch, [
-      now,
-      now,
-      id,
-      owner,
-    ]);
-    return row ? Number(row.last_updated_at) : null;
-  }
-
   /** Counts one message less; false if the session is not the owner's. */
   async untouch(manager: EntityManager, owner: string, id: string): Promise<boolean> {
     const rows = await queryRows(manager, this.sql.untouch, [id, owner]);
