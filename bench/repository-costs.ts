@@ -36,7 +36,9 @@ async function timed(label: string, calls: number, fn: (i: number) => Promise<un
 }
 
 async function main(): Promise<void> {
-  const url = process.argv.find((a) => a.startsWith('--database-url='))?.split('=')[1];
+  const url = process.argv
+    .find((a) => a.startsWith('--database-url='))
+    ?.slice('--database-url='.length);
   const source = await new DataSource({
     ...buildDataSourceOptions(validateEnv({ DATABASE_URL: url ?? 'sqlite::memory:' })),
     entities,
@@ -47,8 +49,11 @@ async function main(): Promise<void> {
   const counts = new SessionCountsRepository(db);
   const messages = new ChatMessagesRepository(db);
   const manager = source.manager;
-  await manager.query('DELETE FROM "sessions"');
-  await manager.query('DELETE FROM "session_counts"');
+  // It fills the database with its own rows: never one that holds data already.
+  if (await manager.exists(Session)) {
+    await source.destroy();
+    throw new Error('the database holds sessions already: give this script an empty one');
+  }
 
   const ids: string[] = [];
   await source.transaction(async (m) => {

@@ -34,41 +34,45 @@ describe('Messages (e2e)', () => {
   describe('POST /api/v1/sessions/:id/messages', () => {
     // PostgreSQL answers each statement in a round trip: an append is one statement (the session's
     // touch and the insert as one WITH … INSERT, atomic by itself, no BEGIN/COMMIT); with an
-    // Idempotency-Key it is a transaction of six (lock, lookup, append, stored response).
-    (onPostgres ? it : it.skip)('takes one round trip on PostgreSQL, six with a key', async () => {
-      const spy = jest.spyOn(Client.prototype, 'query');
-      const statements = () =>
-        spy.mock.calls.map(([query]) =>
-          (typeof query === 'string' ? query : (query as { text: string }).text)
-            .replace(/\s+/g, ' ')
-            .slice(0, 40),
-        );
-      try {
-        const plain = await request(t.http).post(messagesOf(sessionId)).send({ content: 'one' });
-        expect(plain.status).toBe(201);
-        expect(statements()).toEqual([
-          expect.stringMatching(/^WITH "touched" AS \(UPDATE "sessions"/),
-        ]);
-        spy.mockClear();
-        const keyed = await request(t.http)
-          .post(messagesOf(sessionId))
-          .set('Idempotency-Key', 'round-trips')
-          .send({ content: 'two' });
-        expect(keyed.status).toBe(201);
-        expect(statements()).toEqual([
-          'START TRANSACTION',
-          expect.stringContaining('pg_try_advisory_xact_lock'),
-          expect.stringMatching(/^WITH "expired" AS \(DELETE/),
-          expect.stringMatching(/^WITH "touched" AS/),
-          expect.stringMatching(/^WITH "stored" AS \( ?INSERT/),
-          'COMMIT',
-        ]);
-      } finally {
-        spy.mockRestore();
-      }
-      // Both stored, counted and in order.
-      expect((await session(sessionId)).message_count).toBe(2);
-    });
+    // Idempotency-Key it is a lookup, then a transaction of six (lock, check, append, stored response).
+    (onPostgres ? it : it.skip)(
+      'takes one round trip on PostgreSQL, seven with a key',
+      async () => {
+        const spy = jest.spyOn(Client.prototype, 'query');
+        const statements = () =>
+          spy.mock.calls.map(([query]) =>
+            (typeof query === 'string' ? query : (query as { text: string }).text)
+              .replace(/\s+/g, ' ')
+              .slice(0, 40),
+          );
+        try {
+          const plain = await request(t.http).post(messagesOf(sessionId)).send({ content: 'one' });
+          expect(plain.status).toBe(201);
+          expect(statements()).toEqual([
+            expect.stringMatching(/^WITH "touched" AS \(UPDATE "sessions"/),
+          ]);
+          spy.mockClear();
+          const keyed = await request(t.http)
+            .post(messagesOf(sessionId))
+            .set('Idempotency-Key', 'round-trips')
+            .send({ content: 'two' });
+          expect(keyed.status).toBe(201);
+          expect(statements()).toEqual([
+            expect.stringMatching(/^SELECT "request_hash"/),
+            'START TRANSACTION',
+            expect.stringContaining('pg_try_advisory_xact_lock'),
+            expect.stringMatching(/^WITH "expired" AS \(DELETE/),
+            expect.stringMatching(/^WITH "touched" AS/),
+            expect.stringMatching(/^WITH "stored" AS \( ?INSERT/),
+            'COMMIT',
+          ]);
+        } finally {
+          spy.mockRestore();
+        }
+        // Both stored, counted and in order.
+        expect((await session(sessionId)).message_count).toBe(2);
+      },
+    );
 
     it('stores a user message by default and moves last_updated_at to its timestamp', async () => {
       const before = (await request(t.http).get(`/api/v1/sessions/${sessionId}`)).body;

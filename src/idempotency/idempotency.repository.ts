@@ -39,7 +39,7 @@ export class IdempotencyRepository {
     claim: `WITH "expired" AS (DELETE FROM "idempotency_keys" WHERE ${numbered(KEY)} AND "created_at" <= $5)
       SELECT "request_hash", "status", "body" FROM "idempotency_keys" WHERE ${numbered(KEY)} AND "created_at" > $5`,
     // The new row is not visible to the statement's own subquery: the newest `keep - 1` records
-    // it sees stay, with the new one.
+    // it sees stay, with the new one (so `keep` must be at least 2; it is 10,000).
     store: `WITH "stored" AS (
         INSERT INTO "idempotency_keys"
           ("owner_id", "method", "path", "key", "request_hash", "status", "body", "created_at")

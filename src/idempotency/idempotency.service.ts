@@ -78,12 +78,10 @@ export class IdempotencyService implements OnApplicationBootstrap, OnApplication
 
   /**
    * The stored response for this scope, if one is younger than 24 hours, read before the write: a
-   * retry is answered without queuing a write. On PostgreSQL, where that read is one more round
-   * trip for every first request, there is none: the guarded write's own check (`hooks`) answers
-   * retries, at the cost of a rolled-back transaction for each.
+   * retry is answered (or a reused key with another body refused, 422) before its body is validated
+   * or any write is queued.
    */
-  async lookup(scope: IdempotencyScope): Promise<StoredResponse | null> {
-    if (!this.db.isSqlite) return null;
+  lookup(scope: IdempotencyScope): Promise<StoredResponse | null> {
     return this.db.read((manager) => this.find(manager, scope));
   }
 

@@ -138,7 +138,7 @@ export class ChatMessagesRepository {
       append: db.sql(
         `WITH "touched" AS (${TOUCH_SESSION})
          INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata")
-         SELECT ?, "last_updated_at", ?, ?, ? FROM "touched" RETURNING "id", "timestamp"`,
+         SELECT "id", "last_updated_at", ?, ?, ? FROM "touched" RETURNING "id", "timestamp"`,
       ),
       position: db.sql(
         `SELECT "timestamp", "id" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
@@ -186,7 +186,9 @@ export class ChatMessagesRepository {
       const [row] = await queryRows<{ id: number | string; timestamp: number | string }>(
         manager,
         this.sql.append,
-        [...touch, message.session_id, ...values],
+        // The session id comes from the touched row, not as a parameter: PostgreSQL would type it
+        // as the column (varchar(36)) and refuse a longer id from the path even when no row matched.
+        [...touch, ...values],
       );
       return row ? { id: row.id, timestamp: Number(row.timestamp) } : null;
     }

@@ -1,6 +1,6 @@
 import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { exactMessageId } from '../common/fields/json-bounds';
+import { exactMessageId, TIME_FORMAT_MAX_MS } from '../common/fields/json-bounds';
 import { Page, StreamedPage } from '../common/pagination/pagination';
 import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { DatabaseService } from '../database/database.service';
@@ -85,20 +85,25 @@ export class MessagesService {
     return this.db.writeStatement(async (manager) => {
       const stored = await this.messages.append(manager, owner, fields, Date.now());
       if (!stored) {
-        if (!(await this.sessions.isOwned(manager, owner, sessionId))) {
-          throw sessionNotFound(sessionId);
+        // The touch moved no row: no such session of the owner's, or its time is at the end of the
+        // format. Only the latter, still true now, is a 409 (the session may have appeared since).
+        const session = await this.sessions.findOwned(manager, owner, sessionId);
+        if (session && session.last_updated_at >= TIME_FORMAT_MAX_MS) {
+          throw new ConflictException(
+            `Session '${sessionId}' was last active at a time after the year 9999: no later message can be stamped.`,
+          );
         }
-        throw new ConflictException(
-          `Session '${sessionId}' was last active at a time after the year 9999: no later message can be stamped.`,
-        );
+        throw sessionNotFound(sessionId);
       }
       const id = exactMessageId(stored.id);
       // Only a store whose id sequence was pushed to its end gets here; the operator must see it,
       // and the message must not stay: a transaction rolls it back, a lone statement is undone.
       if (id === null) {
         if (!this.db.isSqlite && !hooks) {
-          await this.messages.delete(manager, sessionId, stored.id);
-          await this.sessions.untouch(manager, owner, sessionId);
+          await this.db.write(async (undo) => {
+            await this.sessions.untouch(undo, owner, sessionId);
+            await this.messages.delete(undo, sessionId, stored.id);
+          });
         }
         throw new Error(`Message ids are exhausted: the database issued ${stored.id}`);
       }

@@ -105,7 +105,7 @@ export const OWNED_SESSION_CROSS = `CROSS ${OWNED_SESSION}`;
  */
 export const TOUCH_SESSION = `UPDATE "sessions" SET "message_count" = "message_count" + 1,
     "last_updated_at" = CASE WHEN "last_updated_at" + 1 > ? THEN "last_updated_at" + 1 ELSE ? END
-  WHERE ${OWNED} AND "last_updated_at" < ? RETURNING "last_updated_at"`;
+  WHERE ${OWNED} AND "last_updated_at" < ? RETURNING "id", "last_updated_at"`;
 
 export const touchParams = (owner: string, id: string, now: number) => [
   now,
@@ -256,7 +256,6 @@ export class SessionsRepository {
     return row ? toBucket(row) : null;
   }
 
-  /** Counts one more message; the session's new last_updated_at, or null if it is not the owner's. */
   /** Counts one message less; false if the session is not the owner's. */
   async untouch(manager: EntityManager, owner: string, id: string): Promise<boolean> {
     const rows = await queryRows(manager, this.sql.untouch, [id, owner]);
