@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
@@ -272,6 +273,30 @@ describe('Hostile input and HTTP hygiene (e2e)', () => {
         .get('/')
         .set('X-Request-Id', 'bad id with spaces\u00e9');
       expect(generated.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    });
+
+    it('logs one line per request at LOG_LEVEL=info, none at warn, and sends X-Request-Id either way', async () => {
+      const log = jest.spyOn(Logger.prototype, 'log');
+      const requestLines = () =>
+        log.mock.calls.map(([m]) => String(m)).filter((m) => m.startsWith('GET /api/v1/sessions '));
+      try {
+        // This file's app runs at the tests' default level, warn.
+        const quiet = await request(t.http).get('/api/v1/sessions');
+        expect(quiet.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+        expect(requestLines()).toEqual([]);
+        const info = await createTestApp({ LOG_LEVEL: 'info' });
+        try {
+          const logged = await request(info.http).get('/api/v1/sessions');
+          expect(requestLines()).toEqual([
+            expect.stringMatching(/^GET \/api\/v1\/sessions 200 [\d.]+ms id=[\w-]+$/),
+          ]);
+          expect(requestLines()[0]).toContain(`id=${logged.headers['x-request-id']}`);
+        } finally {
+          await info.close();
+        }
+      } finally {
+        log.mockRestore();
+      }
     });
 
     it('sends security headers and no X-Powered-By', async () => {
