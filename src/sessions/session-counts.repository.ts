@@ -3,7 +3,7 @@ import { EntityManager } from 'typeorm';
 import { DatabaseService, queryRows } from '../database/database.service';
 import { SessionCount } from './session-count.entity';
 import { Session } from './session.entity';
-import type { Bucket, SessionFilter } from './sessions.repository';
+import { type Bucket, filterConditions, type SessionFilter } from './sessions.repository';
 
 /**
  * The `session_counts` table: the only code that reads or writes it.
@@ -33,16 +33,7 @@ export class SessionCountsRepository {
 
   /** How many of the owner's sessions the filter selects. */
   async total(manager: EntityManager, owner: string, filter: SessionFilter): Promise<number> {
-    const conditions = [`"owner_id" = ?`];
-    const params: unknown[] = [owner];
-    if (filter.archived !== undefined) {
-      conditions.push(`"archived" = ?`);
-      params.push(filter.archived);
-    }
-    if (filter.pinned !== undefined) {
-      conditions.push(`"pinned" = ?`);
-      params.push(filter.pinned);
-    }
+    const { conditions, params } = filterConditions(owner, filter);
     const [{ total }] = await queryRows<{ total: number | string }>(
       manager,
       this.db.sql(

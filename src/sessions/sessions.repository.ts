@@ -127,6 +127,27 @@ export interface SessionFilter {
   pinned?: boolean;
 }
 
+/**
+ * The owner and the filter as SQL conditions with their parameters: the columns `sessions` and
+ * `session_counts` share, so the list page and its total select alike.
+ */
+export function filterConditions(
+  owner: string,
+  filter: SessionFilter,
+): { conditions: string[]; params: unknown[] } {
+  const conditions = [`"owner_id" = ?`];
+  const params: unknown[] = [owner];
+  if (filter.archived !== undefined) {
+    conditions.push(`"archived" = ?`);
+    params.push(filter.archived);
+  }
+  if (filter.pinned !== undefined) {
+    conditions.push(`"pinned" = ?`);
+    params.push(filter.pinned);
+  }
+  return { conditions, params };
+}
+
 /** A PATCH: each field given (not undefined) is written, the others keep their value. */
 export type SessionChanges = Partial<
   Pick<Session, 'name' | 'rag_document_ids' | 'metadata_tags' | 'archived' | 'pinned'>
@@ -278,16 +299,7 @@ export class SessionsRepository {
     filter: SessionFilter,
     page: { after: SessionKey | null; limit: number; skip: number },
   ): Promise<Session[]> {
-    const conditions = [`"owner_id" = ?`];
-    const params: unknown[] = [owner];
-    if (filter.archived !== undefined) {
-      conditions.push(`"archived" = ?`);
-      params.push(filter.archived);
-    }
-    if (filter.pinned !== undefined) {
-      conditions.push(`"pinned" = ?`);
-      params.push(filter.pinned);
-    }
+    const { conditions, params } = filterConditions(owner, filter);
     if (page.after) {
       conditions.push(`("last_updated_at", "created_at", "id") < (?, ?, ?)`);
       params.push(...page.after);
