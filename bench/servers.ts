@@ -60,9 +60,27 @@ export async function ensureBuilt(): Promise<void> {
   if (code !== 0) throw new Error(`npm run build exited with code ${code}`);
 }
 
-/** What every server of a run shares: quiet logs, no rate limit, the same durability setting. */
+/**
+ * The node flags `npm run start:prod` gives the server (a heap limit: see docs/operations.md),
+ * read from package.json so that every server of a run (ours, the ceiling, the floor) runs under
+ * the flags a user's server runs under.
+ */
+export function startNodeOptions(): string {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    scripts: Record<string, string>;
+  };
+  const match = /^node (.*)dist\/main\.js$/.exec(pkg.scripts['start:prod']);
+  if (!match) throw new Error(`package.json's start:prod is not "node [flags] dist/main.js"`);
+  return match[1].trim();
+}
+
+/**
+ * What every server of a run shares: quiet logs, no rate limit, the same durability setting, the
+ * node flags of `npm start`.
+ */
 function commonEnv(): Record<string, string> {
   return {
+    NODE_OPTIONS: startNodeOptions(),
     LOG_LEVEL: 'warn',
     // One client sending thousands of requests a second must not be throttled.
     RATE_LIMIT_PER_MINUTE: '0',

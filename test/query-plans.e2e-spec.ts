@@ -1,5 +1,7 @@
 import request from 'supertest';
+import type { EntityManager } from 'typeorm';
 import { FIXTURE_NAMES, seedLarge } from '../bench/seed-large';
+import * as database from '../src/database/database.service';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { invariantViolations } from './helpers/invariants';
 import { countRows, createTestApp, TestApp } from './helpers/test-app';
@@ -9,16 +11,16 @@ interface Captured {
   params: unknown[];
 }
 
-/** Records the SELECTs the services run, so their plans can be asked for. */
-function captureSelects(t: TestApp): { take(): Captured[] } {
+const { queryRows } = database;
+
+/** Records the SELECTs the services run (every statement of theirs goes through queryRows). */
+function captureSelects(): { take(): Captured[] } {
   let captured: Captured[] = [];
-  const { dataSource } = t.db;
-  const query = dataSource.query.bind(dataSource) as (...args: unknown[]) => Promise<unknown>;
   jest
-    .spyOn(dataSource, 'query')
-    .mockImplementation((sql: string, params?: unknown, ...rest: unknown[]) => {
-      if (/^\s*SELECT/i.test(sql)) captured.push({ sql, params: (params as unknown[]) ?? [] });
-      return query(sql, params, ...rest);
+    .spyOn(database, 'queryRows')
+    .mockImplementation((manager: EntityManager, sql: string, params: unknown[] = []) => {
+      if (/^\s*SELECT/i.test(sql)) captured.push({ sql, params });
+      return queryRows(manager, sql, params);
     });
   return {
     take: () => {
@@ -110,7 +112,7 @@ describe('Query plans (e2e)', () => {
 
   beforeAll(async () => {
     t = await createTestApp();
-    capture = captureSelects(t);
+    capture = captureSelects();
   });
   afterAll(() => t.close());
 
@@ -164,7 +166,7 @@ describe('Query plans on a seeded database (e2e)', () => {
     const url = await freshDatabaseUrl('plans_seeded');
     await seedLarge(url, { sessions: 3_000, messages: 30_000, deepMessages: 5_000, seed: 3 });
     t = await createTestApp({ DATABASE_URL: url });
-    capture = captureSelects(t);
+    capture = captureSelects();
   }, 60_000);
   afterAll(() => t.close());
 

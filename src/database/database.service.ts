@@ -1,7 +1,8 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Mutex } from 'async-mutex';
-import { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type Database from 'better-sqlite3';
+import { DataSource, EntityManager, QueryFailedError, QueryRunner } from 'typeorm';
 import type { WriteHooks } from './write-hooks';
 
 type Work<T> = (manager: EntityManager) => Promise<T>;
@@ -24,10 +25,44 @@ export async function queryRows<T>(
   sql: string,
   params: unknown[] = [],
 ): Promise<T[]> {
+  const sqlite = sqliteConnectionOf(manager);
+  if (sqlite) return runPrepared<T>(sqlite, sql, params);
   const result: unknown = await manager.query(sql, params);
   if (!Array.isArray(result)) return [];
   const pair = result.length === 2 && Array.isArray(result[0]) && typeof result[1] === 'number';
   return (pair ? result[0] : result) as T[];
+}
+
+/** Statements prepared once per SQLite connection (the main one, and the bulk writer's). */
+const preparedStatements = new WeakMap<Database.Database, Map<string, Database.Statement>>();
+
+function sqliteConnectionOf(manager: EntityManager): Database.Database | undefined {
+  const driver = manager.connection.driver;
+  if (driver.options.type !== 'better-sqlite3') return undefined;
+  return (driver as unknown as { databaseConnection: Database.Database }).databaseConnection;
+}
+
+/**
+ * The SQLite path of `queryRows`: the statement prepared once and run on the connection TypeORM
+ * owns (so inside whatever transaction it has open), without TypeORM's runner around it (its
+ * per-call logger, subscriber broadcasts, timing and awaits cost more than the statement itself on
+ * a primary-key read; figures in docs/benchmarks.md). Errors are TypeORM's QueryFailedError, as
+ * through the runner. Booleans bind as 0/1, as TypeORM binds them.
+ */
+function runPrepared<T>(connection: Database.Database, sql: string, params: unknown[]): T[] {
+  let statements = preparedStatements.get(connection);
+  if (!statements)
+    preparedStatements.set(connection, (statements = new Map<string, Database.Statement>()));
+  const values = params.map((p) => (typeof p === 'boolean' ? Number(p) : p));
+  try {
+    let statement = statements.get(sql);
+    if (!statement) statements.set(sql, (statement = connection.prepare(sql)));
+    if (statement.reader) return statement.all(...values) as T[];
+    statement.run(...values);
+    return [];
+  } catch (error) {
+    throw new QueryFailedError(sql, values, error as Error);
+  }
 }
 
 /** `work` with `hooks`, if any, around it, in the same transaction. */
