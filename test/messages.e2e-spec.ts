@@ -33,8 +33,9 @@ describe('Messages (e2e)', () => {
 
   describe('POST /api/v1/sessions/:id/messages', () => {
     // PostgreSQL answers each statement in a round trip: an append is one statement (the session's
-    // touch and the insert as one WITH … INSERT, atomic by itself, no BEGIN/COMMIT); with an
-    // Idempotency-Key it is a lookup, then a transaction of six (lock, check, append, stored response).
+    // touch, its new current message and the insert as one WITH … INSERT, atomic by itself, no
+    // BEGIN/COMMIT); with an Idempotency-Key it is a lookup, then a transaction of six (lock, check,
+    // append, stored response).
     (onPostgres ? it : it.skip)(
       'takes one round trip on PostgreSQL, seven with a key',
       async () => {
@@ -49,7 +50,7 @@ describe('Messages (e2e)', () => {
           const plain = await request(t.http).post(messagesOf(sessionId)).send({ content: 'one' });
           expect(plain.status).toBe(201);
           expect(statements()).toEqual([
-            expect.stringMatching(/^WITH "touched" AS \(UPDATE "sessions"/),
+            expect.stringMatching(/^WITH "locked" AS \( ?SELECT "id"/),
           ]);
           spy.mockClear();
           const keyed = await request(t.http)
@@ -62,7 +63,7 @@ describe('Messages (e2e)', () => {
             'START TRANSACTION',
             expect.stringContaining('pg_try_advisory_xact_lock'),
             expect.stringMatching(/^WITH "expired" AS \(DELETE/),
-            expect.stringMatching(/^WITH "touched" AS/),
+            expect.stringMatching(/^WITH "locked" AS/),
             expect.stringMatching(/^WITH "stored" AS \( ?INSERT/),
             'COMMIT',
           ]);
@@ -86,6 +87,9 @@ describe('Messages (e2e)', () => {
           role: 'user',
           content: 'Hello',
           metadata: null,
+          parent_id: null,
+          status: 'complete',
+          generation: null,
         },
       });
       const after = (await request(t.http).get(`/api/v1/sessions/${sessionId}`)).body;
@@ -330,6 +334,9 @@ describe('Messages (e2e)', () => {
           role: 'assistant',
           content: 'm1',
           metadata: { i: 1 },
+          parent_id: expect.any(Number),
+          status: 'complete',
+          generation: null,
         },
       });
       expect(res.body).toEqual(second);
