@@ -85,9 +85,7 @@ describe('Conversation trees (e2e)', () => {
       expect((await request(t.http).get(messageAt(id, res.body.id))).body).toEqual(res.body);
       expect((await request(t.http).get(messagesOf(id))).body).toEqual([res.body]);
       expect((await request(t.http).get(`${SESSIONS}/${id}`)).body).toEqual(session);
-      expect((await request(t.http).get(SESSIONS)).body).toEqual(
-        expect.arrayContaining([session]),
-      );
+      expect((await request(t.http).get(SESSIONS)).body).toEqual(expect.arrayContaining([session]));
       const patched = await request(t.http).patch(`${SESSIONS}/${id}`).send({ pinned: true });
       expect(patched.body).toEqual({ ...session, pinned: true });
       const search = await request(t.http).get('/api/v1/search').query({ q: 'lisbon' });
@@ -95,7 +93,10 @@ describe('Conversation trees (e2e)', () => {
         { session: { ...session, pinned: true }, message: res.body, snippet: expect.any(String) },
       ]);
       const exported = await request(t.http).get(`${SESSIONS}/${id}/export`);
-      expect(exported.body).toEqual({ session: { ...session, pinned: true }, messages: [res.body] });
+      expect(exported.body).toEqual({
+        session: { ...session, pinned: true },
+        messages: [res.body],
+      });
     });
   });
 
@@ -173,7 +174,10 @@ describe('Conversation trees (e2e)', () => {
         for (const key of [undefined, `refused ${name}`]) {
           const req = request(t.http).post(messagesOf(sessionId));
           if (key) req.set('Idempotency-Key', key);
-          const res = await req.send({ content: 'x', parent_id: parentOf({ other: other.id, own: own.id }) });
+          const res = await req.send({
+            content: 'x',
+            parent_id: parentOf({ other: other.id, own: own.id }),
+          });
           expect({ status: res.status, body: res.body }).toEqual({
             status: 400,
             body: badRequest(messagesOf(sessionId), [
@@ -214,7 +218,9 @@ describe('Conversation trees (e2e)', () => {
       const n = 12;
       const replies = await Promise.all(
         Array.from({ length: n }, (_, i) =>
-          request(t.http).post(messagesOf(sessionId)).send({ content: `m${i}` }),
+          request(t.http)
+            .post(messagesOf(sessionId))
+            .send({ content: `m${i}` }),
         ),
       );
       expect(replies.every((r) => r.status === 201)).toBe(true);
@@ -344,7 +350,9 @@ describe('Conversation trees (e2e)', () => {
     it('keeps the tree whole when messages of one session are deleted at once', async () => {
       const messages: MessageBody[] = [];
       for (let i = 0; i < 8; i++) {
-        messages.push(await post({ content: `m${i}`, ...(i % 3 === 2 ? { parent_id: messages[0].id } : {}) }));
+        messages.push(
+          await post({ content: `m${i}`, ...(i % 3 === 2 ? { parent_id: messages[0].id } : {}) }),
+        );
       }
       const results = await Promise.all(
         messages

@@ -29,10 +29,7 @@ export interface Generation {
 @Index('uq_chat_messages_session_id', ['session_id', 'id'], { unique: true })
 @Index('idx_chat_messages_session_parent', ['session_id', 'parent_id', 'timestamp', 'id'])
 @Check('chk_chat_messages_role', `"role" IN ('user', 'assistant', 'system')`)
-@Check(
-  'chk_chat_messages_status',
-  `"status" IN ('complete', 'in_progress', 'cancelled', 'failed')`,
-)
+@Check('chk_chat_messages_status', `"status" IN ('complete', 'in_progress', 'cancelled', 'failed')`)
 @ForeignKey(() => ChatMessage, ['session_id', 'parent_id'], ['session_id', 'id'], {
   name: 'fk_chat_messages_parent',
 })

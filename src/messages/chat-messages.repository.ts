@@ -322,11 +322,10 @@ export class ChatMessagesRepository {
     id: number | string,
   ): Promise<{ parentId: number | null } | null> {
     await queryRows(manager, this.sql.adopt, [id, sessionId, sessionId, id]);
-    const [row] = await queryRows<{ parent_id: number | string | null }>(
-      manager,
-      this.sql.delete,
-      [id, sessionId],
-    );
+    const [row] = await queryRows<{ parent_id: number | string | null }>(manager, this.sql.delete, [
+      id,
+      sessionId,
+    ]);
     if (!row) return null;
     return { parentId: row.parent_id === null ? null : Number(row.parent_id) };
   }

@@ -64,9 +64,7 @@ export class ConversationTrees1795586400000 implements MigrationInterface {
          ORDER BY m."timestamp" DESC, m."id" DESC LIMIT 1)
        WHERE EXISTS (SELECT 1 FROM "chat_messages" m WHERE m."session_id" = "sessions"."id")`,
     );
-    await queryRunner.query(
-      `CREATE INDEX "idx_sessions_expires_at" ON "sessions" ("expires_at")`,
-    );
+    await queryRunner.query(`CREATE INDEX "idx_sessions_expires_at" ON "sessions" ("expires_at")`);
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
