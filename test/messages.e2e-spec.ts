@@ -399,8 +399,9 @@ describe('Messages (e2e)', () => {
         body: notFound(messageAt(sessionId, messages[1].id)),
       });
       const list = await request(t.http).get(messagesOf(sessionId));
+      // The deleted message's child now follows its parent.
       expect({ body: list.body, total: list.headers['x-total-count'] }).toEqual({
-        body: [messages[0], messages[2]],
+        body: [messages[0], { ...messages[2], parent_id: messages[0].id }],
         total: '2',
       });
       const rows: unknown[] = await t.db.read((m) =>
@@ -415,13 +416,23 @@ describe('Messages (e2e)', () => {
       expect(before.message_count).toBe(3);
       expect(before.last_updated_at).toBe(messages[2].timestamp);
 
-      // The newest message first: last_updated_at still does not move back.
+      // The newest message first: last_updated_at still does not move back. (The current message
+      // moves to what is left: see test/branches.e2e-spec.ts.)
+      const current = (id: number | null) => ({ current_message_id: id });
       await request(t.http).delete(messageAt(sessionId, messages[2].id)).expect(204);
-      expect(await session(sessionId)).toEqual({ ...before, message_count: 2 });
+      expect(await session(sessionId)).toEqual({
+        ...before,
+        message_count: 2,
+        ...current(messages[1].id),
+      });
       await request(t.http).delete(messageAt(sessionId, messages[0].id)).expect(204);
-      expect(await session(sessionId)).toEqual({ ...before, message_count: 1 });
+      expect(await session(sessionId)).toEqual({
+        ...before,
+        message_count: 1,
+        ...current(messages[1].id),
+      });
       await request(t.http).delete(messageAt(sessionId, messages[1].id)).expect(204);
-      expect(await session(sessionId)).toEqual({ ...before, message_count: 0 });
+      expect(await session(sessionId)).toEqual({ ...before, message_count: 0, ...current(null) });
 
       const list = await request(t.http).get(messagesOf(sessionId));
       expect({ body: list.body, total: list.headers['x-total-count'] }).toEqual({
