@@ -613,7 +613,7 @@ describe('Fuzzing every endpoint (e2e, fast-check)', () => {
           const gone = b.messages.find((m) => String(m.id) === message.id)!;
           expect(after.messages).toEqual(
             without(b.messages, (m) => m === gone).map((m) =>
-              m.parent_id !== null && String(m.parent_id) === message.id
+              m.parent_id !== null && String(m.parent_id as number | string) === message.id
                 ? { ...m, parent_id: gone.parent_id }
                 : m,
             ),

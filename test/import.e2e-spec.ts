@@ -90,9 +90,9 @@ function chained(stored: Exported): Exported {
       status: 'complete',
       generation: null,
     });
-    return message as Exported['messages'][number];
+    return message;
   });
-  return { session: session as Exported['session'], messages };
+  return { session, messages };
 }
 
 /** A ChatGPT conversation, typed loosely enough to break it in tests. */

@@ -165,6 +165,8 @@ describe('Migrations (e2e)', () => {
       await db.destroy();
     }
 
+    type SearchHit = { message: { content: string } | null };
+
     const contents = (messages: { content: string; parent_id: number | null; id: number }[]) => {
       const byId = new Map(messages.map((m) => [m.id, m.content]));
       return messages.map((m) => [m.content, m.parent_id === null ? null : byId.get(m.parent_id)]);
@@ -185,7 +187,7 @@ describe('Migrations (e2e)', () => {
           Array(4).fill('complete'),
         );
         const session = async (id: string) =>
-          (await request(t.http).get(`/api/v1/sessions/${id}`)).body;
+          (await request(t.http).get(`/api/v1/sessions/${id}`)).body as Record<string, unknown>;
         expect(await session(chained)).toMatchObject({
           current_message_id: history.body[3].id,
           forked_from: null,
@@ -204,8 +206,8 @@ describe('Migrations (e2e)', () => {
         expect(next.body).toMatchObject({ id: 7, parent_id: 4 });
         // The search index still covers the old messages, and follows new ones and deletes.
         const hits = async (q: string) =>
-          (await request(t.http).get('/api/v1/search').query({ q })).body.map(
-            (hit: { message: { content: string } | null }) => hit.message?.content ?? null,
+          ((await request(t.http).get('/api/v1/search').query({ q })).body as SearchHit[]).map(
+            (hit) => hit.message?.content ?? null,
           );
         await expect(hits('alone')).resolves.toEqual(['alone']);
         await expect(hits('upgrade')).resolves.toEqual(['after the upgrade']);
