@@ -72,6 +72,9 @@ async function main(): Promise<void> {
         message_count: 0,
         archived: false,
         pinned: false,
+        current_message_id: null,
+        forked_from: null,
+        expires_at: null,
       };
       await sessions.insert(m, session);
     }
@@ -84,6 +87,7 @@ async function main(): Promise<void> {
         m,
         OWNER,
         { session_id: chat, role: 'user', content: `message ${i} `.repeat(8), metadata: null },
+        { given: false, id: null },
         Date.now(),
       );
     });
@@ -112,6 +116,7 @@ async function main(): Promise<void> {
         m,
         OWNER,
         { session_id: target, role: 'user', content: 'hello', metadata: { n: 1 } },
+        { given: false, id: null },
         Date.now(),
       );
     }),

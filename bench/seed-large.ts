@@ -3,7 +3,8 @@
  * API): minutes for a million messages where the API would take hours.
  *
  * The schema comes from the service's own migrations. The data keeps every invariant the service
- * keeps (message_count, last_updated_at = newest message, timestamps increasing within a session)
+ * keeps (message_count, last_updated_at = newest message, timestamps increasing within a session,
+ * each session's messages a chain ending in its current message)
  * and looks like a real store: message counts per session vary (exponentially distributed), the
  * messages of all sessions are interleaved in time (so one session's rows are spread over the whole
  * table, as they are after months of use), contents of 10–80 words drawn Zipf-like from a made-up
@@ -386,14 +387,33 @@ async function seedPostgres(
   }
 }
 
-/** After the bulk load, which bypassed the service: the list's session counts, rebuilt at once. */
+/**
+ * After the bulk load, which bypassed the service: the list's session counts, rebuilt at once; and
+ * the conversation trees, as the service builds them from appends without `parent_id` (and as the
+ * v1.2 upgrade migration chains older messages): each message follows the one before it in its
+ * session's (timestamp, id) order, and each session's newest message is its current one.
+ */
 async function recountSessions(databaseUrl: string): Promise<void> {
   const dataSource = await new DataSource({
     ...buildDataSourceOptions(validateEnv({ DATABASE_URL: databaseUrl })),
     entities,
   }).initialize();
   try {
-    await dataSource.transaction((manager) => SessionCountsRepository.recount(manager));
+    await dataSource.transaction(async (manager) => {
+      await SessionCountsRepository.recount(manager);
+      await manager.query(
+        `UPDATE "chat_messages" SET "parent_id" = c."previous"
+         FROM (SELECT "id", LAG("id") OVER (PARTITION BY "session_id" ORDER BY "timestamp", "id") AS "previous"
+               FROM "chat_messages") c
+         WHERE "chat_messages"."id" = c."id" AND c."previous" IS NOT NULL`,
+      );
+      await manager.query(
+        `UPDATE "sessions" SET "current_message_id" = (
+           SELECT m."id" FROM "chat_messages" m WHERE m."session_id" = "sessions"."id"
+           ORDER BY m."timestamp" DESC, m."id" DESC LIMIT 1)
+         WHERE "message_count" > 0`,
+      );
+    });
   } finally {
     await dataSource.destroy();
   }

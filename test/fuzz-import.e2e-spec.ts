@@ -190,10 +190,16 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
       body: { imported: 1, skipped: 0, sessions: [id], message_ids: expect.any(String) },
     });
     const after = (await request(t.http).get(path).set(bearer(bob))).body as { messages: Row[] };
-    const withoutIds = (e: { messages: Row[] }) => ({
-      ...e,
-      messages: e.messages.map((m) => ({ ...m, id: 0 })),
-    });
+    // Every message id (its own, its parent's, the session's current one) as its place in the list.
+    const withoutIds = (e: { session?: Row; messages: Row[] }) => {
+      const place = (id: unknown) =>
+        id === null ? null : e.messages.findIndex((m) => m.id === id);
+      return {
+        ...e,
+        session: { ...e.session, current_message_id: place(e.session?.current_message_id) },
+        messages: e.messages.map((m) => ({ ...m, id: 0, parent_id: place(m.parent_id) })),
+      };
+    };
     expect(withoutIds(after)).toEqual(withoutIds(before));
   }
 

@@ -211,6 +211,9 @@ const SESSION_DEFAULTS = {
   metadata_tags: null,
   archived: false,
   pinned: false,
+  current_message_id: null,
+  forked_from: null,
+  expires_at: null,
 };
 
 /** The session fields a create or update sent, as they must read back (name is trimmed). */
@@ -479,6 +482,9 @@ describe('Fuzzing every endpoint (e2e, fast-check)', () => {
           expect({ path, status: reply.status }).toEqual({ path, status: 201 });
           const message = JSON.parse(reply.text) as Record<string, unknown>;
           const sent = parsedBody(request.body) as Record<string, unknown>;
+          const old = b.sessions.find((s) => s.id === id)!;
+          // Without parent_id, the message follows the session's current message.
+          const parent = old.current_message_id === null ? null : Number(old.current_message_id);
           expect(message).toEqual({
             id: expect.any(Number),
             session_id: id,
@@ -486,14 +492,17 @@ describe('Fuzzing every endpoint (e2e, fast-check)', () => {
             role: sent.role ?? 'user',
             content: sent.content,
             metadata: sent.metadata ?? null,
+            parent_id: parent,
+            status: 'complete',
+            generation: null,
           });
           const read = await getJson(`/api/v1/sessions/${id}/messages/${String(message.id)}`);
           expect(read).toEqual({ status: 200, body: message });
-          const old = b.sessions.find((s) => s.id === id)!;
           const session = await getJson(`/api/v1/sessions/${id}`);
           expect(session.body).toMatchObject({
             message_count: Number(old.message_count) + 1,
             last_updated_at: message.timestamp,
+            current_message_id: message.id,
           });
           expect(without(after.sessions, (s) => s.id === id)).toEqual(
             without(b.sessions, (s) => s.id === id),
@@ -600,7 +609,15 @@ describe('Fuzzing every endpoint (e2e, fast-check)', () => {
           expect(without(after.sessions, (s) => s.id === id)).toEqual(
             without(b.sessions, (s) => s.id === id),
           );
-          expect(after.messages).toEqual(without(b.messages, (m) => String(m.id) === message.id));
+          // The deleted message's children move up to its parent.
+          const gone = b.messages.find((m) => String(m.id) === message.id)!;
+          expect(after.messages).toEqual(
+            without(b.messages, (m) => m === gone).map((m) =>
+              m.parent_id !== null && String(m.parent_id as number | string) === message.id
+                ? { ...m, parent_id: gone.parent_id }
+                : m,
+            ),
+          );
         });
       },
     );

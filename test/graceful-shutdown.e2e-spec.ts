@@ -71,6 +71,9 @@ describe('Graceful shutdown (e2e, built server, SIGTERM)', () => {
         role: 'user',
         content: 'finished during shutdown',
         metadata: null,
+        parent_id: null,
+        status: 'complete',
+        generation: null,
       },
     });
     expect(await exited).toEqual({ code: 0, signal: null });

@@ -49,6 +49,52 @@ function exported(id: string, messages: Partial<Exported['messages'][number]>[] 
   };
 }
 
+/**
+ * An export as the service stores it: v1.2's fields added, each message following the one before it
+ * in (timestamp, id) order, the newest one current (an import does not restore trees yet).
+ */
+function asStored(file: Exported): Exported {
+  const key = (m: Exported['messages'][number]) => [String(m.timestamp), m.id] as const;
+  const messages = [...file.messages].sort((a, b) => {
+    const [[ta, ia], [tb, ib]] = [key(a), key(b)];
+    return ta === tb ? ia - ib : ta < tb ? -1 : 1;
+  });
+  const chained = messages.map((m, i) => ({
+    ...m,
+    parent_id: i === 0 ? null : messages[i - 1].id,
+    status: 'complete',
+    generation: null,
+  }));
+  return {
+    session: {
+      ...file.session,
+      current_message_id: chained.at(-1)?.id ?? null,
+      forked_from: null,
+      expires_at: null,
+    },
+    messages: chained,
+  };
+}
+
+/** The stored session without v1.2's fields, after checking that they hold a chain (see asStored). */
+function chained(stored: Exported): Exported {
+  const { current_message_id, forked_from, expires_at, ...session } = stored.session;
+  expect({ current_message_id, forked_from, expires_at }).toEqual({
+    current_message_id: stored.messages.at(-1)?.id ?? null,
+    forked_from: null,
+    expires_at: null,
+  });
+  const messages = stored.messages.map(({ parent_id, status, generation, ...message }, i) => {
+    expect({ parent_id, status, generation }).toEqual({
+      parent_id: i === 0 ? null : stored.messages[i - 1].id,
+      status: 'complete',
+      generation: null,
+    });
+    return message;
+  });
+  return { session, messages };
+}
+
 /** A ChatGPT conversation, typed loosely enough to break it in tests. */
 type Conversation = Record<string, unknown> & {
   mapping: Record<string, { message: Record<string, unknown> }>;
@@ -115,7 +161,7 @@ describe('Import (e2e)', () => {
         status: 201,
         body: { imported: 1, skipped: 0, sessions: [A], message_ids: 'kept' },
       });
-      await expect(stored(A)).resolves.toEqual(file);
+      await expect(stored(A)).resolves.toEqual(asStored(file));
     });
 
     it('imports an array of exports and NDJSON with blank lines and CRLF', async () => {
@@ -163,7 +209,7 @@ describe('Import (e2e)', () => {
       const res = await importJson([changed, exported(B)]);
       // The skipped session's message ids are taken, but they are not imported: B's ids are kept.
       expect(res.body).toEqual({ imported: 1, skipped: 1, sessions: [A, B], message_ids: 'kept' });
-      await expect(stored(A)).resolves.toEqual(original);
+      await expect(stored(A)).resolves.toEqual(asStored(original));
     });
 
     it('renumbers every message when one id was issued here already, keeping their order', async () => {
@@ -274,7 +320,7 @@ describe('Import (e2e)', () => {
         body: { imported: 3, skipped: 0, sessions: ids, message_ids: 'kept' },
       });
       const [trip, untitled, skewed] = await Promise.all(ids.map(stored));
-      expect(trip).toEqual({
+      expect(chained(trip)).toEqual({
         session: {
           id: ids[0],
           name: 'Trip to Lisbon',
@@ -986,8 +1032,8 @@ describe('Import (e2e)', () => {
       expect(again.body).toMatchObject({ imported: 1, message_ids: 'renumbered' });
       const back = await request(t.http).get(`/api/v1/sessions/${id}/export`);
       const withoutIds = (body: Exported) => ({
-        session: body.session,
-        messages: body.messages.map((m) => ({ ...m, id: undefined })),
+        session: { ...body.session, current_message_id: undefined },
+        messages: body.messages.map((m) => ({ ...m, id: undefined, parent_id: undefined })),
       });
       expect(withoutIds(back.body)).toEqual(withoutIds(exportedFile.body));
     });

@@ -109,8 +109,8 @@ describe('Large message pages (e2e)', () => {
     const rows: Record<string, unknown>[] = await t.db.read((m) =>
       m.query(
         t.db.sql(
-          `SELECT "id", "session_id", "timestamp", "role", "content", "metadata" FROM "chat_messages"
-           WHERE "session_id" = ? ORDER BY "timestamp", "id"`,
+          `SELECT "id", "session_id", "timestamp", "role", "content", "metadata", "parent_id", "status", "generation"
+           FROM "chat_messages" WHERE "session_id" = ? ORDER BY "timestamp", "id"`,
         ),
         [id],
       ),
@@ -122,6 +122,9 @@ describe('Large message pages (e2e)', () => {
       role: row.role as string,
       content: row.content as string,
       metadata: row.metadata === null ? null : (JSON.parse(row.metadata as string) as object),
+      parent_id: row.parent_id === null ? null : Number(row.parent_id),
+      status: row.status as string,
+      generation: row.generation === null ? null : (JSON.parse(row.generation as string) as object),
     }));
   }
 
@@ -368,6 +371,10 @@ describe('Large message pages: 1000 x 100,000 characters (e2e, built server)', (
             role: 'user',
             content: contentOf(seed),
             metadata: null,
+            // Appends to one session queue on its row: each follows the one stored before it.
+            parent_id: i === 0 ? null : stored[i - 1].id,
+            status: 'complete',
+            generation: null,
           }),
       ),
     );

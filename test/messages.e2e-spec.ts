@@ -33,8 +33,9 @@ describe('Messages (e2e)', () => {
 
   describe('POST /api/v1/sessions/:id/messages', () => {
     // PostgreSQL answers each statement in a round trip: an append is one statement (the session's
-    // touch and the insert as one WITH … INSERT, atomic by itself, no BEGIN/COMMIT); with an
-    // Idempotency-Key it is a lookup, then a transaction of six (lock, check, append, stored response).
+    // touch, its new current message and the insert as one WITH … INSERT, atomic by itself, no
+    // BEGIN/COMMIT); with an Idempotency-Key it is a lookup, then a transaction of six (lock, check,
+    // append, stored response).
     (onPostgres ? it : it.skip)(
       'takes one round trip on PostgreSQL, seven with a key',
       async () => {
@@ -49,7 +50,7 @@ describe('Messages (e2e)', () => {
           const plain = await request(t.http).post(messagesOf(sessionId)).send({ content: 'one' });
           expect(plain.status).toBe(201);
           expect(statements()).toEqual([
-            expect.stringMatching(/^WITH "touched" AS \(UPDATE "sessions"/),
+            expect.stringMatching(/^WITH "locked" AS \( ?SELECT "id"/),
           ]);
           spy.mockClear();
           const keyed = await request(t.http)
@@ -62,7 +63,7 @@ describe('Messages (e2e)', () => {
             'START TRANSACTION',
             expect.stringContaining('pg_try_advisory_xact_lock'),
             expect.stringMatching(/^WITH "expired" AS \(DELETE/),
-            expect.stringMatching(/^WITH "touched" AS/),
+            expect.stringMatching(/^WITH "locked" AS/),
             expect.stringMatching(/^WITH "stored" AS \( ?INSERT/),
             'COMMIT',
           ]);
@@ -86,6 +87,9 @@ describe('Messages (e2e)', () => {
           role: 'user',
           content: 'Hello',
           metadata: null,
+          parent_id: null,
+          status: 'complete',
+          generation: null,
         },
       });
       const after = (await request(t.http).get(`/api/v1/sessions/${sessionId}`)).body;
@@ -330,6 +334,9 @@ describe('Messages (e2e)', () => {
           role: 'assistant',
           content: 'm1',
           metadata: { i: 1 },
+          parent_id: expect.any(Number),
+          status: 'complete',
+          generation: null,
         },
       });
       expect(res.body).toEqual(second);
@@ -392,8 +399,9 @@ describe('Messages (e2e)', () => {
         body: notFound(messageAt(sessionId, messages[1].id)),
       });
       const list = await request(t.http).get(messagesOf(sessionId));
+      // The deleted message's child now follows its parent.
       expect({ body: list.body, total: list.headers['x-total-count'] }).toEqual({
-        body: [messages[0], messages[2]],
+        body: [messages[0], { ...messages[2], parent_id: messages[0].id }],
         total: '2',
       });
       const rows: unknown[] = await t.db.read((m) =>
@@ -408,13 +416,23 @@ describe('Messages (e2e)', () => {
       expect(before.message_count).toBe(3);
       expect(before.last_updated_at).toBe(messages[2].timestamp);
 
-      // The newest message first: last_updated_at still does not move back.
+      // The newest message first: last_updated_at still does not move back. (The current message
+      // moves to what is left: see test/branches.e2e-spec.ts.)
+      const current = (id: number | null) => ({ current_message_id: id });
       await request(t.http).delete(messageAt(sessionId, messages[2].id)).expect(204);
-      expect(await session(sessionId)).toEqual({ ...before, message_count: 2 });
+      expect(await session(sessionId)).toEqual({
+        ...before,
+        message_count: 2,
+        ...current(messages[1].id),
+      });
       await request(t.http).delete(messageAt(sessionId, messages[0].id)).expect(204);
-      expect(await session(sessionId)).toEqual({ ...before, message_count: 1 });
+      expect(await session(sessionId)).toEqual({
+        ...before,
+        message_count: 1,
+        ...current(messages[1].id),
+      });
       await request(t.http).delete(messageAt(sessionId, messages[1].id)).expect(204);
-      expect(await session(sessionId)).toEqual({ ...before, message_count: 0 });
+      expect(await session(sessionId)).toEqual({ ...before, message_count: 0, ...current(null) });
 
       const list = await request(t.http).get(messagesOf(sessionId));
       expect({ body: list.body, total: list.headers['x-total-count'] }).toEqual({

@@ -78,6 +78,9 @@ describe('Migrations (e2e)', () => {
         message_count: 2,
         archived: false,
         pinned: false,
+        current_message_id: expect.any(Number),
+        forked_from: null,
+        expires_at: null,
       });
       const history = await request(t.http).get(`/api/v1/sessions/${id}/messages`);
       expect(
@@ -86,6 +89,7 @@ describe('Migrations (e2e)', () => {
         ['hello', null],
         ['hi', { k: 1 }],
       ]);
+      expect(session.body.current_message_id).toBe(history.body[1].id);
       // The new columns work on the upgraded rows.
       const patched = await request(t.http)
         .patch(`/api/v1/sessions/${id}`)
@@ -126,6 +130,125 @@ describe('Migrations (e2e)', () => {
     );
     expect(executed.map((m) => m.name)).toEqual(migrations.map((m) => m.name));
     await db.destroy();
+  });
+
+  describe('the conversation trees migration', () => {
+    const upToTrees = migrations.findIndex((m) => m.name === 'ConversationTrees1795586400000') + 1;
+    const [chained, empty, single] = [
+      '55555555-5555-4555-8555-555555555555',
+      '66666666-6666-4666-8666-666666666666',
+      '77777777-7777-4777-8777-777777777777',
+    ];
+
+    /** A v1.1 database with messages whose ids are not in time order, and a deleted newest id. */
+    async function seedV11(): Promise<void> {
+      const db = await databaseAtMigration(url, upToTrees - 1);
+      await db.query(
+        `INSERT INTO "sessions" ("id", "name", "created_at", "last_updated_at", "message_count") VALUES
+           ('${chained}', 'chained', 500, 3000, 4), ('${empty}', 'empty', 600, 600, 0),
+           ('${single}', 'single', 700, 5000, 1)`,
+      );
+      await db.query(
+        `INSERT INTO "session_counts" ("owner_id", "archived", "pinned", "n") VALUES ('local', false, false, 3)`,
+      );
+      // Ids 1–6; 6 is deleted below, so the next id must be 7, not 6.
+      await db.query(
+        `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content") VALUES
+           ('${chained}', 3000, 'user', 'third, by time'),
+           ('${chained}', 1000, 'user', 'first, by time'),
+           ('${chained}', 2000, 'assistant', 'second, by time'),
+           ('${single}', 5000, 'user', 'alone'),
+           ('${chained}', 3000, 'assistant', 'fourth: same time, later id'),
+           ('${single}', 5000, 'user', 'deleted')`,
+      );
+      await db.query(`DELETE FROM "chat_messages" WHERE "content" = 'deleted'`);
+      await db.destroy();
+    }
+
+    type SearchHit = { message: { content: string } | null };
+
+    const contents = (messages: { content: string; parent_id: number | null; id: number }[]) => {
+      const byId = new Map(messages.map((m) => [m.id, m.content]));
+      return messages.map((m) => [m.content, m.parent_id === null ? null : byId.get(m.parent_id)]);
+    };
+
+    it("chains each session's messages in (timestamp, id) order and sets its current message", async () => {
+      await seedV11();
+      const t = await createTestApp({ DATABASE_URL: url });
+      try {
+        const history = await request(t.http).get(`/api/v1/sessions/${chained}/messages`);
+        expect(contents(history.body)).toEqual([
+          ['first, by time', null],
+          ['second, by time', 'first, by time'],
+          ['third, by time', 'second, by time'],
+          ['fourth: same time, later id', 'third, by time'],
+        ]);
+        expect(history.body.map((m: { status: string }) => m.status)).toEqual(
+          Array(4).fill('complete'),
+        );
+        const session = async (id: string) =>
+          (await request(t.http).get(`/api/v1/sessions/${id}`)).body as Record<string, unknown>;
+        expect(await session(chained)).toMatchObject({
+          current_message_id: history.body[3].id,
+          forked_from: null,
+          expires_at: null,
+          message_count: 4,
+        });
+        expect(await session(empty)).toMatchObject({ current_message_id: null, message_count: 0 });
+        const [alone] = (await request(t.http).get(`/api/v1/sessions/${single}/messages`)).body;
+        expect(alone).toMatchObject({ id: 4, parent_id: null, generation: null });
+        expect((await session(single)).current_message_id).toBe(4);
+
+        // Ids are never issued twice (SQLite's AUTOINCREMENT high-water mark survived the rebuild).
+        const next = await request(t.http)
+          .post(`/api/v1/sessions/${single}/messages`)
+          .send({ content: 'after the upgrade' });
+        expect(next.body).toMatchObject({ id: 7, parent_id: 4 });
+        // The search index still covers the old messages, and follows new ones and deletes.
+        const hits = async (q: string) =>
+          ((await request(t.http).get('/api/v1/search').query({ q })).body as SearchHit[]).map(
+            (hit) => hit.message?.content ?? null,
+          );
+        await expect(hits('alone')).resolves.toEqual(['alone']);
+        await expect(hits('upgrade')).resolves.toEqual(['after the upgrade']);
+        await request(t.http).delete(`/api/v1/sessions/${single}/messages/4`).expect(204);
+        await expect(hits('alone')).resolves.toEqual([]);
+        expect((await session(single)).current_message_id).toBe(7);
+        expect(
+          (await request(t.http).get(`/api/v1/sessions/${single}/messages/7`)).body.parent_id,
+        ).toBeNull();
+        expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
+      } finally {
+        await t.close();
+      }
+    });
+
+    it('reverts to the v1.1 tables with their data and search index, and applies again', async () => {
+      await seedV11();
+      const db = await databaseAtMigration(url, upToTrees);
+      const before = await schemaOf(db);
+      await db.undoLastMigration();
+      expect(await columnsOf(db, 'chat_messages')).toEqual([
+        'id',
+        'session_id',
+        'timestamp',
+        'role',
+        'content',
+        'metadata',
+        ...(onPostgres ? ['search'] : []),
+      ]);
+      await db.runMigrations();
+      expect(await schemaOf(db)).toEqual(before);
+      await db.destroy();
+      const t = await createTestApp({ DATABASE_URL: url });
+      try {
+        const res = await request(t.http).get('/api/v1/search').query({ q: 'alone' });
+        expect(res.body).toHaveLength(1);
+        expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
+      } finally {
+        await t.close();
+      }
+    });
   });
 
   describe('the search index migration', () => {

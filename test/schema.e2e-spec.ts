@@ -65,6 +65,9 @@ describe('Entities and migrations (e2e)', () => {
       role: 'user',
       content: 'x',
       metadata: null,
+      parent_id: null,
+      status: 'complete',
+      generation: null,
     });
   });
 });

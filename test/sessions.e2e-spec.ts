@@ -86,6 +86,9 @@ describe('Sessions (e2e)', () => {
         message_count: 0,
         archived: false,
         pinned: false,
+        current_message_id: null,
+        forked_from: null,
+        expires_at: null,
       });
       expect(Object.keys(res.body)).toEqual([
         'id',
@@ -98,6 +101,9 @@ describe('Sessions (e2e)', () => {
         'message_count',
         'archived',
         'pinned',
+        'current_message_id',
+        'forked_from',
+        'expires_at',
       ]);
     });
 
@@ -194,6 +200,9 @@ describe('Sessions (e2e)', () => {
           message_count: 0,
           archived: true,
           pinned: true,
+          current_message_id: null,
+          forked_from: null,
+          expires_at: null,
         },
       });
       await expect(read(res.body.id)).resolves.toEqual(res.body);

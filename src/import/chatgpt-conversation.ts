@@ -181,6 +181,9 @@ export async function readChatGptConversation(
       message_count: messages.length,
       archived: value.is_archived === true,
       pinned: false,
+      current_message_id: null,
+      forked_from: null,
+      expires_at: null,
     },
     messages,
   };

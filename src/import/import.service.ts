@@ -167,6 +167,10 @@ export class ImportService {
           'new',
           pacer,
         );
+        // The stored order (timestamp, then the id each message got) is the chain.
+        const chunkIds = chunk.map(({ session }) => session.id);
+        const newest = await this.messages.chain(manager, chunkIds, size);
+        await this.sessions.setCurrentMany(manager, newest, size);
         await pacer.pace();
       }
       await this.countImported(manager, owner, inserted);

@@ -19,7 +19,10 @@ export interface ImportedMessage {
   metadata: string | null;
 }
 
-/** A session ready to insert: `message_count` and `last_updated_at` agree with its messages. */
+/**
+ * A session ready to insert: `message_count` and `last_updated_at` agree with its messages; its
+ * messages' parents and its current message are set once they are stored (ImportService).
+ */
 export interface ImportedSession {
   /** The session as it will be stored, before it is given its owner. */
   session: Omit<Session, 'owner_id'>;
@@ -98,8 +101,24 @@ const SESSION_FIELDS = new Set([
   'message_count',
   'archived',
   'pinned',
+  // v1.2's fields, which our exports carry: accepted, not restored yet. The import chains each
+  // session's messages in (timestamp, id) order and makes its newest message the current one, as
+  // the upgrade migration did to the messages stored before v1.2.
+  'current_message_id',
+  'forked_from',
+  'expires_at',
 ]);
-const MESSAGE_FIELDS = new Set(['id', 'session_id', 'timestamp', 'role', 'content', 'metadata']);
+const MESSAGE_FIELDS = new Set([
+  'id',
+  'session_id',
+  'timestamp',
+  'role',
+  'content',
+  'metadata',
+  'parent_id',
+  'status',
+  'generation',
+]);
 
 /**
  * The problems of `fields` under a DTO class of the API, checked as the API's validation pipe
@@ -240,6 +259,9 @@ export async function readExportedSession(
       message_count: messages.length,
       archived: fields.archived === true,
       pinned: fields.pinned === true,
+      current_message_id: null,
+      forked_from: null,
+      expires_at: null,
     },
     messages,
   };

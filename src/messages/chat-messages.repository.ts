@@ -1,13 +1,16 @@
 import { Injectable } from '@nestjs/common';
-import { EntityManager } from 'typeorm';
+import { EntityManager, QueryFailedError } from 'typeorm';
 import { DatabaseService, queryRows } from '../database/database.service';
 import {
   OWNED_SESSION,
   OWNED_SESSION_CROSS,
+  SET_CURRENT_MESSAGE,
   TOUCH_SESSION,
+  TOUCH_SESSION_CTES,
+  touchCteParams,
   touchParams,
 } from '../sessions/sessions.repository';
-import { ChatMessage, MessageRole } from './chat-message.entity';
+import { ChatMessage, Generation, MessageRole, MessageStatus } from './chat-message.entity';
 
 /** A `chat_messages` row as the drivers return it (PostgreSQL returns BIGINT as text). */
 interface MessageRow {
@@ -17,6 +20,9 @@ interface MessageRow {
   role: MessageRole;
   content: string;
   metadata: string | null;
+  parent_id: number | string | null;
+  status: MessageStatus;
+  generation: string | null;
 }
 
 /** The one mapper from a row (or an outline row, of a known session) to the entity. */
@@ -28,12 +34,15 @@ function toMessage(row: Omit<MessageRow, 'session_id'>, sessionId: string): Chat
     role: row.role,
     content: row.content,
     metadata: row.metadata === null ? null : (JSON.parse(row.metadata) as object),
+    parent_id: row.parent_id === null ? null : Number(row.parent_id),
+    status: row.status,
+    generation: row.generation === null ? null : (JSON.parse(row.generation) as Generation),
   };
 }
 
 const fromRow = (row: MessageRow) => toMessage(row, row.session_id);
 
-const COLUMNS = `"id", "session_id", "timestamp", "role", "content", "metadata"`;
+const COLUMNS = `"id", "session_id", "timestamp", "role", "content", "metadata", "parent_id", "status", "generation"`;
 const M_COLUMNS = COLUMNS.replace(/"(\w+)"/g, 'm."$1"');
 
 /**
@@ -48,7 +57,7 @@ const SIZE = `octet_length("content") + COALESCE(octet_length("metadata"), 0)`;
  * this way, 200 rows of 100 characters cost what the plain page did on SQLite (600 µs vs 583 µs;
  * a size on every row and the session_id made it 20% dearer).
  */
-const OUTLINE_COLUMNS = `"id", "timestamp", "role",
+const OUTLINE_COLUMNS = `"id", "timestamp", "role", "parent_id", "status", "generation",
   CASE WHEN ${SIZE} > ? THEN ${SIZE} END AS "size",
   CASE WHEN ${SIZE} <= ? THEN "content" END AS "content",
   CASE WHEN ${SIZE} <= ? THEN "metadata" END AS "metadata"`;
@@ -66,6 +75,27 @@ export interface OutlineEntry {
   weight: number;
   /** The whole message, where it weighs at most the outline's `inline` bytes. */
   message: ChatMessage | null;
+}
+
+/** What an append stored: the new message's id (as the driver returned it), time and parent. */
+export interface AppendedRow {
+  id: number | string;
+  timestamp: number;
+  parent_id: number | null;
+}
+
+/**
+ * Whether `error` is the parent foreign key refusing a row. PostgreSQL names the constraint;
+ * SQLite names none, but an append's insert has only that key left to break (its session was
+ * just touched).
+ */
+function isParentViolation(error: unknown): boolean {
+  if (!(error instanceof QueryFailedError)) return false;
+  const cause = error.driverError as { code?: string; constraint?: string };
+  return (
+    cause.code === 'SQLITE_CONSTRAINT_FOREIGNKEY' ||
+    (cause.code === '23503' && cause.constraint === 'fk_chat_messages_parent')
+  );
 }
 
 /** Where a page starts: strictly after or before a (timestamp, id) key in the page's order. */
@@ -117,10 +147,13 @@ export class ChatMessagesRepository {
   private readonly sql: Record<
     | 'insert'
     | 'touch'
+    | 'setCurrent'
     | 'append'
     | 'position'
     | 'get'
+    | 'adopt'
     | 'delete'
+    | 'newestLeaf'
     | 'rangeAsc'
     | 'rangeDesc'
     | 'idRange',
@@ -131,14 +164,18 @@ export class ChatMessagesRepository {
   constructor(private readonly db: DatabaseService) {
     this.sql = {
       insert: db.sql(
-        `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata")
-         VALUES (?, ?, ?, ?, ?) RETURNING "id"`,
+        `INSERT INTO "chat_messages" ("session_id", "timestamp", "parent_id", "role", "content", "metadata")
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING "id"`,
       ),
       touch: db.sql(TOUCH_SESSION),
+      setCurrent: db.sql(SET_CURRENT_MESSAGE),
+      // The parent: the one given (a flag says whether it was), else the current message before.
       append: db.sql(
-        `WITH "touched" AS (${TOUCH_SESSION})
-         INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata")
-         SELECT "id", "last_updated_at", ?, ?, ? FROM "touched" RETURNING "id", "timestamp"`,
+        `WITH ${TOUCH_SESSION_CTES}
+         INSERT INTO "chat_messages" ("id", "session_id", "timestamp", "parent_id", "role", "content", "metadata")
+         SELECT "message_id", "id", "last_updated_at",
+           CASE WHEN CAST(? AS BOOLEAN) THEN CAST(? AS BIGINT) ELSE "previous_id" END, ?, ?, ?
+         FROM "touched" RETURNING "id", "timestamp", "parent_id"`,
       ),
       position: db.sql(
         `SELECT "timestamp", "id" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
@@ -147,8 +184,29 @@ export class ChatMessagesRepository {
         `SELECT ${M_COLUMNS} FROM "chat_messages" m ${OWNED_SESSION}
          WHERE m."id" = ? AND m."session_id" = ?`,
       ),
+      // The children of a message move up to its parent (null for a root's).
+      adopt: db.sql(
+        `UPDATE "chat_messages" SET "parent_id" = (
+           SELECT p."parent_id" FROM "chat_messages" p WHERE p."id" = ? AND p."session_id" = ?)
+         WHERE "session_id" = ? AND "parent_id" = ?`,
+      ),
       delete: db.sql(
-        `DELETE FROM "chat_messages" WHERE "id" = ? AND "session_id" = ? RETURNING "id"`,
+        `DELETE FROM "chat_messages" WHERE "id" = ? AND "session_id" = ? RETURNING "parent_id"`,
+      ),
+      // From a message (or, given none, the newest root), the newest child at every level: one
+      // probe of idx_chat_messages_session_parent per level.
+      newestLeaf: db.sql(
+        `WITH RECURSIVE "walk" ("id", "depth") AS (
+           SELECT CASE WHEN CAST(? AS BIGINT) IS NULL THEN (
+               SELECT r."id" FROM "chat_messages" r WHERE r."session_id" = ? AND r."parent_id" IS NULL
+               ORDER BY r."timestamp" DESC, r."id" DESC LIMIT 1)
+             ELSE CAST(? AS BIGINT) END, 0
+           UNION ALL
+           SELECT (SELECT c."id" FROM "chat_messages" c WHERE c."session_id" = ? AND c."parent_id" = w."id"
+               ORDER BY c."timestamp" DESC, c."id" DESC LIMIT 1), w."depth" + 1
+           FROM "walk" w WHERE w."id" IS NOT NULL
+         )
+         SELECT "id" FROM "walk" WHERE "id" IS NOT NULL ORDER BY "depth" DESC LIMIT 1`,
       ),
       // The rows of a streamed page between two keys, both included, in the page's order.
       rangeAsc: db.sql(range('ASC')),
@@ -164,43 +222,70 @@ export class ChatMessagesRepository {
 
   /**
    * Appends a message to the owner's session in the caller's transaction: the session's touch
-   * (TOUCH_SESSION) gives the message its timestamp, then the message is inserted. Null, and nothing
-   * written, when the touch finds no session to move forward (not the owner's, or its time at the
-   * end of the format). On PostgreSQL both are one statement, so one round trip and atomic by itself
-   * (an append without an Idempotency-Key needs no transaction: see DatabaseService.writeStatement);
-   * SQLite, which has no UPDATE inside WITH, runs the two in turn.
+   * (TOUCH_SESSION) gives the message its timestamp and its default parent (the current message),
+   * the message is inserted, and it becomes the current message. `parent` given (a number or null)
+   * overrides the default. Null, and nothing written, when the touch finds no session to move
+   * forward (not the owner's, or its time at the end of the format); `'unknown parent'` when the
+   * parent is not a message of this session (the foreign key refused it: nothing is written either,
+   * once the caller's transaction or statement is undone).
+   *
+   * On PostgreSQL all of it is one statement (TOUCH_SESSION_CTES), so one round trip and atomic by
+   * itself (an append without an Idempotency-Key needs no transaction: see
+   * DatabaseService.writeStatement). SQLite, which has no UPDATE inside WITH, runs three prepared
+   * statements in turn.
    */
   async append(
     manager: EntityManager,
     owner: string,
-    message: Omit<ChatMessage, 'id' | 'timestamp'>,
+    message: Pick<ChatMessage, 'session_id' | 'role' | 'content' | 'metadata'>,
+    parent: { given: boolean; id: number | null },
     now: number,
-  ): Promise<{ id: number | string; timestamp: number } | null> {
-    const touch = touchParams(owner, message.session_id, now);
+  ): Promise<AppendedRow | 'unknown parent' | null> {
     const values = [
       message.role,
       message.content,
       message.metadata === null ? null : JSON.stringify(message.metadata),
     ];
-    if (!this.db.isSqlite) {
-      const [row] = await queryRows<{ id: number | string; timestamp: number | string }>(
-        manager,
-        this.sql.append,
-        // The session id comes from the touched row, not as a parameter: PostgreSQL would type it
-        // as the column (varchar(36)) and refuse a longer id from the path even when no row matched.
-        [...touch, ...values],
-      );
-      return row ? { id: row.id, timestamp: Number(row.timestamp) } : null;
+    try {
+      if (!this.db.isSqlite) {
+        const [row] = await queryRows<{
+          id: number | string;
+          timestamp: number | string;
+          parent_id: number | string | null;
+        }>(
+          manager,
+          this.sql.append,
+          // The session id comes from the touched row, not as a parameter: PostgreSQL would type it
+          // as the column (varchar(36)) and refuse a longer id from the path even when no row matched.
+          [...touchCteParams(owner, message.session_id, now), parent.given, parent.id, ...values],
+        );
+        return row
+          ? {
+              id: row.id,
+              timestamp: Number(row.timestamp),
+              parent_id: row.parent_id === null ? null : Number(row.parent_id),
+            }
+          : null;
+      }
+      const [touched] = await queryRows<{
+        last_updated_at: number;
+        current_message_id: number | null;
+      }>(manager, this.sql.touch, touchParams(owner, message.session_id, now));
+      if (!touched) return null;
+      const timestamp = Number(touched.last_updated_at);
+      const parentId = parent.given ? parent.id : touched.current_message_id;
+      const [inserted] = await queryRows<{ id: number }>(manager, this.sql.insert, [
+        message.session_id,
+        timestamp,
+        parentId,
+        ...values,
+      ]);
+      await queryRows(manager, this.sql.setCurrent, [inserted.id, message.session_id]);
+      return { id: inserted.id, timestamp, parent_id: parentId };
+    } catch (error) {
+      if (isParentViolation(error)) return 'unknown parent';
+      throw error;
     }
-    const [touched] = await queryRows<{ last_updated_at: number }>(manager, this.sql.touch, touch);
-    if (!touched) return null;
-    const timestamp = Number(touched.last_updated_at);
-    const [inserted] = await queryRows<{ id: number | string }>(manager, this.sql.insert, [
-      message.session_id,
-      timestamp,
-      ...values,
-    ]);
-    return { id: inserted.id, timestamp };
   }
 
   /** The (timestamp, id) key of a message of the session, or null. */
@@ -227,10 +312,79 @@ export class ChatMessagesRepository {
     return row ? fromRow(row) : null;
   }
 
-  /** Deletes the message of the session; false if there is none. */
-  async delete(manager: EntityManager, sessionId: string, id: number | string): Promise<boolean> {
-    const rows = await queryRows(manager, this.sql.delete, [id, sessionId]);
-    return rows.length > 0;
+  /**
+   * Deletes the message of the session, its children moving up to its parent first (a root's
+   * become roots); the parent it had, or null if there is no such message.
+   */
+  async delete(
+    manager: EntityManager,
+    sessionId: string,
+    id: number | string,
+  ): Promise<{ parentId: number | null } | null> {
+    await queryRows(manager, this.sql.adopt, [id, sessionId, sessionId, id]);
+    const [row] = await queryRows<{ parent_id: number | string | null }>(manager, this.sql.delete, [
+      id,
+      sessionId,
+    ]);
+    if (!row) return null;
+    return { parentId: row.parent_id === null ? null : Number(row.parent_id) };
+  }
+
+  /**
+   * The newest leaf under message `from` of the session (itself when it has no children), following
+   * the newest child by (timestamp, id) at every level; with `from` null, from the newest root. Null
+   * when the session has no messages.
+   */
+  async newestLeaf(
+    manager: EntityManager,
+    sessionId: string,
+    from: number | null,
+  ): Promise<number | null> {
+    const [row] = await queryRows<{ id: number | string }>(manager, this.sql.newestLeaf, [
+      from,
+      sessionId,
+      from,
+      sessionId,
+    ]);
+    return row ? Number(row.id) : null;
+  }
+
+  /**
+   * Chains the messages of the sessions among `ids` (at most `capacity`, padded with NULLs) in
+   * (timestamp, id) order, each message's parent the one before it, in one statement, as the
+   * upgrade migration did to the messages stored before v1.2; returns each session's newest
+   * message, which the caller makes its current one.
+   */
+  async chain(
+    manager: EntityManager,
+    ids: string[],
+    capacity: number,
+  ): Promise<Map<string, number>> {
+    const list = Array<string>(capacity).fill('?').join(', ');
+    const padding = Array<null>(capacity - ids.length).fill(null);
+    const chain = this.statement(`chain:${capacity}`, () =>
+      this.db.sql(
+        `UPDATE "chat_messages" SET "parent_id" = c."previous"
+         FROM (SELECT "id", LAG("id") OVER (PARTITION BY "session_id" ORDER BY "timestamp", "id") AS "previous"
+               FROM "chat_messages" WHERE "session_id" IN (${list})) c
+         WHERE "chat_messages"."id" = c."id" AND c."previous" IS NOT NULL`,
+      ),
+    );
+    await queryRows(manager, chain, [...ids, ...padding]);
+    const newest = this.statement(`newest:${capacity}`, () =>
+      this.db.sql(
+        `SELECT "session_id", "id" FROM (
+           SELECT "session_id", "id", ROW_NUMBER() OVER (
+             PARTITION BY "session_id" ORDER BY "timestamp" DESC, "id" DESC) AS "n"
+           FROM "chat_messages" WHERE "session_id" IN (${list})) r
+         WHERE "n" = 1`,
+      ),
+    );
+    const rows = await queryRows<{ session_id: string; id: number | string }>(manager, newest, [
+      ...ids,
+      ...padding,
+    ]);
+    return new Map(rows.map((row) => [row.session_id, Number(row.id)]));
   }
 
   /**

@@ -66,24 +66,37 @@ export class MessagesService {
   ) {}
 
   /**
-   * Atomic: the touch of the session and the insert commit together (one statement on PostgreSQL,
-   * one transaction on SQLite or with an Idempotency-Key), so a message racing a DELETE of its
-   * session is either stored before the delete (and removed by it) or answered 404 — never
-   * acknowledged and lost, never left orphaned. The touch of the session row comes first: on
-   * PostgreSQL it locks the row until commit, so appends to one session and a DELETE of it queue up
-   * behind each other. A session whose time cannot move on within the contract's format is refused
-   * (409) with nothing written.
+   * Atomic: the touch of the session, the insert and the move of the session's current message
+   * commit together (one statement on PostgreSQL, one transaction on SQLite or with an
+   * Idempotency-Key), so a message racing a DELETE of its session is either stored before the
+   * delete (and removed by it) or answered 404 — never acknowledged and lost, never left orphaned.
+   * The touch of the session row comes first: it locks the row until commit, so appends to one
+   * session (and a DELETE of it or of one of its messages) queue up behind each other, and each
+   * append reads the current message the previous one left. A session whose time cannot move on
+   * within the contract's format is refused (409) with nothing written.
+   *
+   * The parent: `parent_id` omitted → the current message; null → a new root; otherwise a message of
+   * this session, which the database's foreign key checks (400 naming `parent_id` if it is not).
    */
   append(owner: string, sessionId: string, dto: CreateChatMessageDto): Promise<ChatMessage> {
-    const fields: Omit<ChatMessage, 'id' | 'timestamp'> = {
+    const fields: Pick<ChatMessage, 'session_id' | 'role' | 'content' | 'metadata'> = {
       session_id: sessionId,
       role: dto.role ?? 'user',
       content: dto.content,
       metadata: dto.metadata ?? null,
     };
+    const parent = { given: dto.parent_id !== undefined, id: dto.parent_id ?? null };
     const hooks = claimWriteHooks();
     return this.db.writeStatement(async (manager) => {
-      const stored = await this.messages.append(manager, owner, fields, Date.now());
+      const stored = await this.messages.append(manager, owner, fields, parent, Date.now());
+      if (stored === 'unknown parent') {
+        throw new ValidationProblemException([
+          {
+            field: 'parent_id',
+            message: `parent_id names message ${parent.id}, which is not in this session`,
+          },
+        ]);
+      }
       if (!stored) {
         // The touch moved no row: no such session of the owner's, or its time is at the end of the
         // format. Only the latter, still true now, is a 409 (the session may have appeared since).
@@ -103,11 +116,20 @@ export class MessagesService {
           await this.db.write(async (undo) => {
             await this.sessions.untouch(undo, owner, sessionId);
             await this.messages.delete(undo, sessionId, stored.id);
+            const leaf = await this.messages.newestLeaf(undo, sessionId, stored.parent_id);
+            await this.sessions.setCurrent(undo, sessionId, leaf);
           });
         }
         throw new Error(`Message ids are exhausted: the database issued ${stored.id}`);
       }
-      return { id, timestamp: stored.timestamp, ...fields };
+      return {
+        id,
+        timestamp: stored.timestamp,
+        ...fields,
+        parent_id: stored.parent_id,
+        status: 'complete' as const,
+        generation: null,
+      };
     }, hooks);
   }
 
@@ -244,19 +266,24 @@ export class MessagesService {
 
   /**
    * `message_count` drops by one; `last_updated_at` stays (it tracks activity, not content). The
-   * count is decremented first (locking the session row, as appends do: one lock order for every
-   * write), and the transaction rolls back if the message is not there — e.g. a concurrent DELETE
-   * of the same message got it first.
+   * message's children move up to its parent (a root's become roots), so nothing else is lost. If
+   * it was the current message, the current message becomes the newest leaf under its parent (for
+   * a root: under the newest remaining root), or null when nothing is left. The count is
+   * decremented first (locking the session row, as appends do: one lock order for every write, and
+   * no append can attach to the message meanwhile), and the transaction rolls back if the message
+   * is not there — e.g. a concurrent DELETE of the same message got it first.
    */
   async remove(owner: string, sessionId: string, messageId: string): Promise<void> {
     const id = parseMessageId(messageId);
     if (id === null) throw messageNotFound(sessionId, messageId);
     await this.db.write(async (manager) => {
-      if (!(await this.sessions.untouch(manager, owner, sessionId))) {
-        throw messageNotFound(sessionId, messageId);
-      }
-      if (!(await this.messages.delete(manager, sessionId, id))) {
-        throw messageNotFound(sessionId, messageId);
+      const session = await this.sessions.untouch(manager, owner, sessionId);
+      if (!session) throw messageNotFound(sessionId, messageId);
+      const deleted = await this.messages.delete(manager, sessionId, id);
+      if (!deleted) throw messageNotFound(sessionId, messageId);
+      if (session.currentMessageId === id) {
+        const leaf = await this.messages.newestLeaf(manager, sessionId, deleted.parentId);
+        await this.sessions.setCurrent(manager, sessionId, leaf);
       }
     });
   }

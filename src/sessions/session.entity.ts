@@ -2,6 +2,11 @@ import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 import { bigintNumber } from '../database/bigint.transformer';
 import { OnPostgres } from '../database/postgres-columns';
 
+export interface ForkedFrom {
+  session_id: string;
+  message_id: number | null;
+}
+
 /**
  * A conversation. On PostgreSQL the ids and owners compare byte by byte (collation "C", SQLite's
  * default), so lists and cursors order them the same on both databases whatever the server locale.
@@ -34,6 +39,7 @@ import { OnPostgres } from '../database/postgres-columns';
   'created_at',
   'id',
 ])
+@Index('idx_sessions_expires_at', ['expires_at'])
 export class Session {
   @PrimaryColumn({ type: 'varchar', length: 36 })
   @OnPostgres({ collation: 'C' })
@@ -71,4 +77,17 @@ export class Session {
 
   @Column({ type: 'boolean', default: () => 'false' })
   pinned: boolean;
+
+  /** The leaf of the branch the user is on; null exactly when the session has no messages. */
+  @Column({ type: 'integer', nullable: true, transformer: bigintNumber })
+  @OnPostgres({ type: 'bigint' })
+  current_message_id: number | null;
+
+  /** The session and message this one was forked from. */
+  @Column({ type: 'simple-json', nullable: true })
+  forked_from: ForkedFrom | null;
+
+  /** When the session is to be deleted (epoch ms); null keeps it. */
+  @Column({ type: 'bigint', nullable: true, transformer: bigintNumber })
+  expires_at: number | null;
 }

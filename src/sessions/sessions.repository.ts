@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { EntityManager, In, MoreThan } from 'typeorm';
 import { TIME_FORMAT_MAX_MS } from '../common/fields/json-bounds';
 import { DatabaseService, queryRows } from '../database/database.service';
-import { Session } from './session.entity';
+import { type ForkedFrom, Session } from './session.entity';
 
 /** A `sessions` row as the drivers return it (PostgreSQL: BIGINT as text; SQLite: booleans as 0/1). */
 interface SessionRow {
@@ -17,7 +17,12 @@ interface SessionRow {
   message_count: number | string;
   archived: boolean | number;
   pinned: boolean | number;
+  current_message_id: number | string | null;
+  forked_from: string | null;
+  expires_at: number | string | null;
 }
+
+const nullableNumber = (value: number | string | null) => (value === null ? null : Number(value));
 
 /** The (archived, pinned) bucket of a session, as the session counts key it. */
 export interface Bucket {
@@ -57,6 +62,9 @@ function toSession(row: SessionRow): Session {
     message_count: Number(row.message_count),
     archived: Boolean(row.archived),
     pinned: Boolean(row.pinned),
+    current_message_id: nullableNumber(row.current_message_id),
+    forked_from: parseJson<ForkedFrom>(row.forked_from),
+    expires_at: nullableNumber(row.expires_at),
   };
 }
 
@@ -72,9 +80,12 @@ const sessionParams = (s: Session) => [
   s.message_count,
   s.archived,
   s.pinned,
+  s.current_message_id,
+  toJson(s.forked_from),
+  s.expires_at,
 ];
 
-const COLUMNS = `"id", "owner_id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned"`;
+const COLUMNS = `"id", "owner_id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned", "current_message_id", "forked_from", "expires_at"`;
 const ROW = `(${COLUMNS.split(', ')
   .map(() => '?')
   .join(', ')})`;
@@ -96,16 +107,16 @@ export const OWNED_SESSION_CROSS = `CROSS ${OWNED_SESSION}`;
 
 /**
  * The touch of an append: counts a message and moves `last_updated_at` forward, returning the new
- * time (the message's timestamp). The new time is later than every earlier one of the session, even
- * within one millisecond or when the clock steps back. It touches nothing, and returns no row, when
- * the session is not the owner's or when its time cannot move forward within the contract's format
- * (the year 9999). On PostgreSQL it locks the row until commit, so appends to one session and a
- * DELETE of it queue up behind each other. Parameters: `touchParams`. The messages repository runs it
- * together with its insert (see ChatMessagesRepository.append).
+ * time (the message's timestamp) and the current message (the default parent; unchanged here). The
+ * new time is later than every earlier one of the session, even within one millisecond or when the
+ * clock steps back. It touches nothing, and returns no row, when the session is not the owner's or
+ * when its time cannot move forward within the contract's format (the year 9999). Parameters:
+ * `touchParams`. SQLite's append runs it, then the insert, then `SET_CURRENT_MESSAGE` (see
+ * ChatMessagesRepository.append).
  */
 export const TOUCH_SESSION = `UPDATE "sessions" SET "message_count" = "message_count" + 1,
     "last_updated_at" = CASE WHEN "last_updated_at" + 1 > ? THEN "last_updated_at" + 1 ELSE ? END
-  WHERE ${OWNED} AND "last_updated_at" < ? RETURNING "id", "last_updated_at"`;
+  WHERE ${OWNED} AND "last_updated_at" < ? RETURNING "id", "last_updated_at", "current_message_id"`;
 
 export const touchParams = (owner: string, id: string, now: number) => [
   now,
@@ -113,6 +124,39 @@ export const touchParams = (owner: string, id: string, now: number) => [
   id,
   owner,
   TIME_FORMAT_MAX_MS,
+];
+
+/** Makes a message the session's current one. Parameters: the message id (or null), the session id. */
+export const SET_CURRENT_MESSAGE = `UPDATE "sessions" SET "current_message_id" = ? WHERE "id" = ?`;
+
+/**
+ * PostgreSQL's touch of an append, as the CTEs `locked` and `touched` of the messages repository's
+ * INSERT, so the whole append is one statement. As TOUCH_SESSION, and it also draws the new
+ * message's id from the messages' sequence and makes it the current message, returning it
+ * (`message_id`) with the current message before (`previous_id`, the default parent). `locked`
+ * reads that one under FOR UPDATE: the row as the last committed append left it, not as the
+ * statement's snapshot saw it (an UPDATE's RETURNING has only the new values). The row stays locked
+ * until commit, so appends to one session and a DELETE of it queue up behind each other.
+ * Parameters: `touchCteParams`.
+ */
+export const TOUCH_SESSION_CTES = `"locked" AS (
+    SELECT "id", "current_message_id" FROM "sessions"
+    WHERE ${OWNED} AND "last_updated_at" < ? FOR UPDATE
+  ), "touched" AS (
+    UPDATE "sessions" s SET "message_count" = s."message_count" + 1,
+      "last_updated_at" = CASE WHEN s."last_updated_at" + 1 > ? THEN s."last_updated_at" + 1 ELSE ? END,
+      "current_message_id" = nextval(pg_get_serial_sequence('"chat_messages"', 'id'))
+    FROM "locked" l WHERE s."id" = l."id"
+    RETURNING s."id", s."last_updated_at", s."current_message_id" AS "message_id",
+      l."current_message_id" AS "previous_id"
+  )`;
+
+export const touchCteParams = (owner: string, id: string, now: number) => [
+  id,
+  owner,
+  TIME_FORMAT_MAX_MS,
+  now,
+  now,
 ];
 
 /** The list order: newest activity first; ties by newest creation, then id. Total and stable. */
@@ -181,7 +225,7 @@ export interface NameSearch {
 @Injectable()
 export class SessionsRepository {
   private readonly sql: Record<
-    'insert' | 'get' | 'flags' | 'update' | 'delete' | 'untouch' | 'messageCount',
+    'insert' | 'get' | 'flags' | 'update' | 'delete' | 'untouch' | 'messageCount' | 'setCurrent',
     string
   >;
   private readonly statements = new Map<string, string>();
@@ -208,8 +252,10 @@ export class SessionsRepository {
       // Messages go with the session through the foreign key's ON DELETE CASCADE.
       delete: db.sql(`DELETE FROM "sessions" WHERE ${OWNED} RETURNING "archived", "pinned"`),
       untouch: db.sql(
-        `UPDATE "sessions" SET "message_count" = "message_count" - 1 WHERE ${OWNED} RETURNING "id"`,
+        `UPDATE "sessions" SET "message_count" = "message_count" - 1 WHERE ${OWNED}
+         RETURNING "current_message_id"`,
       ),
+      setCurrent: db.sql(SET_CURRENT_MESSAGE),
       messageCount: db.sql(`SELECT "message_count" FROM "sessions" WHERE ${OWNED}`),
     };
   }
@@ -277,10 +323,53 @@ export class SessionsRepository {
     return row ? toBucket(row) : null;
   }
 
-  /** Counts one message less; false if the session is not the owner's. */
-  async untouch(manager: EntityManager, owner: string, id: string): Promise<boolean> {
-    const rows = await queryRows(manager, this.sql.untouch, [id, owner]);
-    return rows.length > 0;
+  /**
+   * Counts one message less (on PostgreSQL locking the row until commit); the session's current
+   * message, or null if the session is not the owner's.
+   */
+  async untouch(
+    manager: EntityManager,
+    owner: string,
+    id: string,
+  ): Promise<{ currentMessageId: number | null } | null> {
+    const [row] = await queryRows<{ current_message_id: number | string | null }>(
+      manager,
+      this.sql.untouch,
+      [id, owner],
+    );
+    return row ? { currentMessageId: nullableNumber(row.current_message_id) } : null;
+  }
+
+  /** Makes `messageId` (a message of the session, or null) the session's current message. */
+  async setCurrent(manager: EntityManager, id: string, messageId: number | null): Promise<void> {
+    await queryRows(manager, this.sql.setCurrent, [messageId, id]);
+  }
+
+  /**
+   * Sets the current message of each session in `current` (session id → message id) in one
+   * statement: one per `capacity`, padded with NULLs, which match no session.
+   */
+  async setCurrentMany(
+    manager: EntityManager,
+    current: Map<string, number>,
+    capacity: number,
+  ): Promise<void> {
+    if (current.size === 0) return;
+    const sql = this.statement(`current:${capacity}`, () =>
+      this.db.sql(
+        `UPDATE "sessions" SET "current_message_id" = CASE "id"
+           ${Array<string>(capacity).fill('WHEN ? THEN CAST(? AS BIGINT)').join(' ')} END
+         WHERE "id" IN (${Array<string>(capacity).fill('?').join(', ')})`,
+      ),
+    );
+    const pairs = [...current];
+    const padding = Array<null>(capacity - pairs.length).fill(null);
+    await queryRows(manager, sql, [
+      ...pairs.flat(),
+      ...padding.flatMap(() => [null, null]),
+      ...pairs.map(([id]) => id),
+      ...padding,
+    ]);
   }
 
   async messageCount(manager: EntityManager, owner: string, id: string): Promise<number | null> {

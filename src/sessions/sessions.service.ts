@@ -58,6 +58,9 @@ export class SessionsService {
       message_count: 0,
       archived: dto.archived ?? false,
       pinned: dto.pinned ?? false,
+      current_message_id: null,
+      forked_from: null,
+      expires_at: null,
     };
     return this.db.write(async (manager) => {
       await this.sessions.insert(manager, session);

@@ -26,6 +26,9 @@ export interface SessionBody {
   message_count: number;
   archived: boolean;
   pinned: boolean;
+  current_message_id: number | null;
+  forked_from: { session_id: string; message_id: number | null } | null;
+  expires_at: string | null;
 }
 
 export interface MessageBody {
@@ -35,6 +38,9 @@ export interface MessageBody {
   role: string;
   content: string;
   metadata: object | null;
+  parent_id: number | null;
+  status: string;
+  generation: object | null;
 }
 
 /** The headers that authenticate as the owner of `key` (AUTH_MODE=api-key). */

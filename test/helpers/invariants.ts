@@ -5,7 +5,9 @@ import type { DatabaseService } from '../../src/database/database.service';
  * The store's invariants, checked straight in the database: no message without its session, every
  * session's message_count equal to its real count, and last_updated_at equal to its newest message's
  * timestamp (or created_at when it has none; no earlier than it once messages were deleted), and
- * session_counts equal to the sessions. Returns the violations; an empty list means all hold.
+ * session_counts equal to the sessions; v1.2: every message's parent a message of its session, and
+ * every session's current_message_id a message of its session, null exactly when it has none.
+ * Returns the violations; an empty list means all hold.
  * `db` is the app's DatabaseService, or `readerOf(dataSource)` for a database a server child owns.
  */
 export async function invariantViolations(
@@ -46,7 +48,24 @@ export async function invariantViolations(
            AND s."archived" = c."archived" AND s."pinned" = c."pinned")`,
     ),
   );
+  const strayParents: { id: number | string }[] = await db.read((m) =>
+    m.query(
+      `SELECT c."id" FROM "chat_messages" c WHERE c."parent_id" IS NOT NULL AND NOT EXISTS (
+         SELECT 1 FROM "chat_messages" p WHERE p."id" = c."parent_id" AND p."session_id" = c."session_id")`,
+    ),
+  );
+  const strayCurrent: { id: string }[] = await db.read((m) =>
+    m.query(
+      `SELECT s."id" FROM "sessions" s WHERE CASE
+         WHEN s."current_message_id" IS NULL
+           THEN EXISTS (SELECT 1 FROM "chat_messages" m WHERE m."session_id" = s."id")
+         ELSE NOT EXISTS (SELECT 1 FROM "chat_messages" m
+           WHERE m."id" = s."current_message_id" AND m."session_id" = s."id") END`,
+    ),
+  );
   return [
+    ...strayParents.map((c) => `message ${c.id} has a parent outside its session`),
+    ...strayCurrent.map((s) => `current_message_id of session ${s.id} is not one of its messages`),
     ...counts.map((c) => `session_counts of owner ${c.owner_id} disagree with the sessions`),
     ...orphans.map((o) => `orphan message ${o.id}`),
     ...miscounted.map((s) => `wrong message_count on session ${s.id}`),

@@ -20,6 +20,9 @@ const session = {
   message_count: 2,
   archived: false,
   pinned: false,
+  current_message_id: 2,
+  forked_from: null,
+  expires_at: null,
 };
 
 const question = {
@@ -29,6 +32,9 @@ const question = {
   role: 'user',
   content: 'Where should we go in May?',
   metadata: null,
+  parent_id: null,
+  status: 'complete',
+  generation: null,
 };
 
 const answer = {
@@ -38,6 +44,9 @@ const answer = {
   role: 'assistant',
   content: 'Lisbon is lovely in late May.',
   metadata: { model: 'gpt-x' },
+  parent_id: 1,
+  status: 'complete',
+  generation: null,
 };
 
 const exported = { session, messages: [question, answer] };
@@ -69,6 +78,7 @@ export const SUCCESS_EXAMPLES: Record<string, Record<string, unknown>> = {
       last_updated_at: session.created_at,
       metadata_tags: null,
       message_count: 0,
+      current_message_id: null,
     },
   },
   'GET /api/v1/sessions': { 'application/json': [session] },

@@ -7,6 +7,7 @@ import { ExportOrder1795579200000 } from './1795579200000-export-order';
 import { PinnedIndexes1795579200001 } from './1795579200001-pinned-indexes';
 import { SearchIndexCap1795582800000 } from './1795582800000-search-index-cap';
 import { IdempotencyOwnerIndex1795582800001 } from './1795582800001-idempotency-owner-index';
+import { ConversationTrees1795586400000 } from './1795586400000-conversation-trees';
 
 /** Every migration, oldest first. Listed explicitly so the app, the CLI and the tests run the same set. */
 export const migrations = [
@@ -19,4 +20,5 @@ export const migrations = [
   PinnedIndexes1795579200001,
   SearchIndexCap1795582800000,
   IdempotencyOwnerIndex1795582800001,
+  ConversationTrees1795586400000,
 ];

@@ -1,18 +1,31 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import {
+  ApiExtraModels,
+  ApiHideProperty,
+  ApiProperty,
+  ApiPropertyOptional,
+  getSchemaPath,
+} from '@nestjs/swagger';
 import { applyDecorators } from '@nestjs/common';
-import { IsIn, IsInt, IsOptional, IsString, Length, ValidateIf } from 'class-validator';
+import { IsIn, IsInt, IsOptional, IsString, Length, Max, Min, ValidateIf } from 'class-validator';
 import {
   IsBoundedJsonObject,
   type JsonObject,
+  MESSAGE_ID_MAX,
   METADATA_MAX_BYTES,
   METADATA_MAX_DEPTH,
 } from '../../common/fields/json-bounds';
-import { ApiDeclarationOrder } from '../../common/openapi/openapi';
+import { ApiDeclarationOrder, NULL_SCHEMA } from '../../common/openapi/openapi';
 import { LimitQuery, SkipQuery, toInteger } from '../../common/pagination/pagination';
 import { StorableText } from '../../common/fields/json-bounds';
 import { RawJson } from '../../common/problems/validation.pipe';
 import { isoTimestamp } from '../../common/fields/timestamps';
-import { ChatMessage, MESSAGE_ROLES, type MessageRole } from '../chat-message.entity';
+import {
+  ChatMessage,
+  MESSAGE_ROLES,
+  MESSAGE_STATUSES,
+  type MessageRole,
+  type MessageStatus,
+} from '../chat-message.entity';
 
 export const CONTENT_MAX_LENGTH = 100_000;
 
@@ -41,6 +54,14 @@ export class CreateChatMessageDto {
   @RawJson()
   @IsBoundedJsonObject({ maxBytes: METADATA_MAX_BYTES, maxDepth: METADATA_MAX_DEPTH })
   readonly metadata?: JsonObject | null;
+
+  /** The message this one follows, a message of this session. Omitted: the session's `current_message_id`; `null`: a new root. */
+  @ApiProperty({ type: 'integer', nullable: true, required: false, example: 2 })
+  @ValidateIf((_, value) => value !== undefined && value !== null)
+  @IsInt({ message: 'parent_id must be a message id (an integer) or null' })
+  @Min(1, { message: 'parent_id must be a message id (an integer) or null' })
+  @Max(MESSAGE_ID_MAX, { message: 'parent_id must be a message id (an integer) or null' })
+  readonly parent_id?: number | null;
 }
 
 const messageCursor = (param: string) =>
@@ -74,6 +95,35 @@ export class ListMessagesQueryDto {
 }
 
 @ApiDeclarationOrder()
+export class GenerationUsageDto {
+  @ApiProperty({ type: 'integer', minimum: 0 })
+  prompt_tokens: number;
+
+  @ApiProperty({ type: 'integer', minimum: 0 })
+  completion_tokens: number;
+}
+
+/** How a generated reply came about. */
+@ApiDeclarationOrder()
+@ApiExtraModels(GenerationUsageDto)
+export class GenerationDto {
+  /** The model that generated the reply. */
+  model: string;
+
+  /** The model's reason for stopping, when it gave one. */
+  finish_reason: string | null;
+
+  // Keeps the CLI plugin off this property (see NULL_SCHEMA); the decorator below documents it.
+  @ApiHideProperty()
+  @ApiProperty({ oneOf: [{ $ref: getSchemaPath(GenerationUsageDto) }, NULL_SCHEMA] })
+  usage: GenerationUsageDto | null;
+
+  /** Why the generation failed: one line. */
+  error: string | null;
+}
+
+@ApiDeclarationOrder()
+@ApiExtraModels(GenerationDto)
 export class ChatMessageDto {
   /** Unique across all sessions; never reused. */
   @ApiProperty({ type: 'integer' })
@@ -91,6 +141,19 @@ export class ChatMessageDto {
 
   @ApiProperty({ additionalProperties: true })
   metadata: object | null;
+
+  /** The message this one follows, in the same session; null for a root. A session's messages form a tree (several roots allowed). */
+  @ApiProperty({ type: 'integer', nullable: true })
+  parent_id: number | null;
+
+  /** `complete` for every posted message; generated replies are `in_progress`, then `complete`, `cancelled` or `failed`. */
+  @ApiProperty({ enum: MESSAGE_STATUSES })
+  status: MessageStatus;
+
+  /** Null for posted messages; how a generated reply came about. */
+  @ApiHideProperty()
+  @ApiProperty({ oneOf: [{ $ref: getSchemaPath(GenerationDto) }, NULL_SCHEMA] })
+  generation: GenerationDto | null;
 }
 
 export function mapChatMessage(message: ChatMessage): ChatMessageDto {
@@ -101,5 +164,8 @@ export function mapChatMessage(message: ChatMessage): ChatMessageDto {
     role: message.role,
     content: message.content,
     metadata: message.metadata,
+    parent_id: message.parent_id,
+    status: message.status,
+    generation: message.generation,
   };
 }
