@@ -98,6 +98,17 @@ function isParentViolation(error: unknown): boolean {
   );
 }
 
+/** A message on a branch: its id and its parent's. */
+export interface BranchEntry {
+  id: number;
+  parentId: number | null;
+}
+
+/** Ids per `IN (…)` list: a page holds at most 1000, so one statement in practice. */
+const ID_LIST_MAX = 1000;
+
+const placeholders = (n: number) => Array<string>(n).fill('?').join(', ');
+
 /** Where a page starts: strictly after or before a (timestamp, id) key in the page's order. */
 export interface KeyBound {
   op: '>' | '<';
@@ -619,6 +630,146 @@ export class ChatMessagesRepository {
       `SELECT pg_get_serial_sequence('"chat_messages"', 'id') AS "sequence"`,
     );
     return sequence;
+  }
+
+  /**
+   * The branch ending at `leafId`: its messages' ids and parents, root first, each step up one probe
+   * of the primary key (the parent foreign key keeps the walk inside the session). `maxDepth` (the
+   * session's message count) bounds the walk, so even a cycle a bug or a hand edit could make in the
+   * parent links cannot make it run forever.
+   */
+  async path(
+    manager: EntityManager,
+    sessionId: string,
+    leafId: number,
+    maxDepth: number,
+  ): Promise<BranchEntry[]> {
+    const rows = await queryRows<{ id: number | string; parent_id: number | string | null }>(
+      manager,
+      this.statement('path', () =>
+        this.db.sql(
+          `WITH RECURSIVE "path" ("id", "parent_id", "depth") AS (
+             SELECT "id", "parent_id", 0 FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?
+             UNION ALL
+             SELECT m."id", m."parent_id", p."depth" + 1
+             FROM "path" p JOIN "chat_messages" m ON m."id" = p."parent_id"
+             WHERE p."depth" < ?
+           )
+           SELECT "id", "parent_id" FROM "path" ORDER BY "depth" DESC`,
+        ),
+      ),
+      [leafId, sessionId, maxDepth],
+    );
+    return rows.map((row) => ({
+      id: Number(row.id),
+      parentId: row.parent_id === null ? null : Number(row.parent_id),
+    }));
+  }
+
+  /**
+   * The children of each of `parents` (null: the session's roots), oldest first by (timestamp,
+   * id), from idx_chat_messages_session_parent.
+   */
+  async children(
+    manager: EntityManager,
+    sessionId: string,
+    parents: (number | null)[],
+  ): Promise<Map<number | null, number[]>> {
+    const children = new Map<number | null, number[]>(parents.map((p) => [p, []]));
+    const ids = parents.filter((p): p is number => p !== null);
+    const rows: { id: number | string; parent_id: number | string | null }[] = [];
+    for (let i = 0; i < ids.length; i += ID_LIST_MAX) {
+      const part = ids.slice(i, i + ID_LIST_MAX);
+      rows.push(
+        ...(await queryRows<(typeof rows)[number]>(
+          manager,
+          this.statement(`children:${part.length}`, () =>
+            this.db.sql(
+              `SELECT "id", "parent_id" FROM "chat_messages"
+               WHERE "session_id" = ? AND "parent_id" IN (${placeholders(part.length)})
+               ORDER BY "timestamp", "id"`,
+            ),
+          ),
+          [sessionId, ...part],
+        )),
+      );
+    }
+    if (children.has(null)) {
+      rows.push(
+        ...(await queryRows<(typeof rows)[number]>(
+          manager,
+          this.statement('roots', () =>
+            this.db.sql(
+              `SELECT "id", "parent_id" FROM "chat_messages"
+               WHERE "session_id" = ? AND "parent_id" IS NULL ORDER BY "timestamp", "id"`,
+            ),
+          ),
+          [sessionId],
+        )),
+      );
+    }
+    for (const row of rows) {
+      children.get(row.parent_id === null ? null : Number(row.parent_id))?.push(Number(row.id));
+    }
+    return children;
+  }
+
+  /** The size in bytes of each of the session's messages `ids` (a page's plan, see outline). */
+  async weights(
+    manager: EntityManager,
+    sessionId: string,
+    ids: number[],
+  ): Promise<Map<number, { timestamp: number; weight: number }>> {
+    const weights = new Map<number, { timestamp: number; weight: number }>();
+    for (let i = 0; i < ids.length; i += ID_LIST_MAX) {
+      const part = ids.slice(i, i + ID_LIST_MAX);
+      const rows = await queryRows<{
+        id: number | string;
+        timestamp: number | string;
+        weight: number | string;
+      }>(
+        manager,
+        this.statement(`weights:${part.length}`, () =>
+          this.db.sql(
+            `SELECT "id", "timestamp", ${SIZE} AS "weight" FROM "chat_messages"
+             WHERE "session_id" = ? AND "id" IN (${placeholders(part.length)})`,
+          ),
+        ),
+        [sessionId, ...part],
+      );
+      for (const row of rows) {
+        weights.set(Number(row.id), {
+          timestamp: Number(row.timestamp),
+          weight: Number(row.weight),
+        });
+      }
+    }
+    return weights;
+  }
+
+  /** The owner's messages `ids` of the session, in the order of `ids`; missing ones left out. */
+  async byIds(
+    manager: EntityManager,
+    owner: string,
+    sessionId: string,
+    ids: number[],
+  ): Promise<ChatMessage[]> {
+    const found = new Map<number, ChatMessage>();
+    for (let i = 0; i < ids.length; i += ID_LIST_MAX) {
+      const part = ids.slice(i, i + ID_LIST_MAX);
+      const rows = await queryRows<MessageRow>(
+        manager,
+        this.statement(`byIds:${part.length}`, () =>
+          this.db.sql(
+            `SELECT ${M_COLUMNS} FROM "chat_messages" m ${OWNED_SESSION}
+             WHERE m."session_id" = ? AND m."id" IN (${placeholders(part.length)})`,
+          ),
+        ),
+        [owner, sessionId, ...part],
+      );
+      for (const row of rows) found.set(Number(row.id), fromRow(row));
+    }
+    return ids.flatMap((id) => found.get(id) ?? []);
   }
 
   private statement(key: string, build: () => string): string {

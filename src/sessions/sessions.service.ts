@@ -1,6 +1,7 @@
 import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { randomUUID } from 'node:crypto';
+import type { EntityManager } from 'typeorm';
 import type { Env } from '../config/env.validation';
 import { isWritableTime } from '../common/fields/json-bounds';
 import { Page } from '../common/pagination/pagination';
@@ -9,6 +10,7 @@ import { CursorService } from '../database/cursor.service';
 import { DatabaseService } from '../database/database.service';
 import { claimWriteHooks } from '../database/write-hooks';
 import { CreateSessionDto, ListSessionsQueryDto, UpdateSessionDto } from './dto/session.dto';
+import { ChatMessagesRepository } from '../messages/chat-messages.repository';
 import { SessionCountsRepository } from './session-counts.repository';
 import { Session } from './session.entity';
 import { type Bucket, type SessionKey, SessionsRepository } from './sessions.repository';
@@ -38,6 +40,7 @@ export class SessionsService {
     private readonly db: DatabaseService,
     private readonly sessions: SessionsRepository,
     private readonly counts: SessionCountsRepository,
+    private readonly messages: ChatMessagesRepository,
     private readonly cursors: CursorService,
     config: ConfigService<Env, true>,
   ) {
@@ -125,6 +128,9 @@ export class SessionsService {
           `Session '${id}' holds a time after the year 9999 and cannot be answered; nothing was changed.`,
         );
       }
+      if (after && dto.current_message_id !== undefined) {
+        after.current_message_id = await this.switchBranch(manager, id, dto.current_message_id);
+      }
       if (was && after && (was.archived !== after.archived || was.pinned !== after.pinned)) {
         // Buckets in one fixed order, so two PATCHes moving opposite ways cannot deadlock.
         const moves = [
@@ -137,6 +143,29 @@ export class SessionsService {
     });
     if (!session) throw sessionNotFound(id);
     return session;
+  }
+
+  /**
+   * Makes the newest leaf under `messageId` (a message of the session) the current message, in the
+   * caller's transaction, after the session's row was updated (and so, on PostgreSQL, locked: an
+   * append cannot move the current message meanwhile). The leaf stored.
+   */
+  private async switchBranch(
+    manager: EntityManager,
+    sessionId: string,
+    messageId: number,
+  ): Promise<number> {
+    if (!(await this.messages.position(manager, sessionId, messageId))) {
+      throw new ValidationProblemException([
+        {
+          field: 'current_message_id',
+          message: `current_message_id names message ${messageId}, which is not in this session`,
+        },
+      ]);
+    }
+    const leaf = (await this.messages.newestLeaf(manager, sessionId, messageId)) ?? messageId;
+    await this.sessions.setCurrent(manager, sessionId, leaf);
+    return leaf;
   }
 
   async remove(owner: string, id: string): Promise<void> {

@@ -13,13 +13,17 @@ import {
   IsArray,
   IsBoolean,
   IsIn,
+  IsInt,
   IsOptional,
   IsString,
   Length,
+  Max,
+  Min,
   ValidateIf,
 } from 'class-validator';
 import {
   IsMetadataTags,
+  MESSAGE_ID_MAX,
   StorableText,
   TAGS_MAX_KEYS,
   TAG_KEY_MAX,
@@ -104,13 +108,23 @@ export class RestoredSessionFieldsDto extends CreateSessionDto {
   readonly llm_model_name?: string | null;
 }
 
+const CURRENT_MESSAGE_RULE = 'current_message_id must be a message id of this session (an integer)';
+
 /**
  * PATCH: a field left out is unchanged, a field given replaces the old value whole (tags too),
  * `null` clears a nullable field (and is refused for the flags). `{}` is a valid no-op.
  */
 export class UpdateSessionDto extends PartialType(CreateSessionDto, {
   skipNullProperties: false,
-}) {}
+}) {
+  /** Switch branch: a message of this session. The session's current message becomes the newest leaf under it, following the newest child (by timestamp, then id) at every level; the answer names the leaf stored. Not nullable. */
+  @ApiProperty({ type: 'integer', required: false, example: 3 })
+  @ValidateIf((_, value) => value !== undefined)
+  @IsInt({ message: CURRENT_MESSAGE_RULE })
+  @Min(1, { message: CURRENT_MESSAGE_RULE })
+  @Max(MESSAGE_ID_MAX, { message: CURRENT_MESSAGE_RULE })
+  readonly current_message_id?: number;
+}
 
 export const ARCHIVED_FILTERS = ['false', 'true', 'any'] as const;
 export type ArchivedFilter = (typeof ARCHIVED_FILTERS)[number];

@@ -1,0 +1,250 @@
+import request from 'supertest';
+import {
+  badRequest,
+  createSession,
+  type MessageBody,
+  messagesOf,
+  postMessage,
+  readSession,
+  SESSIONS,
+  sessionNotFound,
+  UNKNOWN_ID,
+} from './helpers/api';
+import { invariantViolations } from './helpers/invariants';
+import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
+
+type Listed = MessageBody & { sibling_ids: number[] };
+
+/**
+ * v1.2 branches as a client walks them: `?branch=` listings with `sibling_ids`, and PATCH
+ * `current_message_id` descending to the newest leaf.
+ *
+ * The tree every test starts from (contents; `→` = child, newest child last):
+ *
+ *   q1 → a1 → q2 → a2
+ *             q2 → a2b            (a regenerated answer: a sibling of a2)
+ *        a1 → q2e → a2e           (an edited question: a sibling of q2, the newest)
+ *   r2                            (a second root, posted last: the current message)
+ */
+describe('Branch listings and switching (e2e)', () => {
+  let t: TestApp;
+  let sessionId: string;
+  const ids: Record<string, number> = {};
+
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t.close());
+  beforeEach(async () => {
+    await resetDatabase(t.db);
+    sessionId = (await createSession(t.http)).id;
+    const add = async (content: string, parent?: string | null) => {
+      const body =
+        parent === undefined ? { content } : { content, parent_id: parent && ids[parent] };
+      ids[content] = (await postMessage(t.http, sessionId, body)).id;
+    };
+    await add('q1', null);
+    await add('a1');
+    await add('q2');
+    await add('a2');
+    await add('a2b', 'q2');
+    await add('q2e', 'a1');
+    await add('a2e');
+    await add('r2', null);
+  });
+  afterEach(async () => {
+    expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
+  });
+
+  const list = (query: Record<string, string | number>, session = sessionId) =>
+    request(t.http).get(messagesOf(session)).query(query);
+  const contents = (body: Listed[]) => body.map((m) => m.content);
+  const patch = (body: object, session = sessionId) =>
+    request(t.http).patch(`${SESSIONS}/${session}`).send(body);
+
+  describe('GET …/messages?branch=', () => {
+    it('lists the path from the root to a message, root first, each with its siblings', async () => {
+      const res = await list({ branch: ids.a2 });
+      expect(res.status).toBe(200);
+      expect(res.headers['x-total-count']).toBe('4');
+      expect(res.headers.link).toBeUndefined();
+      const body = res.body as Listed[];
+      expect(contents(body)).toEqual(['q1', 'a1', 'q2', 'a2']);
+      expect(body.map((m) => m.sibling_ids)).toEqual([
+        [ids.q1, ids.r2],
+        [ids.a1],
+        [ids.q2, ids.q2e],
+        [ids.a2, ids.a2b],
+      ]);
+      expect(body.map((m) => m.parent_id)).toEqual([null, ids.q1, ids.a1, ids.q2]);
+      // Every other field as the plain listing has it.
+      const plain = (await list({})).body as MessageBody[];
+      for (const m of body) {
+        expect(m).toEqual({ ...plain.find((p) => p.id === m.id), sibling_ids: m.sibling_ids });
+      }
+    });
+
+    it('lists the current branch, and follows it when it moves', async () => {
+      expect(contents((await list({ branch: 'current' })).body as Listed[])).toEqual(['r2']);
+      expect((await patch({ current_message_id: ids.q1 })).status).toBe(200);
+      expect(contents((await list({ branch: 'current' })).body as Listed[])).toEqual([
+        'q1',
+        'a1',
+        'q2e',
+        'a2e',
+      ]);
+    });
+
+    it("answers an empty session's current branch with [] and a total of 0", async () => {
+      const empty = await createSession(t.http);
+      const res = await list({ branch: 'current' }, empty.id);
+      expect([res.status, res.body, res.headers['x-total-count']]).toEqual([200, [], '0']);
+    });
+
+    it('pages within the path: skip, limit, order, after and before, with a Link that stays on the branch', async () => {
+      expect((await patch({ current_message_id: ids.a2b })).status).toBe(200);
+      const page = await list({ branch: 'current', limit: 2 });
+      expect(contents(page.body as Listed[])).toEqual(['q1', 'a1']);
+      expect(page.headers['x-total-count']).toBe('4');
+      const link = /<([^>]+)>; rel="next"/.exec(page.headers.link)![1];
+      expect(link).toContain(`branch=${ids.a2b}`);
+      // The current branch moves; the link keeps to the branch the first page was on.
+      await patch({ current_message_id: ids.r2 });
+      const next = await request(t.http).get(link);
+      expect(contents(next.body as Listed[])).toEqual(['q2', 'a2b']);
+
+      const branch = ids.a2b;
+      expect(contents((await list({ branch, skip: 1, limit: 2 })).body as Listed[])).toEqual([
+        'a1',
+        'q2',
+      ]);
+      expect(contents((await list({ branch, order: 'desc' })).body as Listed[])).toEqual([
+        'a2b',
+        'q2',
+        'a1',
+        'q1',
+      ]);
+      expect(contents((await list({ branch, after: ids.a1 })).body as Listed[])).toEqual([
+        'q2',
+        'a2b',
+      ]);
+      expect(
+        contents((await list({ branch, before: ids.a2b, limit: 2 })).body as Listed[]),
+      ).toEqual(['a1', 'q2']);
+      expect(
+        contents((await list({ branch, after: ids.q1, before: ids.a2b })).body as Listed[]),
+      ).toEqual(['a1', 'q2']);
+      expect(
+        contents((await list({ branch, order: 'desc', after: ids.q2 })).body as Listed[]),
+      ).toEqual(['a1', 'q1']);
+    });
+
+    it.each([
+      ['a message of another session', async () => (await otherMessage()).toString()],
+      ['an unknown message', () => Promise.resolve('999999999')],
+      ['a word other than current', () => Promise.resolve('latest')],
+      ['zero', () => Promise.resolve('0')],
+      ['a negative id', () => Promise.resolve('-3')],
+    ])('refuses %s as the branch with a 400 naming branch', async (_, value) => {
+      const res = await list({ branch: await value() });
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual(
+        badRequest(expect.any(String), [expect.objectContaining({ field: 'branch' })]),
+      );
+    });
+
+    it('refuses a cursor off the path with a 400 naming it, and skip with a cursor', async () => {
+      for (const param of ['after', 'before']) {
+        const res = await list({ branch: ids.a2, [param]: ids.a2b });
+        expect(res.status).toBe(400);
+        expect(res.body.errors).toEqual([expect.objectContaining({ field: param })]);
+      }
+      const res = await list({ branch: ids.a2, after: ids.q1, skip: 1 });
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toEqual([expect.objectContaining({ field: 'skip' })]);
+    });
+
+    it('answers 404 for an unknown session', async () => {
+      const res = await list({ branch: 'current' }, UNKNOWN_ID);
+      expect(res.status).toBe(404);
+      expect(res.body).toEqual(sessionNotFound(UNKNOWN_ID, expect.any(String)));
+    });
+
+    it('streams a branch page too large to hold at once, with the same messages', async () => {
+      const big = await createSession(t.http);
+      const text = (i: number) => `${i}`.padEnd(90_000, 'x');
+      let parent: number | null = null;
+      for (let i = 0; i < 25; i++) {
+        parent = (await postMessage(t.http, big.id, { content: text(i), parent_id: parent })).id;
+      }
+      // A sibling off the path, which the listing must leave out.
+      await postMessage(t.http, big.id, { content: 'off the path', parent_id: null });
+      const res = await list({ branch: parent! }, big.id);
+      expect(res.status).toBe(200);
+      const body = res.body as Listed[];
+      expect(body.map((m) => m.content)).toEqual(Array.from({ length: 25 }, (_, i) => text(i)));
+      expect(body[0].sibling_ids).toHaveLength(2);
+      expect(body.slice(1).every((m) => m.sibling_ids.length === 1)).toBe(true);
+    });
+  });
+
+  describe('PATCH current_message_id', () => {
+    it('stores the newest leaf under the message, following the newest child at every level', async () => {
+      const before = await readSession(t.http, sessionId);
+      const cases: [string, string][] = [
+        ['q1', 'a2e'],
+        ['q2', 'a2b'],
+        ['a2', 'a2'],
+        ['r2', 'r2'],
+      ];
+      for (const [target, leaf] of cases) {
+        const res = await patch({ current_message_id: ids[target] });
+        expect(res.status).toBe(200);
+        expect(res.body.current_message_id).toBe(ids[leaf]);
+        expect(res.body.last_updated_at).toBe(before.last_updated_at);
+        expect((await readSession(t.http, sessionId)).current_message_id).toBe(ids[leaf]);
+      }
+    });
+
+    it('makes the next message without parent_id a child of the stored leaf', async () => {
+      await patch({ current_message_id: ids.q2 });
+      const reply = await postMessage(t.http, sessionId, { content: 'follow-up' });
+      expect(reply.parent_id).toBe(ids.a2b);
+      expect((await readSession(t.http, sessionId)).current_message_id).toBe(reply.id);
+    });
+
+    it('goes with the other fields of a PATCH, in one change', async () => {
+      const res = await patch({ name: 'Renamed', current_message_id: ids.a1 });
+      expect(res.status).toBe(200);
+      expect([res.body.name, res.body.current_message_id]).toEqual(['Renamed', ids.a2e]);
+    });
+
+    it.each([
+      ['null', null],
+      ['a string', '3'],
+      ['a fraction', 1.5],
+      ['zero', 0],
+      ['an unknown message', 999_999_999],
+    ])('refuses %s with a 400 naming current_message_id, changing nothing', async (_, value) => {
+      const before = await readSession(t.http, sessionId);
+      const res = await patch({ name: 'Not stored', current_message_id: value });
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toEqual([expect.objectContaining({ field: 'current_message_id' })]);
+      expect(await readSession(t.http, sessionId)).toEqual(before);
+    });
+
+    it("refuses a message of another session (400) and another owner's session (404)", async () => {
+      const before = await readSession(t.http, sessionId);
+      const res = await patch({ current_message_id: await otherMessage() });
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toEqual([expect.objectContaining({ field: 'current_message_id' })]);
+      expect(await readSession(t.http, sessionId)).toEqual(before);
+      expect((await patch({ current_message_id: ids.q1 }, UNKNOWN_ID)).status).toBe(404);
+    });
+  });
+
+  async function otherMessage(): Promise<number> {
+    const other = await createSession(t.http);
+    return (await postMessage(t.http, other.id, { content: 'elsewhere' })).id;
+  }
+});
