@@ -243,6 +243,118 @@ describe('Branch listings and switching (e2e)', () => {
     });
   });
 
+  describe('POST …/fork', () => {
+    const fork = (body: object, session = sessionId, headers: Record<string, string> = {}) =>
+      request(t.http).post(`${SESSIONS}/${session}/fork`).set(headers).send(body);
+
+    it('copies the path to the message into a new session, re-stamped now, and names its source', async () => {
+      await patch({ metadata_tags: { team: 'red' }, rag_document_ids: ['d1'], pinned: true });
+      const source = await readSession(t.http, sessionId);
+      const sourcePath = (await list({ branch: ids.a2b })).body as Listed[];
+      const started = Date.now();
+      const res = await fork({ message_id: ids.a2b });
+      expect(res.status).toBe(201);
+      const forked = res.body as typeof source;
+      expect(forked).toEqual({
+        ...source,
+        id: expect.not.stringMatching(sessionId),
+        created_at: expect.any(String),
+        last_updated_at: expect.any(String),
+        message_count: 4,
+        archived: false,
+        pinned: false,
+        current_message_id: expect.any(Number),
+        forked_from: { session_id: sessionId, message_id: ids.a2b },
+        expires_at: null,
+      });
+      expect(Date.parse(forked.created_at)).toBeGreaterThanOrEqual(started - 5);
+      const copies = (await list({}, forked.id)).body as MessageBody[];
+      expect(copies.map((m) => [m.role, m.content, m.metadata, m.status, m.generation])).toEqual(
+        sourcePath.map((m) => [m.role, m.content, m.metadata, m.status, m.generation]),
+      );
+      expect(copies.map((m) => m.parent_id)).toEqual([
+        null,
+        ...copies.slice(0, -1).map((m) => m.id),
+      ]);
+      expect(copies.every((m) => !Object.values(ids).includes(m.id))).toBe(true);
+      const times = copies.map((m) => Date.parse(m.timestamp));
+      expect(times).toEqual([...times].sort((a, b) => a - b));
+      expect(new Set(times).size).toBe(times.length);
+      expect(times[0]).toBeGreaterThanOrEqual(Date.parse(forked.created_at));
+      expect(forked.current_message_id).toBe(copies.at(-1)!.id);
+      expect(forked.last_updated_at).toBe(copies.at(-1)!.timestamp);
+      // The most recently active session, and the source untouched.
+      const listed = (await request(t.http).get(SESSIONS).query({ archived: 'any' })).body as {
+        id: string;
+      }[];
+      expect(listed[0].id).toBe(forked.id);
+      expect(await readSession(t.http, sessionId)).toEqual(source);
+    });
+
+    it('forks at the current message by default, with the name given', async () => {
+      await patch({ current_message_id: ids.a2e });
+      const res = await fork({ name: 'Second try' });
+      expect(res.status).toBe(201);
+      expect([res.body.name, res.body.forked_from]).toEqual([
+        'Second try',
+        { session_id: sessionId, message_id: ids.a2e },
+      ]);
+      const copies = (await list({}, res.body.id as string)).body as MessageBody[];
+      expect(copies.map((m) => m.content)).toEqual(['q1', 'a1', 'q2e', 'a2e']);
+    });
+
+    it('forks an empty session into an empty one', async () => {
+      const empty = await createSession(t.http, { name: 'Blank' });
+      const res = await fork({}, empty.id);
+      expect(res.status).toBe(201);
+      expect(res.body).toMatchObject({
+        name: 'Blank',
+        message_count: 0,
+        current_message_id: null,
+        forked_from: { session_id: empty.id, message_id: null },
+      });
+    });
+
+    it.each([
+      ['null', null],
+      ['a string', '3'],
+      ['an unknown message', 999_999_999],
+    ])('refuses %s as message_id with a 400 naming it, creating nothing', async (_, value) => {
+      const res = await fork({ message_id: value });
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toEqual([expect.objectContaining({ field: 'message_id' })]);
+      expect(await sessionCount()).toBe(1);
+    });
+
+    it("refuses another session's message (400) and an unknown session (404)", async () => {
+      const res = await fork({ message_id: await otherMessage() });
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toEqual([expect.objectContaining({ field: 'message_id' })]);
+      expect((await fork({}, UNKNOWN_ID)).status).toBe(404);
+      expect(await sessionCount()).toBe(2);
+    });
+
+    it('refuses a name the session rules refuse', async () => {
+      const res = await fork({ name: 'x'.repeat(201) });
+      expect(res.status).toBe(400);
+      expect(res.body.errors).toEqual([expect.objectContaining({ field: 'name' })]);
+    });
+
+    it('answers a retry with the same Idempotency-Key with the same fork, made once', async () => {
+      const key = { 'Idempotency-Key': 'fork-once' };
+      const first = await fork({ message_id: ids.a1 }, sessionId, key);
+      const again = await fork({ message_id: ids.a1 }, sessionId, key);
+      expect(first.status).toBe(201);
+      expect([again.status, again.body]).toEqual([201, first.body]);
+      expect(await sessionCount()).toBe(2);
+    });
+
+    const sessionCount = async () =>
+      Number(
+        (await request(t.http).get(SESSIONS).query({ archived: 'any' })).headers['x-total-count'],
+      );
+  });
+
   async function otherMessage(): Promise<number> {
     const other = await createSession(t.http);
     return (await postMessage(t.http, other.id, { content: 'elsewhere' })).id;

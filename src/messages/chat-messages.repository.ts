@@ -772,6 +772,40 @@ export class ChatMessagesRepository {
     return ids.flatMap((id) => found.get(id) ?? []);
   }
 
+  /**
+   * Inserts copies of `messages` into the session `sessionId`, in order, each the child of the one
+   * before (the first a root), stamped `firstTimestamp`, +1, +2, …: a fork's path. The new ids, in
+   * order.
+   */
+  async insertPath(
+    manager: EntityManager,
+    sessionId: string,
+    messages: ChatMessage[],
+    firstTimestamp: number,
+  ): Promise<number[]> {
+    const sql = this.statement('insertPath', () =>
+      this.db.sql(
+        `INSERT INTO "chat_messages" ("session_id", "timestamp", "parent_id", "role", "content", "metadata", "status", "generation")
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING "id"`,
+      ),
+    );
+    const ids: number[] = [];
+    for (const [i, m] of messages.entries()) {
+      const [row] = await queryRows<{ id: number | string }>(manager, sql, [
+        sessionId,
+        firstTimestamp + i,
+        ids.at(-1) ?? null,
+        m.role,
+        m.content,
+        m.metadata === null ? null : JSON.stringify(m.metadata),
+        m.status,
+        m.generation === null ? null : JSON.stringify(m.generation),
+      ]);
+      ids.push(Number(row.id));
+    }
+    return ids;
+  }
+
   private statement(key: string, build: () => string): string {
     let sql = this.statements.get(key);
     if (sql === undefined) {

@@ -25,6 +25,7 @@ import { listHeaders, setPageHeaders } from '../common/pagination/pagination';
 import { ApiProblems, BODY_PROBLEMS } from '../common/problems/problem.dto';
 import {
   CreateSessionDto,
+  ForkSessionDto,
   ListSessionsQueryDto,
   mapSession,
   SessionDto,
@@ -54,6 +55,24 @@ export class SessionsController {
   @Idempotent(mapSession)
   async create(@Owner() owner: string, @Body() dto: CreateSessionDto): Promise<SessionDto> {
     return mapSession(await this.sessions.create(owner, dto));
+  }
+
+  @Post(':id/fork')
+  @ApiOperation({
+    summary: 'Fork a session at a message',
+    description:
+      "A new session of the same owner holding copies of the path from the root to `message_id` (default: the current message): roles, contents, metadata, status and generation kept, new ids, re-stamped now so the fork is the most recently active session. `name` defaults to the source's; `llm_model_name`, `rag_document_ids` and `metadata_tags` are copied; not archived, not pinned, no `expires_at`; `forked_from` names the source. Accepts `Idempotency-Key`. See `docs/API.md` § Branches.",
+  })
+  @ApiBody({ type: ForkSessionDto, required: false })
+  @ApiCreatedResponse({ type: SessionDto, description: 'The new session.' })
+  @ApiProblems(404, 409, ...BODY_PROBLEMS)
+  @Idempotent(mapSession)
+  async fork(
+    @Owner() owner: string,
+    @Param('id') id: string,
+    @Body() dto: ForkSessionDto,
+  ): Promise<SessionDto> {
+    return mapSession(await this.sessions.fork(owner, id, dto));
   }
 
   @Get()

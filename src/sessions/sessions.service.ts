@@ -9,7 +9,12 @@ import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { CursorService } from '../database/cursor.service';
 import { DatabaseService } from '../database/database.service';
 import { claimWriteHooks } from '../database/write-hooks';
-import { CreateSessionDto, ListSessionsQueryDto, UpdateSessionDto } from './dto/session.dto';
+import {
+  CreateSessionDto,
+  ForkSessionDto,
+  ListSessionsQueryDto,
+  UpdateSessionDto,
+} from './dto/session.dto';
 import { ChatMessagesRepository } from '../messages/chat-messages.repository';
 import { SessionCountsRepository } from './session-counts.repository';
 import { Session } from './session.entity';
@@ -143,6 +148,62 @@ export class SessionsService {
     });
     if (!session) throw sessionNotFound(id);
     return session;
+  }
+
+  /**
+   * A new session of the owner holding copies of the path from the root to `message_id` (default:
+   * the current message), re-stamped now and increasing along the path, so the fork is the most
+   * recently active session; see docs/API.md § Branches. One transaction: the path is read, checked
+   * (an `in_progress` message cannot be copied: 409) and copied together.
+   */
+  fork(owner: string, id: string, dto: ForkSessionDto): Promise<Session> {
+    return this.db.write(async (manager) => {
+      const source = await this.sessions.findOwned(manager, owner, id);
+      if (!source) throw sessionNotFound(id);
+      const leaf = dto.message_id ?? source.current_message_id;
+      if (dto.message_id !== undefined && !(await this.messages.position(manager, id, leaf!))) {
+        throw new ValidationProblemException([
+          {
+            field: 'message_id',
+            message: `message_id names message ${leaf}, which is not in this session`,
+          },
+        ]);
+      }
+      const path =
+        leaf === null ? [] : await this.messages.path(manager, id, leaf, source.message_count);
+      const messages = await this.messages.byIds(
+        manager,
+        owner,
+        id,
+        path.map((entry) => entry.id),
+      );
+      const busy = messages.find((m) => m.status === 'in_progress');
+      if (busy) {
+        throw new ConflictException(
+          `Message ${busy.id} is a reply still being generated; fork once it has ended.`,
+        );
+      }
+      const now = Date.now();
+      const fork: Session = {
+        ...source,
+        id: randomUUID(),
+        name: dto.name === undefined ? source.name : dto.name,
+        created_at: now,
+        last_updated_at: now + Math.max(0, messages.length - 1),
+        message_count: messages.length,
+        archived: false,
+        pinned: false,
+        current_message_id: null,
+        forked_from: { session_id: id, message_id: leaf },
+        expires_at: null,
+      };
+      await this.sessions.insert(manager, fork);
+      await this.counts.add(manager, owner, fork, 1);
+      const copies = await this.messages.insertPath(manager, fork.id, messages, now);
+      fork.current_message_id = copies.at(-1) ?? null;
+      await this.sessions.setCurrent(manager, fork.id, fork.current_message_id);
+      return fork;
+    }, claimWriteHooks());
   }
 
   /**

@@ -6,6 +6,7 @@ import {
   ApiPropertyOptional,
   getSchemaPath,
   PartialType,
+  PickType,
 } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import {
@@ -108,6 +109,7 @@ export class RestoredSessionFieldsDto extends CreateSessionDto {
   readonly llm_model_name?: string | null;
 }
 
+const FORK_MESSAGE_RULE = 'message_id must be a message id of this session (an integer)';
 const CURRENT_MESSAGE_RULE = 'current_message_id must be a message id of this session (an integer)';
 
 /**
@@ -124,6 +126,17 @@ export class UpdateSessionDto extends PartialType(CreateSessionDto, {
   @Min(1, { message: CURRENT_MESSAGE_RULE })
   @Max(MESSAGE_ID_MAX, { message: CURRENT_MESSAGE_RULE })
   readonly current_message_id?: number;
+}
+
+/** POST …/fork: which message the fork ends at, and its name. */
+export class ForkSessionDto extends PickType(CreateSessionDto, ['name']) {
+  /** The last message to copy, a message of this session; omitted: the session's current message. The fork holds the path from the root to it. */
+  @ApiProperty({ type: 'integer', required: false, example: 3 })
+  @ValidateIf((_, value) => value !== undefined)
+  @IsInt({ message: FORK_MESSAGE_RULE })
+  @Min(1, { message: FORK_MESSAGE_RULE })
+  @Max(MESSAGE_ID_MAX, { message: FORK_MESSAGE_RULE })
+  readonly message_id?: number;
 }
 
 export const ARCHIVED_FILTERS = ['false', 'true', 'any'] as const;
