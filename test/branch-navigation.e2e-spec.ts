@@ -10,6 +10,7 @@ import {
   sessionNotFound,
   UNKNOWN_ID,
 } from './helpers/api';
+import { ChatMessagesRepository } from '../src/messages/chat-messages.repository';
 import { invariantViolations } from './helpers/invariants';
 import { createTestApp, resetDatabase, TestApp } from './helpers/test-app';
 
@@ -353,6 +354,56 @@ describe('Branch listings and switching (e2e)', () => {
       Number(
         (await request(t.http).get(SESSIONS).query({ archived: 'any' })).headers['x-total-count'],
       );
+  });
+
+  describe('small and large sessions', () => {
+    it('walks branches alike in memory (a session read whole) and by the recursive statements', async () => {
+      // A random tree of 60 messages: each posted under a random earlier message, or as a root.
+      const tree = await createSession(t.http);
+      const posted: number[] = [];
+      let seed = 7;
+      const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+      for (let i = 0; i < 60; i++) {
+        const pick = Math.floor(random() * (posted.length + 1));
+        const parent = pick === posted.length ? null : posted[pick];
+        posted.push(
+          (await postMessage(t.http, tree.id, { content: `n${i}`, parent_id: parent })).id,
+        );
+      }
+      const repository = t.app.get(ChatMessagesRepository);
+      const walks = await t.db.read(async (m) => {
+        const results: unknown[][] = [];
+        for (const id of [...posted, 999_999_999]) {
+          results.push([
+            await repository.path(m, tree.id, id, 60),
+            await repository.path(m, tree.id, id, 60, 0),
+            await repository.leafUnder(m, tree.id, id, 60),
+            await repository.leafUnder(m, tree.id, id, 60, 0),
+          ]);
+        }
+        return results;
+      });
+      for (const [inMemory, recursive, leafInMemory, leafRecursive] of walks) {
+        expect(recursive).toEqual(inMemory);
+        expect(leafRecursive).toEqual(leafInMemory);
+      }
+      // And both agree with the tree the API shows.
+      const listed = (await list({}, tree.id)).body as MessageBody[];
+      const parentOf = new Map(listed.map((m) => [m.id, m.parent_id]));
+      for (const [i, id] of posted.entries()) {
+        const expected: number[] = [];
+        for (let x: number | null = id; x !== null; x = parentOf.get(x)!) expected.unshift(x);
+        expect((walks[i][0] as { id: number }[]).map((e) => e.id)).toEqual(expected);
+        // The newest child is the last in the listing's (timestamp, id) order.
+        let leaf = id;
+        for (let kids = listed.filter((m) => m.parent_id === leaf); kids.length > 0;) {
+          leaf = kids.at(-1)!.id;
+          kids = listed.filter((m) => m.parent_id === leaf);
+        }
+        expect(walks[i][2]).toBe(leaf);
+      }
+      expect(walks.at(-1)).toEqual([null, null, null, null]);
+    });
   });
 
   async function otherMessage(): Promise<number> {

@@ -137,6 +137,8 @@ describe('Query plans (e2e)', () => {
       `${base}?after=${ids[0]}&before=${ids[4]}`,
       `${base}?order=desc&after=${ids[3]}`,
       `${base}/${ids[2]}`,
+      `${base}?branch=current`,
+      `${base}?branch=${ids[3]}&after=${ids[1]}&limit=1`,
       '/api/v1/sessions',
       '/api/v1/sessions?archived=any',
       '/api/v1/sessions?archived=true&pinned=true',

@@ -269,22 +269,19 @@ export class MessagesService {
     return this.db.read(async (manager) => {
       const session = await this.sessions.findOwned(manager, owner, sessionId);
       if (!session) throw sessionNotFound(sessionId);
-      let leaf: number | null = session.current_message_id;
-      if (query.branch !== 'current') {
-        leaf = Number(query.branch);
-        if (!(await this.messages.position(manager, sessionId, leaf))) {
-          throw new ValidationProblemException([
-            {
-              field: 'branch',
-              message: `branch names message ${leaf}, which is not in this session`,
-            },
-          ]);
-        }
-      }
+      const leaf = query.branch === 'current' ? session.current_message_id : Number(query.branch);
       const path =
         leaf === null
           ? []
           : await this.messages.path(manager, sessionId, leaf, session.message_count);
+      if (!path) {
+        throw new ValidationProblemException([
+          {
+            field: 'branch',
+            message: `branch names message ${leaf}, which is not in this session`,
+          },
+        ]);
+      }
       const { page, full } = branchPage(path, query);
       const last = page.at(-1);
       const headers = {

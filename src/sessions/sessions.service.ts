@@ -134,7 +134,7 @@ export class SessionsService {
         );
       }
       if (after && dto.current_message_id !== undefined) {
-        after.current_message_id = await this.switchBranch(manager, id, dto.current_message_id);
+        after.current_message_id = await this.switchBranch(manager, after, dto.current_message_id);
       }
       if (was && after && (was.archived !== after.archived || was.pinned !== after.pinned)) {
         // Buckets in one fixed order, so two PATCHes moving opposite ways cannot deadlock.
@@ -161,7 +161,9 @@ export class SessionsService {
       const source = await this.sessions.findOwned(manager, owner, id);
       if (!source) throw sessionNotFound(id);
       const leaf = dto.message_id ?? source.current_message_id;
-      if (dto.message_id !== undefined && !(await this.messages.position(manager, id, leaf!))) {
+      const path =
+        leaf === null ? [] : await this.messages.path(manager, id, leaf, source.message_count);
+      if (!path) {
         throw new ValidationProblemException([
           {
             field: 'message_id',
@@ -169,8 +171,6 @@ export class SessionsService {
           },
         ]);
       }
-      const path =
-        leaf === null ? [] : await this.messages.path(manager, id, leaf, source.message_count);
       const messages = await this.messages.byIds(
         manager,
         owner,
@@ -213,10 +213,16 @@ export class SessionsService {
    */
   private async switchBranch(
     manager: EntityManager,
-    sessionId: string,
+    session: Session,
     messageId: number,
   ): Promise<number> {
-    if (!(await this.messages.position(manager, sessionId, messageId))) {
+    const leaf = await this.messages.leafUnder(
+      manager,
+      session.id,
+      messageId,
+      session.message_count,
+    );
+    if (leaf === null) {
       throw new ValidationProblemException([
         {
           field: 'current_message_id',
@@ -224,8 +230,7 @@ export class SessionsService {
         },
       ]);
     }
-    const leaf = (await this.messages.newestLeaf(manager, sessionId, messageId)) ?? messageId;
-    await this.sessions.setCurrent(manager, sessionId, leaf);
+    await this.sessions.setCurrent(manager, session.id, leaf);
     return leaf;
   }
 
