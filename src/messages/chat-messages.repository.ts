@@ -1,14 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { EntityManager, QueryFailedError } from 'typeorm';
 import { DatabaseService, queryRows } from '../database/database.service';
+import { OwnerRule } from '../sessions/owner-rule';
 import {
-  OWNED_SESSION,
-  OWNED_SESSION_CROSS,
   SET_CURRENT_MESSAGE,
-  TOUCH_SESSION,
-  TOUCH_SESSION_CTES,
   touchCteParams,
   touchParams,
+  touchSession,
+  touchSessionCtes,
 } from '../sessions/sessions.repository';
 import { ChatMessage, Generation, MessageRole, MessageStatus } from './chat-message.entity';
 
@@ -146,7 +145,8 @@ export interface ImportedRow {
 /**
  * The `chat_messages` table and its search index over contents (SQLite: `chat_messages_fts`;
  * PostgreSQL: the `search` column): the only code that reads or writes them. Messages belong to
- * their session's owner: every read of another owner's messages goes through `OWNED_SESSION`.
+ * their session's owner: every read of another owner's messages goes through `OwnerRule.ownedSession`, which
+ * also hides the messages of an expired session.
  *
  * Statements are written once rather than built by TypeORM per call. bench/repository-costs.ts, µs
  * per call on SQLite in memory: an append (the touch of the session and the insert, in a
@@ -175,17 +175,23 @@ export class ChatMessagesRepository {
   >;
   private readonly statements = new Map<string, string>();
 
-  constructor(private readonly db: DatabaseService) {
+  private readonly ownedSession: string;
+
+  constructor(
+    private readonly db: DatabaseService,
+    rule: OwnerRule,
+  ) {
+    this.ownedSession = rule.ownedSession;
     this.sql = {
       insert: db.sql(
         `INSERT INTO "chat_messages" ("session_id", "timestamp", "parent_id", "role", "content", "metadata")
          VALUES (?, ?, ?, ?, ?, ?) RETURNING "id"`,
       ),
-      touch: db.sql(TOUCH_SESSION),
+      touch: db.sql(touchSession(rule)),
       setCurrent: db.sql(SET_CURRENT_MESSAGE),
       // The parent: the one given (a flag says whether it was), else the current message before.
       append: db.sql(
-        `WITH ${TOUCH_SESSION_CTES}
+        `WITH ${touchSessionCtes(rule)}
          INSERT INTO "chat_messages" ("id", "session_id", "timestamp", "parent_id", "role", "content", "metadata")
          SELECT "message_id", "id", "last_updated_at",
            CASE WHEN CAST(? AS BOOLEAN) THEN CAST(? AS BIGINT) ELSE "previous_id" END, ?, ?, ?
@@ -195,7 +201,7 @@ export class ChatMessagesRepository {
         `SELECT "timestamp", "id" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
       ),
       get: db.sql(
-        `SELECT ${M_COLUMNS} FROM "chat_messages" m ${OWNED_SESSION}
+        `SELECT ${M_COLUMNS} FROM "chat_messages" m ${this.ownedSession}
          WHERE m."id" = ? AND m."session_id" = ?`,
       ),
       // The children of a message move up to its parent (null for a root's).
@@ -223,8 +229,8 @@ export class ChatMessagesRepository {
          SELECT "id" FROM "walk" WHERE "id" IS NOT NULL ORDER BY "depth" DESC LIMIT 1`,
       ),
       // The rows of a streamed page between two keys, both included, in the page's order.
-      rangeAsc: db.sql(range('ASC')),
-      rangeDesc: db.sql(range('DESC')),
+      rangeAsc: db.sql(range(this.ownedSession, 'ASC')),
+      rangeDesc: db.sql(range(this.ownedSession, 'DESC')),
       // Each bound one index probe: MIN and MAX stay simple subqueries so both databases read just
       // the index ends.
       idRange: db.sql(
@@ -236,14 +242,14 @@ export class ChatMessagesRepository {
 
   /**
    * Appends a message to the owner's session in the caller's transaction: the session's touch
-   * (TOUCH_SESSION) gives the message its timestamp and its default parent (the current message),
+   * (`touchSession`) gives the message its timestamp and its default parent (the current message),
    * the message is inserted, and it becomes the current message. `parent` given (a number or null)
    * overrides the default. Null, and nothing written, when the touch finds no session to move
    * forward (not the owner's, or its time at the end of the format); `'unknown parent'` when the
    * parent is not a message of this session (the foreign key refused it: nothing is written either,
    * once the caller's transaction or statement is undone).
    *
-   * On PostgreSQL all of it is one statement (TOUCH_SESSION_CTES), so one round trip and atomic by
+   * On PostgreSQL all of it is one statement (`touchSessionCtes`), so one round trip and atomic by
    * itself (an append without an Idempotency-Key needs no transaction: see
    * DatabaseService.writeStatement). SQLite, which has no UPDATE inside WITH, runs three prepared
    * statements in turn.
@@ -483,7 +489,7 @@ export class ChatMessagesRepository {
   ): Promise<ChatMessage[]> {
     const sql = this.statement(`of:${capacity}`, () =>
       this.db.sql(
-        `SELECT ${M_COLUMNS} FROM "chat_messages" m ${OWNED_SESSION}
+        `SELECT ${M_COLUMNS} FROM "chat_messages" m ${this.ownedSession}
          WHERE m."session_id" IN (${Array<string>(capacity).fill('?').join(', ')})`,
       ),
     );
@@ -502,7 +508,7 @@ export class ChatMessagesRepository {
   ): Promise<ChatMessage[]> {
     const sql = this.statement('after', () =>
       this.db.sql(
-        `SELECT ${M_COLUMNS} FROM "chat_messages" m ${OWNED_SESSION}
+        `SELECT ${M_COLUMNS} FROM "chat_messages" m ${this.ownedSession}
          WHERE m."session_id" = ? AND (m."timestamp", m."id") > (?, ?)
          ORDER BY m."timestamp", m."id" LIMIT ?`,
       ),
@@ -541,7 +547,7 @@ export class ChatMessagesRepository {
                SELECT m."id" AS "id", m."timestamp" AS "timestamp", bm25("chat_messages_fts") AS "score"
                FROM "chat_messages_fts"
                CROSS JOIN "chat_messages" m ON m."id" = "chat_messages_fts"."rowid"
-               ${OWNED_SESSION_CROSS}
+               CROSS ${this.ownedSession}
                WHERE "chat_messages_fts" MATCH ? AND "chat_messages_fts"."rowid" BETWEEN ? AND ?${filters}
                ORDER BY "chat_messages_fts"."rowid" DESC LIMIT ${search.window}
              ) ORDER BY "score", "timestamp" DESC, "id" DESC LIMIT ?
@@ -551,7 +557,7 @@ export class ChatMessagesRepository {
             `SELECT ${M_COLUMNS} FROM (
                SELECT w."id", w."timestamp", ts_rank(w."search", w."q", 1) AS "score" FROM (
                  SELECT m."id", m."timestamp", m."search", query."q"
-                 FROM "chat_messages" m ${OWNED_SESSION},
+                 FROM "chat_messages" m ${this.ownedSession},
                    to_tsquery('simple', ?) AS query("q")
                  WHERE m."search" @@ query."q" AND m."id" BETWEEN ? AND ?${filters}
                  ORDER BY m."id" DESC LIMIT ${search.window}
@@ -862,7 +868,7 @@ export class ChatMessagesRepository {
         manager,
         this.statement(`byIds:${part.length}`, () =>
           this.db.sql(
-            `SELECT ${M_COLUMNS} FROM "chat_messages" m ${OWNED_SESSION}
+            `SELECT ${M_COLUMNS} FROM "chat_messages" m ${this.ownedSession}
              WHERE m."session_id" = ? AND m."id" IN (${placeholders(part.length)})`,
           ),
         ),
@@ -918,8 +924,8 @@ export class ChatMessagesRepository {
 }
 
 /** The rows of the owner's session between two keys, both included, in the page's order. */
-function range(direction: 'ASC' | 'DESC'): string {
-  return `SELECT ${M_COLUMNS} FROM "chat_messages" m ${OWNED_SESSION}
+function range(ownedSession: string, direction: 'ASC' | 'DESC'): string {
+  return `SELECT ${M_COLUMNS} FROM "chat_messages" m ${ownedSession}
     WHERE m."session_id" = ?
       AND (m."timestamp", m."id") >= (?, ?) AND (m."timestamp", m."id") <= (?, ?)
     ORDER BY m."timestamp" ${direction}, m."id" ${direction} LIMIT ?`;

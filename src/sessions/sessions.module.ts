@@ -1,7 +1,12 @@
 import { Module } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import type { Env } from '../config/env.validation';
+import { DatabaseService } from '../database/database.service';
 import { ChatMessage } from '../messages/chat-message.entity';
 import { ChatMessagesRepository } from '../messages/chat-messages.repository';
+import { OwnerRule } from './owner-rule';
+import { RetentionSweep } from './retention-sweep';
 import { SessionCount } from './session-count.entity';
 import { SessionCountsRepository } from './session-counts.repository';
 import { Session } from './session.entity';
@@ -16,7 +21,19 @@ import { SessionsService } from './sessions.service';
 @Module({
   imports: [TypeOrmModule.forFeature([Session, SessionCount, ChatMessage])],
   controllers: [SessionsController],
-  providers: [SessionsService, SessionsRepository, SessionCountsRepository, ChatMessagesRepository],
+  providers: [
+    {
+      provide: OwnerRule,
+      inject: [DatabaseService, ConfigService],
+      useFactory: (db: DatabaseService, config: ConfigService<Env, true>) =>
+        new OwnerRule(db.isSqlite, config.get('RETENTION_DAYS', { infer: true })),
+    },
+    SessionsService,
+    SessionsRepository,
+    SessionCountsRepository,
+    ChatMessagesRepository,
+    RetentionSweep,
+  ],
   exports: [SessionsRepository, SessionCountsRepository, ChatMessagesRepository],
 })
 export class SessionsModule {}

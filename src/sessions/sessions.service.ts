@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import type { Env } from '../config/env.validation';
 import { isWritableTime } from '../common/fields/json-bounds';
+import { parseIsoTimestamp } from '../common/fields/timestamps';
 import { Page } from '../common/pagination/pagination';
 import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { CursorService } from '../database/cursor.service';
@@ -37,6 +38,10 @@ function isSessionKey(value: unknown): value is SessionKey {
   );
 }
 
+/** `expires_at` as given (validated: a future ISO 8601 time, null, or left out) in epoch ms. */
+const expiryOf = (text: string | null | undefined) =>
+  text === undefined || text === null ? text : parseIsoTimestamp(text);
+
 @Injectable()
 export class SessionsService {
   private readonly defaultModelName: string;
@@ -68,7 +73,7 @@ export class SessionsService {
       pinned: dto.pinned ?? false,
       current_message_id: null,
       forked_from: null,
-      expires_at: null,
+      expires_at: expiryOf(dto.expires_at) ?? null,
     };
     return this.db.write(async (manager) => {
       await this.sessions.insert(manager, session);
@@ -126,7 +131,10 @@ export class SessionsService {
     const flagsChange = dto.archived !== undefined || dto.pinned !== undefined;
     const session = await this.db.write(async (manager) => {
       const was = flagsChange ? await this.sessions.lockFlags(manager, owner, id) : null;
-      const after = await this.sessions.update(manager, owner, id, dto);
+      const after = await this.sessions.update(manager, owner, id, {
+        ...dto,
+        expires_at: expiryOf(dto.expires_at),
+      });
       // The answer is written from this row: a time it cannot write rolls the update back.
       if (after && !(isWritableTime(after.created_at) && isWritableTime(after.last_updated_at))) {
         throw new ConflictException(

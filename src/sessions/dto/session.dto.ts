@@ -32,7 +32,7 @@ import {
 } from '../../common/fields/json-bounds';
 import { ApiDeclarationOrder, NULL_SCHEMA } from '../../common/openapi/openapi';
 import { LimitQuery, SkipQuery } from '../../common/pagination/pagination';
-import { isoTimestamp } from '../../common/fields/timestamps';
+import { IsFutureTimestamp, isoTimestamp } from '../../common/fields/timestamps';
 import { RawJson } from '../../common/problems/validation.pipe';
 import { Session } from '../session.entity';
 
@@ -90,6 +90,17 @@ export class CreateSessionDto {
   @ApiProperty({ default: false })
   @OptionalFlag('pinned')
   readonly pinned?: boolean;
+
+  /** When the session is deleted: an ISO 8601 date-time in the future (a temporary chat), or null to keep it. It applies to pinned sessions too. */
+  @ApiProperty({
+    type: 'string',
+    format: 'date-time',
+    nullable: true,
+    example: '2026-02-01T12:00:00.000Z',
+  })
+  @IsOptional()
+  @IsFutureTimestamp()
+  readonly expires_at?: string | null;
 }
 
 export const LLM_MODEL_NAME_MAX = 200;
@@ -222,7 +233,7 @@ export class SessionDto {
   @ApiProperty({ oneOf: [{ $ref: getSchemaPath(ForkedFromDto) }, NULL_SCHEMA] })
   forked_from: ForkedFromDto | null;
 
-  /** When the session is deleted; null keeps it. */
+  /** When the session is deleted (it is gone for every endpoint from then on); null keeps it, unless RETENTION_DAYS deletes it for inactivity (pinned sessions excepted). */
   @ApiProperty({ type: 'string', format: 'date-time', nullable: true })
   expires_at: string | null;
 }
