@@ -7,7 +7,7 @@ import {
 import { ConfigService } from '@nestjs/config';
 import type { EntityManager } from 'typeorm';
 import type { Env } from '../config/env.validation';
-import { DatabaseService, queryRows } from '../database/database.service';
+import { DatabaseService } from '../database/database.service';
 import { SessionCountsRepository } from './session-counts.repository';
 import { type ExpiredRow, SessionsRepository } from './sessions.repository';
 import { bucketOrder } from './sessions.service';
@@ -17,7 +17,7 @@ export const SWEEP_BATCH = 500;
 /** The first round runs this long after start-up (or after one interval, if that is shorter). */
 const FIRST_ROUND_DELAY_MS = 5_000;
 /**
- * The key of the PostgreSQL advisory lock a batch takes, the same in every process of a
+ * The key of the PostgreSQL advisory lock a round holds, the same in every process of a
  * deployment: a process that does not get it skips the round. (ASCII "retn".)
  */
 export const SWEEP_LOCK_KEY = 0x7265746e;
@@ -25,7 +25,7 @@ export const SWEEP_LOCK_KEY = 0x7265746e;
 export interface SweepResult {
   /** Sessions deleted. */
   deleted: number;
-  /** Whether another process was sweeping (PostgreSQL), so this round stopped. */
+  /** Whether another process was sweeping (PostgreSQL), so this one did not. */
   skipped: boolean;
   batches: number;
   /** The longest batch, from asking for the write to its commit (on SQLite: the write lock's hold). */
@@ -39,9 +39,9 @@ export interface SweepResult {
  * RETENTION_SWEEP_INTERVAL_MS (0: never), and stops on shutdown.
  *
  * SQLite: each batch is one `DatabaseService.write`, so it goes through the group commit and holds
- * the write lock for one batch only (figures in docs/benchmarks.md). PostgreSQL: each batch first
- * takes a transaction-level advisory lock with a fixed key; if another process holds it, this one
- * skips the round. Counts are moved owner by owner in one fixed bucket order, the order the
+ * the write lock for one batch only (figures in docs/benchmarks.md). PostgreSQL: a round holds a
+ * session-level advisory lock with a fixed key (DatabaseService.exclusively); a process that does
+ * not get it skips the round, so at most one process of a deployment sweeps at a time. Counts are moved owner by owner in one fixed bucket order, the order the
  * request paths use, so the sweep and a request never wait for each other in a cycle.
  */
 @Injectable()
@@ -73,15 +73,16 @@ export class RetentionSweep implements OnApplicationBootstrap, BeforeApplication
 
   /** One round: batches until no expired session is left (or shutdown begins). */
   async sweep(batchSize = SWEEP_BATCH): Promise<SweepResult> {
+    const swept = await this.db.exclusively(SWEEP_LOCK_KEY, () => this.batches(batchSize));
+    return swept ?? { deleted: 0, skipped: true, batches: 0, longestBatchMs: 0 };
+  }
+
+  private async batches(batchSize: number): Promise<SweepResult> {
     const result: SweepResult = { deleted: 0, skipped: false, batches: 0, longestBatchMs: 0 };
     while (!this.stopped) {
       const start = process.hrtime.bigint();
       const deleted = await this.db.write((manager) => this.batch(manager, batchSize));
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      if (deleted === null) {
-        result.skipped = true;
-        break;
-      }
       result.batches++;
       result.longestBatchMs = Math.max(result.longestBatchMs, ms);
       result.deleted += deleted;
@@ -90,16 +91,8 @@ export class RetentionSweep implements OnApplicationBootstrap, BeforeApplication
     return result;
   }
 
-  /** Deletes up to `limit` expired sessions; null when another process holds the sweep's lock. */
-  private async batch(manager: EntityManager, limit: number): Promise<number | null> {
-    if (!this.db.isSqlite) {
-      const [{ locked }] = await queryRows<{ locked: boolean }>(
-        manager,
-        'SELECT pg_try_advisory_xact_lock($1) AS "locked"',
-        [SWEEP_LOCK_KEY],
-      );
-      if (!locked) return null;
-    }
+  /** Deletes up to `limit` expired sessions, with their counts; how many. */
+  private async batch(manager: EntityManager, limit: number): Promise<number> {
     const rows = await this.sessions.deleteExpiredExplicitly(manager, limit);
     if (rows.length < limit) {
       rows.push(...(await this.sessions.deleteExpiredByRetention(manager, limit - rows.length)));
