@@ -45,11 +45,14 @@ export class SessionCountsRepository {
     const { conditions, params } = filterConditions(owner, filter);
     const where = conditions.join(' AND ');
     const byRetention = this.rule.expiredByRetention();
+    // Without statistics SQLite would rather walk all of the owner's sessions (equality on the
+    // owner) than the few expired ones of everyone (a range of expires_at).
+    const byExpiry = this.db.isSqlite ? 'INDEXED BY "idx_sessions_expires_at"' : '';
     const sql = this.db.sql(
-      `SELECT (SELECT COALESCE(SUM("n"), 0) FROM "session_counts" WHERE ${where})
-         - (SELECT COUNT(*) FROM "sessions" WHERE ${where} AND ${this.rule.expiredExplicitly()})
+      `SELECT COALESCE(SUM("n"), 0)
+         - (SELECT COUNT(*) FROM "sessions" ${byExpiry} WHERE ${where} AND ${this.rule.expiredExplicitly()})
          ${byRetention === null ? '' : `- (SELECT COUNT(*) FROM "sessions" WHERE ${where} AND ${byRetention})`}
-       AS "total"`,
+       AS "total" FROM "session_counts" WHERE ${where}`,
     );
     const [{ total }] = await queryRows<{ total: number | string }>(
       manager,
