@@ -43,7 +43,10 @@ export async function seedExpiredSessions(
       ]),
     );
     for (let m = 0; m < options.messagesEach; m++) {
-      const parent = m === 0 ? 'NULL' : `(SELECT MAX(p."id") FROM "chat_messages" p WHERE p."session_id" = s."id")`;
+      const parent =
+        m === 0
+          ? 'NULL'
+          : `(SELECT MAX(p."id") FROM "chat_messages" p WHERE p."session_id" = s."id")`;
       await manager.query(
         `INSERT INTO "chat_messages" ("session_id", "timestamp", "parent_id", "role", "content")
          SELECT s."id", s."created_at" + ${m + 1}, ${parent}, 'user', 'an expired message'

@@ -257,9 +257,9 @@ describe('Retention with RETENTION_DAYS (e2e)', () => {
       expect((await request(t.http).get(`${SESSIONS}/${s.id}`)).status).toBe(404);
       expect((await request(t.http).get(messagesOf(s.id))).status).toBe(404);
       // Pinning a session that has gone does not bring it back.
-      expect((await request(t.http).patch(`${SESSIONS}/${s.id}`).send({ pinned: true })).status).toBe(
-        404,
-      );
+      expect(
+        (await request(t.http).patch(`${SESSIONS}/${s.id}`).send({ pinned: true })).status,
+      ).toBe(404);
     }
     expect(await exportedIds(t)).toEqual(keptIds);
     expect((await request(t.http).get(`${SESSIONS}/${pinned.id}`)).status).toBe(200);
@@ -285,51 +285,58 @@ describe('Retention with RETENTION_DAYS (e2e)', () => {
   });
 });
 
-(onPostgres ? describe : describe.skip)('Retention sweeps of several processes (e2e, PostgreSQL)', () => {
-  let a: TestApp;
-  let b: TestApp;
-  let url: string;
+(onPostgres ? describe : describe.skip)(
+  'Retention sweeps of several processes (e2e, PostgreSQL)',
+  () => {
+    let a: TestApp;
+    let b: TestApp;
+    let url: string;
 
-  beforeAll(async () => {
-    url = await freshDatabaseUrl('retention');
-    a = await createTestApp({ ...NO_SWEEP, DATABASE_URL: url });
-    b = await createTestApp({ ...NO_SWEEP, DATABASE_URL: url });
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-  });
-  beforeEach(() => resetDatabase(a.db));
+    beforeAll(async () => {
+      url = await freshDatabaseUrl('retention');
+      a = await createTestApp({ ...NO_SWEEP, DATABASE_URL: url });
+      b = await createTestApp({ ...NO_SWEEP, DATABASE_URL: url });
+    });
+    afterAll(async () => {
+      await a?.close();
+      await b?.close();
+    });
+    beforeEach(() => resetDatabase(a.db));
 
-  it('skips the round while another process holds the sweep lock', async () => {
-    await a.db.write((m) => seedExpiredSessions(m, { count: 10, owner: 'local', messagesEach: 1 }));
-    const other = new Client({ connectionString: url });
-    await other.connect();
-    try {
-      await other.query('SELECT pg_advisory_lock($1)', [SWEEP_LOCK_KEY]);
-      expect(await a.app.get(RetentionSweep).sweep()).toEqual({
-        deleted: 0,
-        skipped: true,
-        batches: 0,
-        longestBatchMs: 0,
-      });
-      expect(await countRows(a.db, 'sessions')).toBe(10);
-    } finally {
-      await other.end();
-    }
-    expect((await a.app.get(RetentionSweep).sweep()).deleted).toBe(10);
-  });
+    it('skips the round while another process holds the sweep lock', async () => {
+      await a.db.write((m) =>
+        seedExpiredSessions(m, { count: 10, owner: 'local', messagesEach: 1 }),
+      );
+      const other = new Client({ connectionString: url });
+      await other.connect();
+      try {
+        await other.query('SELECT pg_advisory_lock($1)', [SWEEP_LOCK_KEY]);
+        expect(await a.app.get(RetentionSweep).sweep()).toEqual({
+          deleted: 0,
+          skipped: true,
+          batches: 0,
+          longestBatchMs: 0,
+        });
+        expect(await countRows(a.db, 'sessions')).toBe(10);
+      } finally {
+        await other.end();
+      }
+      expect((await a.app.get(RetentionSweep).sweep()).deleted).toBe(10);
+    });
 
-  it('lets one of two processes sweeping at once delete, the other skip', async () => {
-    await a.db.write((m) => seedExpiredSessions(m, { count: 1200, owner: 'local', messagesEach: 1 }));
-    const results = await Promise.all([
-      a.app.get(RetentionSweep).sweep(100),
-      b.app.get(RetentionSweep).sweep(100),
-    ]);
-    expect(results.map((r) => r.skipped).sort()).toEqual([false, true]);
-    expect(results.map((r) => r.deleted).sort((x, y) => x - y)).toEqual([0, 1200]);
-    expect(await countRows(a.db, 'sessions')).toBe(0);
-    expect(await countRows(a.db, 'chat_messages')).toBe(0);
-    expect(await invariantViolations(a.db)).toEqual([]);
-  });
-});
+    it('lets one of two processes sweeping at once delete, the other skip', async () => {
+      await a.db.write((m) =>
+        seedExpiredSessions(m, { count: 1200, owner: 'local', messagesEach: 1 }),
+      );
+      const results = await Promise.all([
+        a.app.get(RetentionSweep).sweep(100),
+        b.app.get(RetentionSweep).sweep(100),
+      ]);
+      expect(results.map((r) => r.skipped).sort()).toEqual([false, true]);
+      expect(results.map((r) => r.deleted).sort((x, y) => x - y)).toEqual([0, 1200]);
+      expect(await countRows(a.db, 'sessions')).toBe(0);
+      expect(await countRows(a.db, 'chat_messages')).toBe(0);
+      expect(await invariantViolations(a.db)).toEqual([]);
+    });
+  },
+);

@@ -12,8 +12,12 @@ import { SessionCountsRepository } from './session-counts.repository';
 import { type ExpiredRow, SessionsRepository } from './sessions.repository';
 import { bucketOrder } from './sessions.service';
 
-/** Sessions deleted per transaction: short enough that SQLite's write lock is never held long. */
-export const SWEEP_BATCH = 500;
+/**
+ * Sessions deleted per transaction. SQLite: every other write waits for a batch, so it is short:
+ * sweeping 100,000 sessions of 2 messages took 43 ms per batch of 100 against 147 ms per batch of
+ * 500 (docs/benchmarks.md). PostgreSQL locks only the rows deleted.
+ */
+export const SWEEP_BATCH = { sqlite: 100, postgres: 500 };
 /** The first round runs this long after start-up (or after one interval, if that is shorter). */
 const FIRST_ROUND_DELAY_MS = 5_000;
 /**
@@ -33,7 +37,8 @@ export interface SweepResult {
 }
 
 /**
- * Deletes expired sessions (see OwnerRule) with their messages, in batches of one transaction each,
+ * Deletes expired sessions (see OwnerRule) with their messages, in batches of one transaction each
+ * (SWEEP_BATCH),
  * keeping `session_counts` right in the same transaction. The API stops showing a session the
  * moment it expires; this only reclaims the rows. It runs once shortly after start-up, then every
  * RETENTION_SWEEP_INTERVAL_MS (0: never), and stops on shutdown.
@@ -72,7 +77,9 @@ export class RetentionSweep implements OnApplicationBootstrap, BeforeApplication
   }
 
   /** One round: batches until no expired session is left (or shutdown begins). */
-  async sweep(batchSize = SWEEP_BATCH): Promise<SweepResult> {
+  async sweep(
+    batchSize = this.db.isSqlite ? SWEEP_BATCH.sqlite : SWEEP_BATCH.postgres,
+  ): Promise<SweepResult> {
     const swept = await this.db.exclusively(SWEEP_LOCK_KEY, () => this.batches(batchSize));
     return swept ?? { deleted: 0, skipped: true, batches: 0, longestBatchMs: 0 };
   }

@@ -112,7 +112,9 @@ const prefixed = (columns: string, alias: string) => columns.replace(/"(\w+)"/g,
  * `touchParams`. SQLite's append runs it, then the insert, then `SET_CURRENT_MESSAGE` (see
  * ChatMessagesRepository.append).
  */
-export const touchSession = (rule: OwnerRule) => `UPDATE "sessions" SET "message_count" = "message_count" + 1,
+export const touchSession = (
+  rule: OwnerRule,
+) => `UPDATE "sessions" SET "message_count" = "message_count" + 1,
     "last_updated_at" = CASE WHEN "last_updated_at" + 1 > ? THEN "last_updated_at" + 1 ELSE ? END
   WHERE ${rule.owned} AND "last_updated_at" < ? RETURNING "id", "last_updated_at", "current_message_id"`;
 

@@ -60,7 +60,11 @@ export function parseIsoTimestamp(text: string): number {
 }
 
 /** Why `value` is not a time in the future the contract can write (epoch ms); `null` when it is. */
-export function futureTimestampProblem(property: string, value: unknown, now = Date.now()): string | null {
+export function futureTimestampProblem(
+  property: string,
+  value: unknown,
+  now = Date.now(),
+): string | null {
   const ms = typeof value === 'string' ? parseIsoTimestamp(value) : NaN;
   if (Number.isNaN(ms)) {
     return `${property} must be an ISO 8601 date-time such as 2026-01-31T12:00:00.000Z, or null`;
