@@ -104,8 +104,9 @@ const prefixed = (columns: string, alias: string) => columns.replace(/"(\w+)"/g,
  * the id, then the owner; `rule.ownedSession` joins other tables' rows to their session as `s`.
  */
 /**
- * The touch of an append (built by `touchSession` with the owner rule): counts a message and moves `last_updated_at` forward, returning the new
- * time (the message's timestamp) and the current message (the default parent; unchanged here). The
+ * The touch of an append (built with the owner rule): counts a message and moves `last_updated_at`
+ * forward, returning the new time (the message's timestamp) and the current message (the default
+ * parent; unchanged here). The
  * new time is later than every earlier one of the session, even within one millisecond or when the
  * clock steps back. It touches nothing, and returns no row, when the session is not the owner's or
  * when its time cannot move forward within the contract's format (the year 9999). Parameters:
@@ -130,8 +131,8 @@ export const touchParams = (owner: string, id: string, now: number) => [
 export const SET_CURRENT_MESSAGE = `UPDATE "sessions" SET "current_message_id" = ? WHERE "id" = ?`;
 
 /**
- * PostgreSQL's touch of an append (`touchSessionCtes`), as the CTEs `locked` and `touched` of the messages repository's
- * INSERT, so the whole append is one statement. As `touchSession`, and it also draws the new
+ * PostgreSQL's touch of an append, as the CTEs `locked` and `touched` of the messages
+ * repository's INSERT, so the whole append is one statement. As `touchSession`, and it also draws the new
  * message's id from the messages' sequence and makes it the current message, returning it
  * (`message_id`) with the current message before (`previous_id`, the default parent). `locked`
  * reads that one under FOR UPDATE: the row as the last committed append left it, not as the
@@ -225,7 +226,7 @@ export interface NameSearch {
  * `find` (PostgreSQL: 1,115 against 1,297). The rare paths use TypeORM: export's pages of 100
  * sessions (`find`: 676 against 253 prepared, next to the reading and writing of their messages),
  * import's owner lookup (2.5 ms against 0.8 ms per 500 ids, once or twice per import), search's
- * check of its session filter (`exists`).
+ * check of its session filter (`getExists`).
  */
 @Injectable()
 export class SessionsRepository {
