@@ -47,7 +47,7 @@ export class SessionsController {
   @ApiOperation({
     summary: 'Create a session',
     description:
-      'Every field is optional (`{}` is a valid body); `llm_model_name` comes from DEFAULT_MODEL_NAME. Accepts `Idempotency-Key`. See `docs/API.md` § Session.',
+      'Every field is optional (`{}` is a valid body); `llm_model_name` comes from DEFAULT_MODEL_NAME; `expires_at` makes a temporary chat. Accepts `Idempotency-Key`. See `docs/API.md` § Session and § Retention.',
   })
   @ApiBody({ type: CreateSessionDto, required: false })
   @ApiCreatedResponse({ type: SessionDto, description: 'The new session.' })
@@ -102,7 +102,7 @@ export class SessionsController {
   @ApiOperation({
     summary: 'Get a session',
     description:
-      "One session with its `message_count`. Another owner's session answers 404, like an unknown one.",
+      "One session with its `message_count`. Another owner's session answers 404, like an unknown one, and so does an expired one (its `expires_at` reached, or idle past RETENTION_DAYS unless pinned), on every endpoint.",
   })
   @ApiOkResponse({ type: SessionDto, description: 'The session.' })
   @ApiProblems(404)
@@ -114,7 +114,7 @@ export class SessionsController {
   @ApiOperation({
     summary: 'Rename, tag, archive or pin a session',
     description:
-      'Any of `name`, `rag_document_ids`, `metadata_tags`, `archived`, `pinned`: a field left out is unchanged, a field given replaces the old value whole, `null` clears a nullable field; `{}` is a no-op. `last_updated_at` does not move.',
+      'Any of `name`, `rag_document_ids`, `metadata_tags`, `archived`, `pinned`, `expires_at` (a future time, or `null` to keep the session), `current_message_id`: a field left out is unchanged, a field given replaces the old value whole, `null` clears a nullable field; `{}` is a no-op. `last_updated_at` does not move.',
   })
   @ApiBody({ type: UpdateSessionDto, required: false })
   @ApiOkResponse({
