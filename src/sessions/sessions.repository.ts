@@ -448,11 +448,11 @@ export class SessionsRepository {
   ): Promise<Session[]> {
     const sql = this.statement(`owned:${capacity}`, () =>
       this.db.sql(
-        `SELECT ${COLUMNS} FROM "sessions" WHERE "owner_id" = ? AND ${this.rule.live()} AND "id" IN (${Array<string>(
+        `SELECT ${COLUMNS} FROM "sessions" WHERE "owner_id" = ? AND "id" IN (${Array<string>(
           capacity,
         )
           .fill('?')
-          .join(', ')})`,
+          .join(', ')}) AND ${this.rule.live()}`,
       ),
     );
     const padding = Array<null>(capacity - ids.length).fill(null);
