@@ -285,6 +285,27 @@ describe('Retention with RETENTION_DAYS (e2e)', () => {
   });
 });
 
+describe('The background sweep (e2e)', () => {
+  it('runs shortly after start-up and every interval, and stops on shutdown', async () => {
+    const t = await createTestApp({ RETENTION_DAYS: '0', RETENTION_SWEEP_INTERVAL_MS: '200' });
+    try {
+      const s = await createSession(t.http);
+      await appendMessages(t.http, s.id, 1);
+      await expireSession(t.db, s.id);
+      const deadline = Date.now() + 5000;
+      while ((await countRows(t.db, 'sessions')) > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(await countRows(t.db, 'sessions')).toBe(0);
+      expect(await countRows(t.db, 'chat_messages')).toBe(0);
+      expect(await invariantViolations(t.db)).toEqual([]);
+    } finally {
+      await t.close();
+      process.env.RETENTION_SWEEP_INTERVAL_MS = '0';
+    }
+  });
+});
+
 (onPostgres ? describe : describe.skip)(
   'Retention sweeps of several processes (e2e, PostgreSQL)',
   () => {
