@@ -15,6 +15,7 @@ import { DatabaseService } from '../src/database/database.service';
 import { entities } from '../src/database/entities';
 import { ChatMessage } from '../src/messages/chat-message.entity';
 import { ChatMessagesRepository } from '../src/messages/chat-messages.repository';
+import { OwnerRule } from '../src/sessions/owner-rule';
 import { SessionCount } from '../src/sessions/session-count.entity';
 import { SessionCountsRepository } from '../src/sessions/session-counts.repository';
 import { Session } from '../src/sessions/session.entity';
@@ -45,9 +46,10 @@ async function main(): Promise<void> {
     migrationsRun: true,
   }).initialize();
   const db = new DatabaseService(source);
-  const sessions = new SessionsRepository(db);
-  const counts = new SessionCountsRepository(db);
-  const messages = new ChatMessagesRepository(db);
+  const rule = new OwnerRule(db.isSqlite, 0);
+  const sessions = new SessionsRepository(db, rule);
+  const counts = new SessionCountsRepository(db, rule);
+  const messages = new ChatMessagesRepository(db, rule);
   const manager = source.manager;
   // It fills the database with its own rows: never one that holds data already.
   if (await manager.exists(Session)) {

@@ -653,6 +653,27 @@ describe('OpenAPI document (e2e)', () => {
     });
   });
 
+  describe('POST /api/v1/sessions/{id}/fork', () => {
+    const operation = 'POST /api/v1/sessions/{id}/fork';
+
+    it('answers 201 with a documented session, and documented 400 and 404 problems', async () => {
+      const id = await createSession();
+      await request(t.http).post(`/api/v1/sessions/${id}/messages`).send({ content: 'one' });
+      const res = await request(t.http).post(`/api/v1/sessions/${id}/fork`).send({});
+      expect(res.status).toBe(201);
+      expect(res.body.forked_from).toEqual({ session_id: id, message_id: expect.any(Number) });
+      expectDocumented(res, operation);
+      const bad = await request(t.http)
+        .post(`/api/v1/sessions/${id}/fork`)
+        .send({ message_id: 'x' });
+      expect(bad.status).toBe(400);
+      expectDocumented(bad, operation);
+      const unknown = await request(t.http).post(`/api/v1/sessions/${UNKNOWN_ID}/fork`).send({});
+      expect(unknown.status).toBe(404);
+      expectDocumented(unknown, operation);
+    });
+  });
+
   describe('GET /api/v1/sessions/{id}/messages', () => {
     const operation = 'GET /api/v1/sessions/{id}/messages';
 
@@ -669,6 +690,26 @@ describe('OpenAPI document (e2e)', () => {
       });
       expect(res.body).toHaveLength(2);
       expectDocumented(res, operation);
+    });
+
+    it('answers a branch listing with documented messages carrying sibling_ids', async () => {
+      const id = await createSession();
+      const root = await request(t.http)
+        .post(`/api/v1/sessions/${id}/messages`)
+        .send({ content: 'one' });
+      await request(t.http)
+        .post(`/api/v1/sessions/${id}/messages`)
+        .send({ content: 'two', parent_id: root.body.id });
+      await request(t.http)
+        .post(`/api/v1/sessions/${id}/messages`)
+        .send({ content: 'two again', parent_id: root.body.id });
+      const res = await request(t.http).get(`/api/v1/sessions/${id}/messages?branch=current`);
+      expect(res.status).toBe(200);
+      expect(res.body.map((m: { sibling_ids: number[] }) => m.sibling_ids.length)).toEqual([1, 2]);
+      expectDocumented(res, operation);
+      const bad = await request(t.http).get(`/api/v1/sessions/${id}/messages?branch=999999`);
+      expect(bad.status).toBe(400);
+      expectDocumented(bad, operation);
     });
 
     it('answers 404 with a documented problem for an unknown session', async () => {

@@ -111,10 +111,15 @@ describe('Query plans (e2e)', () => {
   let capture: { take(): Captured[] };
 
   beforeAll(async () => {
-    t = await createTestApp();
+    // With retention on, so the owner rule's retention condition and the totals' correction for
+    // expired sessions are planned too.
+    t = await createTestApp({ RETENTION_DAYS: '30', RETENTION_SWEEP_INTERVAL_MS: '0' });
     capture = captureSelects();
   });
-  afterAll(() => t.close());
+  afterAll(async () => {
+    await t.close();
+    process.env.RETENTION_DAYS = '0';
+  });
 
   it('serves every list, filter, cursor, lookup and export query from an index, with no sort step', async () => {
     const session = (await request(t.http).post('/api/v1/sessions').send({ pinned: true })).body.id;
@@ -137,6 +142,8 @@ describe('Query plans (e2e)', () => {
       `${base}?after=${ids[0]}&before=${ids[4]}`,
       `${base}?order=desc&after=${ids[3]}`,
       `${base}/${ids[2]}`,
+      `${base}?branch=current`,
+      `${base}?branch=${ids[3]}&after=${ids[1]}&limit=1`,
       '/api/v1/sessions',
       '/api/v1/sessions?archived=any',
       '/api/v1/sessions?archived=true&pinned=true',

@@ -21,7 +21,14 @@ describe('validateEnv', () => {
       RATE_LIMIT_PER_MINUTE: 0,
       REDIS_URL: null,
       BEHIND_HTTPS: false,
+      RETENTION_DAYS: 0,
+      RETENTION_SWEEP_INTERVAL_MS: 60_000,
     });
+  });
+
+  it('reads RETENTION_DAYS as a non-negative integer', () => {
+    expect(validateEnv({ RETENTION_DAYS: '30' }).RETENTION_DAYS).toBe(30);
+    expect(validateEnv({ RETENTION_DAYS: '0' }).RETENTION_DAYS).toBe(0);
   });
 
   it('limits requests by default only with API keys', () => {
@@ -91,6 +98,10 @@ describe('validateEnv', () => {
     ['REDIS_URL', 'http://localhost:6379'],
     ['DB_STATEMENT_TIMEOUT_MS', '-1'],
     ['BEHIND_HTTPS', 'yes'],
+    ['RETENTION_DAYS', '-1'],
+    ['RETENTION_DAYS', '1.5'],
+    ['RETENTION_DAYS', 'forever'],
+    ['RETENTION_SWEEP_INTERVAL_MS', '-5'],
   ])('refuses %s=%s with one line naming the variable', (name, value) => {
     let error: unknown;
     try {

@@ -28,6 +28,8 @@ export interface Env {
   RATE_LIMIT_PER_MINUTE: number;
   REDIS_URL: string | null;
   BEHIND_HTTPS: boolean;
+  RETENTION_DAYS: number;
+  RETENTION_SWEEP_INTERVAL_MS: number;
 }
 
 /** Raised for a bad environment value; its message is the one line printed before exiting. */
@@ -164,5 +166,9 @@ export function validateEnv(env: Record<string, unknown>): Env {
     REDIS_URL: redisUrl === '' ? null : redisUrl,
     // Off by default: HSTS and upgrade-insecure-requests break every plain-HTTP address.
     BEHIND_HTTPS: flag(env, 'BEHIND_HTTPS', false),
+    // 0 keeps every session; at most about 270 years, so the cutoff stays an exact integer.
+    RETENTION_DAYS: integer(env, 'RETENTION_DAYS', 0, 0, 100_000),
+    // 0 stops the sweep: expired sessions stay hidden, their rows stay until a process sweeps.
+    RETENTION_SWEEP_INTERVAL_MS: integer(env, 'RETENTION_SWEEP_INTERVAL_MS', 60_000, 0, 86_400_000),
   };
 }

@@ -209,6 +209,30 @@ export class DatabaseService implements OnApplicationShutdown {
     await (await source?.catch(() => undefined))?.destroy();
   }
 
+  /**
+   * Runs `work` while this process holds PostgreSQL's session-level advisory lock `key`, taken on a
+   * connection of its own and released after `work`; null, without running it, when another
+   * connection holds it. A process that dies loses its connection, and the lock with it. SQLite
+   * serves a single process (start:cluster refuses it): `work` simply runs.
+   */
+  async exclusively<T>(key: number, work: () => Promise<T>): Promise<T | null> {
+    if (this.isSqlite) return work();
+    const runner = this.dataSource.createQueryRunner();
+    try {
+      const [{ locked }] = (await runner.query('SELECT pg_try_advisory_lock($1) AS "locked"', [
+        key,
+      ])) as { locked: boolean }[];
+      if (!locked) return null;
+      try {
+        return await work();
+      } finally {
+        await runner.query('SELECT pg_advisory_unlock($1)', [key]);
+      }
+    } finally {
+      await runner.release();
+    }
+  }
+
   /** One round trip to the database, queued like a read (on SQLite, behind the write lock). */
   async ping(): Promise<void> {
     await this.read((manager) => manager.query('SELECT 1'));

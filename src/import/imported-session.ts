@@ -3,6 +3,7 @@ import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { createHash, createHmac } from 'node:crypto';
 import { importedTimeProblem, isPlainObject } from '../common/fields/json-bounds';
+import { parseIsoTimestamp } from '../common/fields/timestamps';
 import type { MessageRole } from '../messages/chat-message.entity';
 import { CreateChatMessageDto } from '../messages/dto/chat-message.dto';
 import { RestoredSessionFieldsDto } from '../sessions/dto/session.dto';
@@ -60,34 +61,6 @@ export function nameBasedUuid(name: string, key?: Buffer): string {
   bytes[8] = (bytes[8] & 0x3f) | 0x80;
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-const ISO_TIMESTAMP =
-  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-](\d{2}):(\d{2}))$/;
-
-/**
- * An ISO 8601 timestamp as epoch ms, or NaN. Stricter than `Date.parse`, which rolls 2025-02-30
- * over into March and 24:00 into the next day: a date that is not on the calendar is refused.
- */
-export function parseIsoTimestamp(text: string): number {
-  const parts = ISO_TIMESTAMP.exec(text);
-  if (!parts) return NaN;
-  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = parts
-    .slice(1)
-    .map((part) => (part === undefined ? 0 : Number(part)));
-  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
-  const valid =
-    month >= 1 &&
-    month <= 12 &&
-    day >= 1 &&
-    day <= days &&
-    hour <= 23 &&
-    minute <= 59 &&
-    second <= 59 &&
-    offsetHours <= 23 &&
-    offsetMinutes <= 59;
-  return valid ? Date.parse(text) : NaN;
 }
 
 const SESSION_FIELDS = new Set([

@@ -10,7 +10,12 @@ import {
 } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Owner } from '../auth/owner.decorator';
-import { listHeaders, pageHeaders } from '../common/pagination/pagination';
+import {
+  listHeaders,
+  type Page,
+  pageHeaders,
+  type StreamedPage,
+} from '../common/pagination/pagination';
 import { inChunks } from '../export/export-format';
 import { jsonArray, sendStream } from '../export/stream-response';
 import { ApiProblems, BODY_PROBLEMS } from '../common/problems/problem.dto';
@@ -18,10 +23,31 @@ import {
   ChatMessageDto,
   CreateChatMessageDto,
   ListMessagesQueryDto,
+  mapBranchMessage,
   mapChatMessage,
 } from './dto/chat-message.dto';
 import { Idempotent } from '../idempotency/idempotent.decorator';
 import { MessagesService } from './messages.service';
+
+/** A page answered whole, or streamed a chunk at a time (see MessagesService.list). */
+async function sendPage<T>(
+  res: Response,
+  path: string,
+  page: Page<T> | StreamedPage<T>,
+  map: (item: T) => ChatMessageDto,
+): Promise<void> {
+  const headers = pageHeaders(path, page);
+  if ('items' in page) {
+    res.set(headers).json(page.items.map(map));
+    return;
+  }
+  await sendStream(
+    res,
+    { ...headers, 'Content-Type': 'application/json; charset=utf-8' },
+    inChunks(jsonArray(page.chunks, map)),
+    'Message page',
+  );
+}
 
 @ApiTags('messages')
 @ApiBearerAuth()
@@ -54,13 +80,15 @@ export class MessagesController {
   @ApiOperation({
     summary: 'List the messages of a session',
     description:
-      'Oldest first (`order=desc`: newest first). Page by `skip`/`limit`, or by `after`/`before` (message ids of this session) and the `Link: rel="next"` header. See `docs/API.md` § Cursor pagination.',
+      'Oldest first (`order=desc`: newest first). Page by `skip`/`limit`, or by `after`/`before` (message ids of this session) and the `Link: rel="next"` header. See `docs/API.md` § Cursor pagination. `branch=current` or `branch={message_id}`: only the path from the root to that message, root first, each message with its `sibling_ids`.',
   })
   @ApiOkResponse({
     type: [ChatMessageDto],
     description:
       'Ordered by timestamp, then id (insertion order), oldest first unless order=desc. Page by `skip` or by `after`/`before`.',
-    headers: listHeaders('Number of messages in the session, ignoring paging.'),
+    headers: listHeaders(
+      'Number of messages in the session (with `branch`: on the path), ignoring paging.',
+    ),
   })
   @ApiProblems(400, 404)
   async list(
@@ -69,18 +97,14 @@ export class MessagesController {
     @Query() query: ListMessagesQueryDto,
     @Res() res: Response,
   ): Promise<void> {
-    const page = await this.messages.list(owner, id, query);
-    const headers = pageHeaders(`/api/v1/sessions/${encodeURIComponent(id)}/messages`, page);
-    if ('items' in page) {
-      res.set(headers).json(page.items.map(mapChatMessage));
-      return;
+    const path = `/api/v1/sessions/${encodeURIComponent(id)}/messages`;
+    const { branch } = query;
+    if (branch === undefined) {
+      await sendPage(res, path, await this.messages.list(owner, id, query), mapChatMessage);
+    } else {
+      const page = await this.messages.branch(owner, id, { ...query, branch });
+      await sendPage(res, path, page, mapBranchMessage);
     }
-    await sendStream(
-      res,
-      { ...headers, 'Content-Type': 'application/json; charset=utf-8' },
-      inChunks(jsonArray(page.chunks, mapChatMessage)),
-      'Message page',
-    );
   }
 
   @Get(':message_id')

@@ -1,15 +1,13 @@
 import { Module } from '@nestjs/common';
-import { TypeOrmModule } from '@nestjs/typeorm';
 import { SessionsModule } from '../sessions/sessions.module';
-import { ChatMessage } from './chat-message.entity';
-import { ChatMessagesRepository } from './chat-messages.repository';
 import { MessagesController } from './messages.controller';
 import { MessagesService } from './messages.service';
 
+/** The message routes; the messages' repository comes from SessionsModule. */
 @Module({
-  imports: [TypeOrmModule.forFeature([ChatMessage]), SessionsModule],
+  imports: [SessionsModule],
   controllers: [MessagesController],
-  providers: [MessagesService, ChatMessagesRepository],
-  exports: [ChatMessagesRepository],
+  providers: [MessagesService],
+  exports: [SessionsModule],
 })
 export class MessagesModule {}

@@ -9,11 +9,56 @@ import { SessionsRepository } from '../sessions/sessions.repository';
 import { sessionNotFound } from '../sessions/sessions.service';
 import { ChatMessage } from './chat-message.entity';
 import {
+  type BranchEntry,
   ChatMessagesRepository,
   type KeyBound,
   type OutlineEntry,
 } from './chat-messages.repository';
-import { CreateChatMessageDto, ListMessagesQueryDto } from './dto/chat-message.dto';
+import {
+  type BranchMessage,
+  CreateChatMessageDto,
+  ListMessagesQueryDto,
+} from './dto/chat-message.dto';
+
+function refuseSkipWithCursor(query: ListMessagesQueryDto): void {
+  const keyset = query.after !== undefined || query.before !== undefined;
+  if (keyset && query.skip !== undefined) {
+    throw new ValidationProblemException([
+      { field: 'skip', message: 'skip cannot be combined with after or before' },
+    ]);
+  }
+}
+
+/**
+ * The page of a branch listing out of the whole path (root first): in the list's order, after and
+ * before as positions on the path, then skip and limit, as a plain listing pages its rows.
+ */
+function branchPage(
+  path: BranchEntry[],
+  query: ListMessagesQueryDto,
+): { page: BranchEntry[]; full: boolean } {
+  const ordered = query.order === 'asc' ? path : [...path].reverse();
+  const position = (param: 'after' | 'before'): number | undefined => {
+    const id = query[param];
+    if (id === undefined) return undefined;
+    const at = ordered.findIndex((entry) => entry.id === id);
+    if (at < 0) {
+      throw new ValidationProblemException([
+        { field: param, message: `${param} names message ${id}, which is not on this branch` },
+      ]);
+    }
+    return at;
+  };
+  const after = position('after');
+  const before = position('before');
+  const from = after === undefined ? 0 : after + 1;
+  const to = before ?? ordered.length;
+  const page =
+    before !== undefined && after === undefined
+      ? ordered.slice(Math.max(0, to - query.limit), to)
+      : ordered.slice(from + (query.skip ?? 0), to).slice(0, query.limit);
+  return { page, full: page.length === query.limit };
+}
 
 function messageNotFound(sessionId: string, messageId: string): NotFoundException {
   return new NotFoundException(
@@ -150,12 +195,7 @@ export class MessagesService {
     sessionId: string,
     query: ListMessagesQueryDto,
   ): Promise<Page<ChatMessage> | StreamedPage<ChatMessage>> {
-    const keyset = query.after !== undefined || query.before !== undefined;
-    if (keyset && query.skip !== undefined) {
-      throw new ValidationProblemException([
-        { field: 'skip', message: 'skip cannot be combined with after or before' },
-      ]);
-    }
+    refuseSkipWithCursor(query);
     const ascending = query.order === 'asc';
     return this.db.read(async (manager) => {
       const total = await this.sessions.messageCount(manager, owner, sessionId);
@@ -209,6 +249,91 @@ export class MessagesService {
         return { items, ...headers };
       }
       return { chunks: this.chunks(owner, sessionId, plan, ascending), ...headers };
+    });
+  }
+
+  /**
+   * A branch listing (`?branch=current` or `?branch={message_id}`): the path from the root to that
+   * message, paged like a plain listing, each message with its siblings. One recursive statement
+   * reads the path's ids (a primary-key probe per message), one the siblings of the page's
+   * messages, one the page's sizes; then the rows are read whole or, for a page of more than
+   * CHUNK_BYTES, streamed a chunk at a time, as `list` does. The next page's link names the branch
+   * by its last message, so paging stays on the same branch if the current one moves meanwhile.
+   */
+  branch(
+    owner: string,
+    sessionId: string,
+    query: ListMessagesQueryDto & { branch: string },
+  ): Promise<Page<BranchMessage> | StreamedPage<BranchMessage>> {
+    refuseSkipWithCursor(query);
+    return this.db.read(async (manager) => {
+      const session = await this.sessions.findOwned(manager, owner, sessionId);
+      if (!session) throw sessionNotFound(sessionId);
+      const leaf = query.branch === 'current' ? session.current_message_id : Number(query.branch);
+      const path =
+        leaf === null
+          ? []
+          : await this.messages.path(manager, sessionId, leaf, session.message_count);
+      if (!path) {
+        throw new ValidationProblemException([
+          {
+            field: 'branch',
+            message: `branch names message ${leaf}, which is not in this session`,
+          },
+        ]);
+      }
+      const { page, full } = branchPage(path, query);
+      const last = page.at(-1);
+      const headers = {
+        total: path.length,
+        next:
+          full && last && leaf !== null
+            ? {
+                branch: leaf,
+                after: last.id,
+                ...(query.before === undefined ? {} : { before: query.before }),
+                limit: query.limit,
+                order: query.order,
+              }
+            : undefined,
+      };
+      const siblings = await this.messages.children(manager, sessionId, [
+        ...new Set(page.map((entry) => entry.parentId)),
+      ]);
+      const withSiblings = (messages: ChatMessage[]): BranchMessage[] =>
+        messages.map((message) => ({
+          message,
+          siblingIds: siblings.get(message.parent_id) ?? [message.id],
+        }));
+      const weights = await this.messages.weights(
+        manager,
+        sessionId,
+        page.map((entry) => entry.id),
+      );
+      const plan = planChunks(
+        page.flatMap((entry) => {
+          const found = weights.get(entry.id);
+          return found ? [{ id: entry.id, ...found, message: null }] : [];
+        }),
+      );
+      const read = (chunk: OutlineEntry[], on: EntityManager) =>
+        this.messages.byIds(
+          on,
+          owner,
+          sessionId,
+          chunk.map((entry) => entry.id),
+        );
+      if (plan.length <= 1) {
+        return { items: withSiblings(plan.length ? await read(plan[0], manager) : []), ...headers };
+      }
+      const db = this.db;
+      async function* chunks(): AsyncGenerator<BranchMessage[]> {
+        for (let chunk = plan.shift(); chunk; chunk = plan.shift()) {
+          const rows = chunk;
+          yield withSiblings(await db.read((on) => read(rows, on)));
+        }
+      }
+      return { chunks: chunks(), ...headers };
     });
   }
 

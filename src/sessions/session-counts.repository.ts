@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { EntityManager } from 'typeorm';
 import { DatabaseService, queryRows } from '../database/database.service';
+import { OwnerRule } from './owner-rule';
 import { SessionCount } from './session-count.entity';
 import { Session } from './session.entity';
 import { type Bucket, filterConditions, type SessionFilter } from './sessions.repository';
@@ -18,7 +19,10 @@ import { type Bucket, filterConditions, type SessionFilter } from './sessions.re
 export class SessionCountsRepository {
   private readonly addSql: string;
 
-  constructor(private readonly db: DatabaseService) {
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly rule: OwnerRule,
+  ) {
     this.addSql = db.sql(
       `INSERT INTO "session_counts" ("owner_id", "archived", "pinned", "n") VALUES (?, ?, ?, ?)
        ON CONFLICT ("owner_id", "archived", "pinned")
@@ -31,15 +35,29 @@ export class SessionCountsRepository {
     await queryRows(manager, this.addSql, [owner, bucket.archived, bucket.pinned, delta]);
   }
 
-  /** How many of the owner's sessions the filter selects. */
+  /**
+   * How many of the owner's live sessions the filter selects: the counts, less the owner's expired
+   * sessions the sweep has not removed yet (few: at most one sweep interval's worth). Each of the
+   * two kinds of expiry is counted through an index: `expires_at` through idx_sessions_expires_at,
+   * retention through the owner's (archived,) pinned, recency index (see OwnerRule).
+   */
   async total(manager: EntityManager, owner: string, filter: SessionFilter): Promise<number> {
     const { conditions, params } = filterConditions(owner, filter);
+    const where = conditions.join(' AND ');
+    const byRetention = this.rule.expiredByRetention();
+    // Without statistics SQLite would rather walk all of the owner's sessions (equality on the
+    // owner) than the few expired ones of everyone (a range of expires_at).
+    const byExpiry = this.db.isSqlite ? 'INDEXED BY "idx_sessions_expires_at"' : '';
+    const sql = this.db.sql(
+      `SELECT COALESCE(SUM("n"), 0)
+         - (SELECT COUNT(*) FROM "sessions" ${byExpiry} WHERE ${where} AND ${this.rule.expiredExplicitly()})
+         ${byRetention === null ? '' : `- (SELECT COUNT(*) FROM "sessions" WHERE ${where} AND ${byRetention})`}
+       AS "total" FROM "session_counts" WHERE ${where}`,
+    );
     const [{ total }] = await queryRows<{ total: number | string }>(
       manager,
-      this.db.sql(
-        `SELECT COALESCE(SUM("n"), 0) AS "total" FROM "session_counts" WHERE ${conditions.join(' AND ')}`,
-      ),
-      params,
+      sql,
+      byRetention === null ? [...params, ...params] : [...params, ...params, ...params],
     );
     return Number(total);
   }

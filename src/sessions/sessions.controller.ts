@@ -25,6 +25,7 @@ import { listHeaders, setPageHeaders } from '../common/pagination/pagination';
 import { ApiProblems, BODY_PROBLEMS } from '../common/problems/problem.dto';
 import {
   CreateSessionDto,
+  ForkSessionDto,
   ListSessionsQueryDto,
   mapSession,
   SessionDto,
@@ -46,7 +47,7 @@ export class SessionsController {
   @ApiOperation({
     summary: 'Create a session',
     description:
-      'Every field is optional (`{}` is a valid body); `llm_model_name` comes from DEFAULT_MODEL_NAME. Accepts `Idempotency-Key`. See `docs/API.md` § Session.',
+      'Every field is optional (`{}` is a valid body); `llm_model_name` comes from DEFAULT_MODEL_NAME; `expires_at` makes a temporary chat. Accepts `Idempotency-Key`. See `docs/API.md` § Session and § Retention.',
   })
   @ApiBody({ type: CreateSessionDto, required: false })
   @ApiCreatedResponse({ type: SessionDto, description: 'The new session.' })
@@ -54,6 +55,24 @@ export class SessionsController {
   @Idempotent(mapSession)
   async create(@Owner() owner: string, @Body() dto: CreateSessionDto): Promise<SessionDto> {
     return mapSession(await this.sessions.create(owner, dto));
+  }
+
+  @Post(':id/fork')
+  @ApiOperation({
+    summary: 'Fork a session at a message',
+    description:
+      "A new session of the same owner holding copies of the path from the root to `message_id` (default: the current message): roles, contents, metadata, status and generation kept, new ids, re-stamped now so the fork is the most recently active session. `name` defaults to the source's; `llm_model_name`, `rag_document_ids` and `metadata_tags` are copied; not archived, not pinned, no `expires_at`; `forked_from` names the source. Accepts `Idempotency-Key`. See `docs/API.md` § Branches.",
+  })
+  @ApiBody({ type: ForkSessionDto, required: false })
+  @ApiCreatedResponse({ type: SessionDto, description: 'The new session.' })
+  @ApiProblems(404, 409, ...BODY_PROBLEMS)
+  @Idempotent(mapSession)
+  async fork(
+    @Owner() owner: string,
+    @Param('id') id: string,
+    @Body() dto: ForkSessionDto,
+  ): Promise<SessionDto> {
+    return mapSession(await this.sessions.fork(owner, id, dto));
   }
 
   @Get()
@@ -83,7 +102,7 @@ export class SessionsController {
   @ApiOperation({
     summary: 'Get a session',
     description:
-      "One session with its `message_count`. Another owner's session answers 404, like an unknown one.",
+      "One session with its `message_count`. Another owner's session answers 404, like an unknown one, and so does an expired one (its `expires_at` reached, or idle past RETENTION_DAYS unless pinned), on every endpoint.",
   })
   @ApiOkResponse({ type: SessionDto, description: 'The session.' })
   @ApiProblems(404)
@@ -95,7 +114,7 @@ export class SessionsController {
   @ApiOperation({
     summary: 'Rename, tag, archive or pin a session',
     description:
-      'Any of `name`, `rag_document_ids`, `metadata_tags`, `archived`, `pinned`: a field left out is unchanged, a field given replaces the old value whole, `null` clears a nullable field; `{}` is a no-op. `last_updated_at` does not move.',
+      'Any of `name`, `rag_document_ids`, `metadata_tags`, `archived`, `pinned`, `expires_at` (a future time, or `null` to keep the session), `current_message_id`: a field left out is unchanged, a field given replaces the old value whole, `null` clears a nullable field; `{}` is a no-op. `last_updated_at` does not move.',
   })
   @ApiBody({ type: UpdateSessionDto, required: false })
   @ApiOkResponse({

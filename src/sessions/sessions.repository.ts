@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import { EntityManager, In, MoreThan } from 'typeorm';
+import { EntityManager, In } from 'typeorm';
 import { TIME_FORMAT_MAX_MS } from '../common/fields/json-bounds';
 import { DatabaseService, queryRows } from '../database/database.service';
+import { OwnerRule } from './owner-rule';
 import { type ForkedFrom, Session } from './session.entity';
 
 /** A `sessions` row as the drivers return it (PostgreSQL: BIGINT as text; SQLite: booleans as 0/1). */
@@ -33,6 +34,11 @@ export interface Bucket {
 interface FlagsRow {
   archived: boolean | number;
   pinned: boolean | number;
+}
+
+/** A session the sweep deleted: its owner and bucket. */
+export interface ExpiredRow extends Bucket {
+  owner: string;
 }
 
 const toBucket = (row: FlagsRow): Bucket => ({
@@ -93,30 +99,25 @@ const prefixed = (columns: string, alias: string) => columns.replace(/"(\w+)"/g,
 
 /**
  * The owner rule: every statement on a session names its owner, so another owner's session is
- * indistinguishable from none. Parameters: the id, then the owner.
+ * indistinguishable from none; and the session must be live (see OwnerRule: an expired session is
+ * gone for every statement that names its owner, before the sweep removes it). `rule.owned` takes
+ * the id, then the owner; `rule.ownedSession` joins other tables' rows to their session as `s`.
  */
-const OWNED = `"id" = ? AND "owner_id" = ?`;
-
 /**
- * The owner rule for rows of other tables that belong to a session (alias `m`, with a
- * `session_id`): joins their session as `s`, which must be `owner`'s (the first parameter).
- */
-export const OWNED_SESSION = `JOIN "sessions" s ON s."id" = m."session_id" AND s."owner_id" = ?`;
-/** The same, for a join order SQLite must keep (CROSS JOIN). */
-export const OWNED_SESSION_CROSS = `CROSS ${OWNED_SESSION}`;
-
-/**
- * The touch of an append: counts a message and moves `last_updated_at` forward, returning the new
- * time (the message's timestamp) and the current message (the default parent; unchanged here). The
+ * The touch of an append (built with the owner rule): counts a message and moves `last_updated_at`
+ * forward, returning the new time (the message's timestamp) and the current message (the default
+ * parent; unchanged here). The
  * new time is later than every earlier one of the session, even within one millisecond or when the
  * clock steps back. It touches nothing, and returns no row, when the session is not the owner's or
  * when its time cannot move forward within the contract's format (the year 9999). Parameters:
  * `touchParams`. SQLite's append runs it, then the insert, then `SET_CURRENT_MESSAGE` (see
  * ChatMessagesRepository.append).
  */
-export const TOUCH_SESSION = `UPDATE "sessions" SET "message_count" = "message_count" + 1,
+export const touchSession = (
+  rule: OwnerRule,
+) => `UPDATE "sessions" SET "message_count" = "message_count" + 1,
     "last_updated_at" = CASE WHEN "last_updated_at" + 1 > ? THEN "last_updated_at" + 1 ELSE ? END
-  WHERE ${OWNED} AND "last_updated_at" < ? RETURNING "id", "last_updated_at", "current_message_id"`;
+  WHERE ${rule.owned} AND "last_updated_at" < ? RETURNING "id", "last_updated_at", "current_message_id"`;
 
 export const touchParams = (owner: string, id: string, now: number) => [
   now,
@@ -130,8 +131,8 @@ export const touchParams = (owner: string, id: string, now: number) => [
 export const SET_CURRENT_MESSAGE = `UPDATE "sessions" SET "current_message_id" = ? WHERE "id" = ?`;
 
 /**
- * PostgreSQL's touch of an append, as the CTEs `locked` and `touched` of the messages repository's
- * INSERT, so the whole append is one statement. As TOUCH_SESSION, and it also draws the new
+ * PostgreSQL's touch of an append, as the CTEs `locked` and `touched` of the messages
+ * repository's INSERT, so the whole append is one statement. As `touchSession`, and it also draws the new
  * message's id from the messages' sequence and makes it the current message, returning it
  * (`message_id`) with the current message before (`previous_id`, the default parent). `locked`
  * reads that one under FOR UPDATE: the row as the last committed append left it, not as the
@@ -139,9 +140,9 @@ export const SET_CURRENT_MESSAGE = `UPDATE "sessions" SET "current_message_id" =
  * until commit, so appends to one session and a DELETE of it queue up behind each other.
  * Parameters: `touchCteParams`.
  */
-export const TOUCH_SESSION_CTES = `"locked" AS (
+export const touchSessionCtes = (rule: OwnerRule) => `"locked" AS (
     SELECT "id", "current_message_id" FROM "sessions"
-    WHERE ${OWNED} AND "last_updated_at" < ? FOR UPDATE
+    WHERE ${rule.owned} AND "last_updated_at" < ? FOR UPDATE
   ), "touched" AS (
     UPDATE "sessions" s SET "message_count" = s."message_count" + 1,
       "last_updated_at" = CASE WHEN s."last_updated_at" + 1 > ? THEN s."last_updated_at" + 1 ELSE ? END,
@@ -173,7 +174,9 @@ export interface SessionFilter {
 
 /**
  * The owner and the filter as SQL conditions with their parameters: the columns `sessions` and
- * `session_counts` share, so the list page and its total select alike.
+ * `session_counts` share, so the list page and its total select alike. The list page adds the
+ * liveness of the owner rule; the total, kept per bucket, subtracts the expired sessions the sweep
+ * has not removed yet (SessionCountsRepository.total).
  */
 export function filterConditions(
   owner: string,
@@ -194,7 +197,10 @@ export function filterConditions(
 
 /** A PATCH: each field given (not undefined) is written, the others keep their value. */
 export type SessionChanges = Partial<
-  Pick<Session, 'name' | 'rag_document_ids' | 'metadata_tags' | 'archived' | 'pinned'>
+  Pick<
+    Session,
+    'name' | 'rag_document_ids' | 'metadata_tags' | 'archived' | 'pinned' | 'expires_at'
+  >
 >;
 
 /** A search over session names, with the caller's filters. */
@@ -210,7 +216,7 @@ export interface NameSearch {
 /**
  * The `sessions` table and its search index over names (SQLite: `session_names` and
  * `session_names_fts`; PostgreSQL: the `name_search` column): the only code that reads or writes
- * them. Other tables reach a session's owner through `OWNED_SESSION`.
+ * them. Other tables reach a session's owner through `OwnerRule.ownedSession`.
  *
  * The request paths (create, get one, list a page, PATCH, DELETE, the touch of every append) run
  * statements written once rather than built by TypeORM per call. bench/repository-costs.ts, µs per
@@ -220,7 +226,7 @@ export interface NameSearch {
  * `find` (PostgreSQL: 1,115 against 1,297). The rare paths use TypeORM: export's pages of 100
  * sessions (`find`: 676 against 253 prepared, next to the reading and writing of their messages),
  * import's owner lookup (2.5 ms against 0.8 ms per 500 ids, once or twice per import), search's
- * check of its session filter (`exists`).
+ * check of its session filter (`getExists`).
  */
 @Injectable()
 export class SessionsRepository {
@@ -230,7 +236,11 @@ export class SessionsRepository {
   >;
   private readonly statements = new Map<string, string>();
 
-  constructor(private readonly db: DatabaseService) {
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly rule: OwnerRule,
+  ) {
+    const OWNED = rule.owned;
     this.sql = {
       insert: db.sql(`INSERT INTO "sessions" (${COLUMNS}) VALUES ${ROW}`),
       get: db.sql(`SELECT ${COLUMNS} FROM "sessions" WHERE ${OWNED}`),
@@ -246,7 +256,8 @@ export class SessionsRepository {
            "rag_document_ids" = CASE WHEN ? THEN ? ELSE "rag_document_ids" END,
            "metadata_tags" = CASE WHEN ? THEN ? ELSE "metadata_tags" END,
            "archived" = CASE WHEN ? THEN ? ELSE "archived" END,
-           "pinned" = CASE WHEN ? THEN ? ELSE "pinned" END
+           "pinned" = CASE WHEN ? THEN ? ELSE "pinned" END,
+           "expires_at" = CASE WHEN ? THEN ? ELSE "expires_at" END
          WHERE ${OWNED} RETURNING ${COLUMNS}`,
       ),
       // Messages go with the session through the foreign key's ON DELETE CASCADE.
@@ -311,6 +322,8 @@ export class SessionsRepository {
       changes.archived ?? false,
       given(changes.pinned),
       changes.pinned ?? false,
+      given(changes.expires_at),
+      changes.expires_at ?? null,
       id,
       owner,
     ]);
@@ -389,6 +402,7 @@ export class SessionsRepository {
     page: { after: SessionKey | null; limit: number; skip: number },
   ): Promise<Session[]> {
     const { conditions, params } = filterConditions(owner, filter);
+    conditions.push(this.rule.live());
     if (page.after) {
       conditions.push(`("last_updated_at", "created_at", "id") < (?, ?, ?)`);
       params.push(...page.after);
@@ -400,7 +414,10 @@ export class SessionsRepository {
     return rows.map(toSession);
   }
 
-  /** Up to `limit` of the owner's sessions after id `after`, in id order (a cold path: TypeORM). */
+  /**
+   * Up to `limit` of the owner's live sessions after id `after`, in id order (a cold path: TypeORM,
+   * with the owner rule's liveness as its one raw condition).
+   */
   pageById(
     manager: EntityManager,
     owner: string,
@@ -408,15 +425,15 @@ export class SessionsRepository {
     after: string,
     limit: number,
   ): Promise<Session[]> {
-    return manager.find(Session, {
-      where: {
-        owner_id: owner,
-        id: MoreThan(after),
-        ...(filter.archived === undefined ? {} : { archived: filter.archived }),
-      },
-      order: { id: 'ASC' },
-      take: limit,
-    });
+    const query = manager
+      .createQueryBuilder(Session, 's')
+      .where('s.owner_id = :owner', { owner })
+      .andWhere('s.id > :after', { after })
+      .andWhere(this.rule.live('s'));
+    if (filter.archived !== undefined) {
+      query.andWhere('s.archived = :archived', { archived: filter.archived });
+    }
+    return query.orderBy('s.id', 'ASC').limit(limit).getMany();
   }
 
   /**
@@ -435,7 +452,7 @@ export class SessionsRepository {
           capacity,
         )
           .fill('?')
-          .join(', ')})`,
+          .join(', ')}) AND ${this.rule.live()}`,
       ),
     );
     const padding = Array<null>(capacity - ids.length).fill(null);
@@ -443,9 +460,55 @@ export class SessionsRepository {
     return rows.map(toSession);
   }
 
-  /** Whether the session is the owner's (a cold path: TypeORM). */
+  /**
+   * Deletes up to `limit` sessions whose own `expires_at` has passed (their messages go with them
+   * through the foreign key), found through idx_sessions_expires_at; the bucket of each, by owner.
+   */
+  deleteExpiredExplicitly(manager: EntityManager, limit: number): Promise<ExpiredRow[]> {
+    const sql = this.statement('expiredExplicitly', () =>
+      this.db.sql(
+        `DELETE FROM "sessions" WHERE "id" IN (
+           SELECT "id" FROM "sessions" WHERE ${this.rule.expiredExplicitly()} LIMIT ?
+         ) AND ${this.rule.expired()} RETURNING "owner_id", "archived", "pinned"`,
+      ),
+    );
+    return this.deleted(manager, sql, limit);
+  }
+
+  /**
+   * Deletes up to `limit` sessions expired by RETENTION_DAYS (none without it), likewise. No index
+   * leads with `last_updated_at`: each unpinned bucket of `session_counts` (a few rows per owner)
+   * leads instead to a range of the owner's archived, pinned, recency index. The outer condition
+   * checks each row again as it is deleted.
+   */
+  deleteExpiredByRetention(manager: EntityManager, limit: number): Promise<ExpiredRow[]> {
+    const byRetention = this.rule.expiredByRetention('s');
+    if (byRetention === null) return Promise.resolve([]);
+    const sql = this.statement('expiredByRetention', () =>
+      this.db.sql(
+        `DELETE FROM "sessions" WHERE "id" IN (
+           SELECT s."id" FROM "session_counts" c CROSS JOIN "sessions" s
+           WHERE c."pinned" = FALSE AND c."n" > 0 AND s."owner_id" = c."owner_id"
+             AND s."archived" = c."archived" AND ${byRetention}
+           LIMIT ?
+         ) AND ${this.rule.expired()} RETURNING "owner_id", "archived", "pinned"`,
+      ),
+    );
+    return this.deleted(manager, sql, limit);
+  }
+
+  private async deleted(manager: EntityManager, sql: string, limit: number): Promise<ExpiredRow[]> {
+    const rows = await queryRows<FlagsRow & { owner_id: string }>(manager, sql, [limit]);
+    return rows.map((row) => ({ owner: row.owner_id, ...toBucket(row) }));
+  }
+
+  /** Whether the session is the owner's, and live (a cold path: TypeORM). */
   isOwned(manager: EntityManager, owner: string, id: string): Promise<boolean> {
-    return manager.exists(Session, { where: { id, owner_id: owner } });
+    return manager
+      .createQueryBuilder(Session, 's')
+      .where('s.id = :id AND s.owner_id = :owner', { id, owner })
+      .andWhere(this.rule.live('s'))
+      .getExists();
   }
 
   /** Whose session each of `ids` is, for those that exist (a cold path: TypeORM). */
@@ -465,6 +528,7 @@ export class SessionsRepository {
   async searchNames(manager: EntityManager, search: NameSearch): Promise<Session[]> {
     const filters = [
       `s."owner_id" = ?`,
+      this.rule.live('s'),
       ...(search.archived === undefined ? [] : [`s."archived" = ?`]),
       ...(search.sessionId === undefined ? [] : [`s."id" = ?`]),
     ]

@@ -1,14 +1,22 @@
 import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { randomUUID } from 'node:crypto';
+import type { EntityManager } from 'typeorm';
 import type { Env } from '../config/env.validation';
 import { isWritableTime } from '../common/fields/json-bounds';
+import { parseIsoTimestamp } from '../common/fields/timestamps';
 import { Page } from '../common/pagination/pagination';
 import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { CursorService } from '../database/cursor.service';
 import { DatabaseService } from '../database/database.service';
 import { claimWriteHooks } from '../database/write-hooks';
-import { CreateSessionDto, ListSessionsQueryDto, UpdateSessionDto } from './dto/session.dto';
+import {
+  CreateSessionDto,
+  ForkSessionDto,
+  ListSessionsQueryDto,
+  UpdateSessionDto,
+} from './dto/session.dto';
+import { ChatMessagesRepository } from '../messages/chat-messages.repository';
 import { SessionCountsRepository } from './session-counts.repository';
 import { Session } from './session.entity';
 import { type Bucket, type SessionKey, SessionsRepository } from './sessions.repository';
@@ -30,6 +38,10 @@ function isSessionKey(value: unknown): value is SessionKey {
   );
 }
 
+/** `expires_at` as given (validated: a future ISO 8601 time, null, or left out) in epoch ms. */
+const expiryOf = (text: string | null | undefined) =>
+  text === undefined || text === null ? text : parseIsoTimestamp(text);
+
 @Injectable()
 export class SessionsService {
   private readonly defaultModelName: string;
@@ -38,6 +50,7 @@ export class SessionsService {
     private readonly db: DatabaseService,
     private readonly sessions: SessionsRepository,
     private readonly counts: SessionCountsRepository,
+    private readonly messages: ChatMessagesRepository,
     private readonly cursors: CursorService,
     config: ConfigService<Env, true>,
   ) {
@@ -60,7 +73,7 @@ export class SessionsService {
       pinned: dto.pinned ?? false,
       current_message_id: null,
       forked_from: null,
-      expires_at: null,
+      expires_at: expiryOf(dto.expires_at) ?? null,
     };
     return this.db.write(async (manager) => {
       await this.sessions.insert(manager, session);
@@ -118,12 +131,18 @@ export class SessionsService {
     const flagsChange = dto.archived !== undefined || dto.pinned !== undefined;
     const session = await this.db.write(async (manager) => {
       const was = flagsChange ? await this.sessions.lockFlags(manager, owner, id) : null;
-      const after = await this.sessions.update(manager, owner, id, dto);
+      const after = await this.sessions.update(manager, owner, id, {
+        ...dto,
+        expires_at: expiryOf(dto.expires_at),
+      });
       // The answer is written from this row: a time it cannot write rolls the update back.
       if (after && !(isWritableTime(after.created_at) && isWritableTime(after.last_updated_at))) {
         throw new ConflictException(
           `Session '${id}' holds a time after the year 9999 and cannot be answered; nothing was changed.`,
         );
+      }
+      if (after && dto.current_message_id !== undefined) {
+        after.current_message_id = await this.switchBranch(manager, after, dto.current_message_id);
       }
       if (was && after && (was.archived !== after.archived || was.pinned !== after.pinned)) {
         // Buckets in one fixed order, so two PATCHes moving opposite ways cannot deadlock.
@@ -137,6 +156,90 @@ export class SessionsService {
     });
     if (!session) throw sessionNotFound(id);
     return session;
+  }
+
+  /**
+   * A new session of the owner holding copies of the path from the root to `message_id` (default:
+   * the current message), re-stamped now and increasing along the path, so the fork is the most
+   * recently active session; see docs/API.md § Branches. One transaction: the path is read, checked
+   * (an `in_progress` message cannot be copied: 409) and copied together.
+   */
+  fork(owner: string, id: string, dto: ForkSessionDto): Promise<Session> {
+    return this.db.write(async (manager) => {
+      const source = await this.sessions.findOwned(manager, owner, id);
+      if (!source) throw sessionNotFound(id);
+      const leaf = dto.message_id ?? source.current_message_id;
+      const path =
+        leaf === null ? [] : await this.messages.path(manager, id, leaf, source.message_count);
+      if (!path) {
+        throw new ValidationProblemException([
+          {
+            field: 'message_id',
+            message: `message_id names message ${leaf}, which is not in this session`,
+          },
+        ]);
+      }
+      const messages = await this.messages.byIds(
+        manager,
+        owner,
+        id,
+        path.map((entry) => entry.id),
+      );
+      const busy = messages.find((m) => m.status === 'in_progress');
+      if (busy) {
+        throw new ConflictException(
+          `Message ${busy.id} is a reply still being generated; fork once it has ended.`,
+        );
+      }
+      const now = Date.now();
+      const fork: Session = {
+        ...source,
+        id: randomUUID(),
+        name: dto.name === undefined ? source.name : dto.name,
+        created_at: now,
+        last_updated_at: now + Math.max(0, messages.length - 1),
+        message_count: messages.length,
+        archived: false,
+        pinned: false,
+        current_message_id: null,
+        forked_from: { session_id: id, message_id: leaf },
+        expires_at: null,
+      };
+      await this.sessions.insert(manager, fork);
+      await this.counts.add(manager, owner, fork, 1);
+      const copies = await this.messages.insertPath(manager, fork.id, messages, now);
+      fork.current_message_id = copies.at(-1) ?? null;
+      await this.sessions.setCurrent(manager, fork.id, fork.current_message_id);
+      return fork;
+    }, claimWriteHooks());
+  }
+
+  /**
+   * Makes the newest leaf under `messageId` (a message of the session) the current message, in the
+   * caller's transaction, after the session's row was updated (and so, on PostgreSQL, locked: an
+   * append cannot move the current message meanwhile). The leaf stored.
+   */
+  private async switchBranch(
+    manager: EntityManager,
+    session: Session,
+    messageId: number,
+  ): Promise<number> {
+    const leaf = await this.messages.leafUnder(
+      manager,
+      session.id,
+      messageId,
+      session.message_count,
+    );
+    if (leaf === null) {
+      throw new ValidationProblemException([
+        {
+          field: 'current_message_id',
+          message: `current_message_id names message ${messageId}, which is not in this session`,
+        },
+      ]);
+    }
+    await this.sessions.setCurrent(manager, session.id, leaf);
+    return leaf;
   }
 
   async remove(owner: string, id: string): Promise<void> {

@@ -85,6 +85,16 @@ export const SUCCESS_EXAMPLES: Record<string, Record<string, unknown>> = {
   'GET /api/v1/sessions/{id}': { 'application/json': session },
   'PATCH /api/v1/sessions/{id}': { 'application/json': { ...session, pinned: true } },
   'POST /api/v1/sessions/{id}/messages': { 'application/json': answer },
+  'POST /api/v1/sessions/{id}/fork': {
+    'application/json': {
+      ...session,
+      id: '5a0c39e4-86f2-4d8e-9d5c-61b0e3e8f2aa',
+      created_at: '2026-05-02T09:20:00.000Z',
+      last_updated_at: '2026-05-02T09:20:00.001Z',
+      current_message_id: 4,
+      forked_from: { session_id: EXAMPLE_SESSION_ID, message_id: 2 },
+    },
+  },
   'GET /api/v1/sessions/{id}/messages': { 'application/json': [question, answer] },
   'GET /api/v1/sessions/{id}/messages/{message_id}': { 'application/json': question },
   'GET /api/v1/search': {
@@ -159,6 +169,9 @@ const OPERATION_PROBLEMS: Record<string, Record<number, ProblemText>> = {
         { field: 'role', message: 'role must be one of user, assistant, system' },
       ],
     },
+  },
+  'POST /api/v1/sessions/{id}/fork': {
+    400: validation('message_id', 'message_id names message 999, which is not in this session'),
   },
   'GET /api/v1/sessions/{id}/messages': {
     400: validation('before', 'before names message 999, which is not in this session'),

@@ -6,7 +6,17 @@ import {
   getSchemaPath,
 } from '@nestjs/swagger';
 import { applyDecorators } from '@nestjs/common';
-import { IsIn, IsInt, IsOptional, IsString, Length, Max, Min, ValidateIf } from 'class-validator';
+import {
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Length,
+  Matches,
+  Max,
+  Min,
+  ValidateIf,
+} from 'class-validator';
 import {
   IsBoundedJsonObject,
   type JsonObject,
@@ -92,6 +102,14 @@ export class ListMessagesQueryDto {
   @IsOptional()
   @IsIn(['asc', 'desc'], { message: 'order must be asc or desc' })
   readonly order: 'asc' | 'desc' = 'asc';
+
+  /** Only the path from the root to a message, root first: `current` (the session's current message) or a message id of this session. Each message then also carries `sibling_ids`; `X-Total-Count` is the path's length. */
+  @ApiPropertyOptional({ example: 'current' })
+  @IsOptional()
+  @Matches(/^(current|[1-9]\d{0,14})$/, {
+    message: 'branch must be current or a message id of this session',
+  })
+  readonly branch?: string;
 }
 
 @ApiDeclarationOrder()
@@ -154,6 +172,10 @@ export class ChatMessageDto {
   @ApiHideProperty()
   @ApiProperty({ oneOf: [{ $ref: getSchemaPath(GenerationDto) }, NULL_SCHEMA] })
   generation: GenerationDto | null;
+
+  /** Only in a branch listing (`?branch=`): the ids of the messages with the same parent, this one included (for a root: the session's roots), oldest first. */
+  @ApiPropertyOptional({ type: 'integer', isArray: true })
+  sibling_ids?: number[];
 }
 
 export function mapChatMessage(message: ChatMessage): ChatMessageDto {
@@ -168,4 +190,14 @@ export function mapChatMessage(message: ChatMessage): ChatMessageDto {
     status: message.status,
     generation: message.generation,
   };
+}
+
+/** A message of a branch listing: the message and its siblings (see ChatMessageDto.sibling_ids). */
+export interface BranchMessage {
+  message: ChatMessage;
+  siblingIds: number[];
+}
+
+export function mapBranchMessage({ message, siblingIds }: BranchMessage): ChatMessageDto {
+  return { ...mapChatMessage(message), sibling_ids: siblingIds };
 }

@@ -6,6 +6,7 @@ import {
   ApiPropertyOptional,
   getSchemaPath,
   PartialType,
+  PickType,
 } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import {
@@ -13,13 +14,17 @@ import {
   IsArray,
   IsBoolean,
   IsIn,
+  IsInt,
   IsOptional,
   IsString,
   Length,
+  Max,
+  Min,
   ValidateIf,
 } from 'class-validator';
 import {
   IsMetadataTags,
+  MESSAGE_ID_MAX,
   StorableText,
   TAGS_MAX_KEYS,
   TAG_KEY_MAX,
@@ -27,7 +32,7 @@ import {
 } from '../../common/fields/json-bounds';
 import { ApiDeclarationOrder, NULL_SCHEMA } from '../../common/openapi/openapi';
 import { LimitQuery, SkipQuery } from '../../common/pagination/pagination';
-import { isoTimestamp } from '../../common/fields/timestamps';
+import { IsFutureTimestamp, isoTimestamp } from '../../common/fields/timestamps';
 import { RawJson } from '../../common/problems/validation.pipe';
 import { Session } from '../session.entity';
 
@@ -85,6 +90,17 @@ export class CreateSessionDto {
   @ApiProperty({ default: false })
   @OptionalFlag('pinned')
   readonly pinned?: boolean;
+
+  /** When the session is deleted: an ISO 8601 date-time in the future (a temporary chat), or null to keep it. It applies to pinned sessions too. */
+  @ApiProperty({
+    type: 'string',
+    format: 'date-time',
+    nullable: true,
+    example: '2026-02-01T12:00:00.000Z',
+  })
+  @IsOptional()
+  @IsFutureTimestamp()
+  readonly expires_at?: string | null;
 }
 
 export const LLM_MODEL_NAME_MAX = 200;
@@ -104,13 +120,35 @@ export class RestoredSessionFieldsDto extends CreateSessionDto {
   readonly llm_model_name?: string | null;
 }
 
+const FORK_MESSAGE_RULE = 'message_id must be a message id of this session (an integer)';
+const CURRENT_MESSAGE_RULE = 'current_message_id must be a message id of this session (an integer)';
+
 /**
  * PATCH: a field left out is unchanged, a field given replaces the old value whole (tags too),
  * `null` clears a nullable field (and is refused for the flags). `{}` is a valid no-op.
  */
 export class UpdateSessionDto extends PartialType(CreateSessionDto, {
   skipNullProperties: false,
-}) {}
+}) {
+  /** Switch branch: a message of this session. The session's current message becomes the newest leaf under it, following the newest child (by timestamp, then id) at every level; the answer names the leaf stored. Not nullable. */
+  @ApiProperty({ type: 'integer', required: false, example: 3 })
+  @ValidateIf((_, value) => value !== undefined)
+  @IsInt({ message: CURRENT_MESSAGE_RULE })
+  @Min(1, { message: CURRENT_MESSAGE_RULE })
+  @Max(MESSAGE_ID_MAX, { message: CURRENT_MESSAGE_RULE })
+  readonly current_message_id?: number;
+}
+
+/** POST …/fork: which message the fork ends at, and its name. */
+export class ForkSessionDto extends PickType(CreateSessionDto, ['name']) {
+  /** The last message to copy, a message of this session; omitted: the session's current message. The fork holds the path from the root to it. */
+  @ApiProperty({ type: 'integer', required: false, example: 3 })
+  @ValidateIf((_, value) => value !== undefined)
+  @IsInt({ message: FORK_MESSAGE_RULE })
+  @Min(1, { message: FORK_MESSAGE_RULE })
+  @Max(MESSAGE_ID_MAX, { message: FORK_MESSAGE_RULE })
+  readonly message_id?: number;
+}
 
 export const ARCHIVED_FILTERS = ['false', 'true', 'any'] as const;
 export type ArchivedFilter = (typeof ARCHIVED_FILTERS)[number];
@@ -195,7 +233,7 @@ export class SessionDto {
   @ApiProperty({ oneOf: [{ $ref: getSchemaPath(ForkedFromDto) }, NULL_SCHEMA] })
   forked_from: ForkedFromDto | null;
 
-  /** When the session is deleted; null keeps it. */
+  /** When the session is deleted (it is gone for every endpoint from then on); null keeps it, unless RETENTION_DAYS deletes it for inactivity (pinned sessions excepted). */
   @ApiProperty({ type: 'string', format: 'date-time', nullable: true })
   expires_at: string | null;
 }
