@@ -24,8 +24,11 @@ const BODY_LIMIT = 1024 * 1024;
 const BODY_MAX_DEPTH = 32;
 const MAX_WRITES_PER_COMMIT = 64;
 const ROLES = ['user', 'assistant', 'system'];
-const SESSION_COLUMNS = `"id", "owner_id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned"`;
-const MESSAGE_COLUMNS = `"id", "session_id", "timestamp", "role", "content", "metadata"`;
+const SESSION_COLUMNS = `"id", "owner_id", "name", "created_at", "last_updated_at", "llm_model_name", "rag_document_ids", "metadata_tags", "message_count", "archived", "pinned", "current_message_id", "forked_from", "expires_at"`;
+const MESSAGE_COLUMNS = `"id", "session_id", "timestamp", "role", "content", "metadata", "parent_id", "status", "generation"`;
+/** The database clock in epoch ms, and a session that has not expired (`expires_at`), as ours reads them. */
+const NOW = `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`;
+const LIVE = `("expires_at" IS NULL OR "expires_at" > ${NOW})`;
 const SESSION_ORDER = `ORDER BY "last_updated_at" DESC, "created_at" DESC, "id" DESC`;
 const VALID_REQUEST_ID = /^[\w.:-]{1,128}$/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -57,6 +60,9 @@ interface SessionRow {
   message_count: number;
   archived: number;
   pinned: number;
+  current_message_id: number | null;
+  forked_from: string | null;
+  expires_at: number | null;
 }
 
 interface MessageRow {
@@ -66,6 +72,9 @@ interface MessageRow {
   role: string;
   content: string;
   metadata: string | null;
+  parent_id: number | null;
+  status: string;
+  generation: string | null;
 }
 
 interface FieldError {
@@ -212,6 +221,9 @@ function sessionJson(row: SessionRow) {
     message_count: row.message_count,
     archived: row.archived === 1,
     pinned: row.pinned === 1,
+    current_message_id: row.current_message_id,
+    forked_from: parseJson(row.forked_from),
+    expires_at: row.expires_at === null ? null : iso(row.expires_at),
   };
 }
 
@@ -223,6 +235,9 @@ function messageJson(row: MessageRow) {
     role: row.role,
     content: row.content,
     metadata: parseJson(row.metadata),
+    parent_id: row.parent_id,
+    status: row.status,
+    generation: parseJson(row.generation),
   };
 }
 
@@ -328,26 +343,27 @@ function createApi(db: Database.Database) {
   const modelName = process.env.DEFAULT_MODEL_NAME ?? 'default';
   const sql = {
     insertSession: statement(
-      `INSERT INTO "sessions" (${SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO "sessions" (${SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)`,
     ),
     countSession: statement(
       `INSERT INTO "session_counts" ("owner_id", "archived", "pinned", "n") VALUES (?, ?, ?, 1)
        ON CONFLICT ("owner_id", "archived", "pinned") DO UPDATE SET "n" = "session_counts"."n" + 1`,
     ),
     getSession: statement<SessionRow>(
-      `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "id" = ? AND "owner_id" = ?`,
+      `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE "id" = ? AND "owner_id" = ? AND ${LIVE}`,
     ),
-    touchSession: statement<{ last_updated_at: number }>(
+    touchSession: statement<{ last_updated_at: number; current_message_id: number | null }>(
       `UPDATE "sessions" SET "message_count" = "message_count" + 1,
          "last_updated_at" = CASE WHEN "last_updated_at" + 1 > ? THEN "last_updated_at" + 1 ELSE ? END
-       WHERE "id" = ? AND "owner_id" = ? RETURNING "last_updated_at"`,
+       WHERE "id" = ? AND "owner_id" = ? AND ${LIVE} RETURNING "last_updated_at", "current_message_id"`,
     ),
     insertMessage: statement<{ id: number }>(
-      `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content", "metadata")
-       VALUES (?, ?, ?, ?, ?) RETURNING "id"`,
+      `INSERT INTO "chat_messages" ("session_id", "timestamp", "parent_id", "role", "content", "metadata")
+       VALUES (?, ?, ?, ?, ?, ?) RETURNING "id"`,
     ),
+    setCurrent: statement(`UPDATE "sessions" SET "current_message_id" = ? WHERE "id" = ?`),
     messageCount: statement<{ message_count: number }>(
-      `SELECT "message_count" FROM "sessions" WHERE "id" = ? AND "owner_id" = ?`,
+      `SELECT "message_count" FROM "sessions" WHERE "id" = ? AND "owner_id" = ? AND ${LIVE}`,
     ),
     position: statement<{ timestamp: number; id: number }>(
       `SELECT "timestamp", "id" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
@@ -418,6 +434,9 @@ function createApi(db: Database.Database) {
       message_count: 0,
       archived,
       pinned,
+      current_message_id: null,
+      forked_from: null,
+      expires_at: null,
     };
     return write(() => {
       sql.insertSession.run(
@@ -463,9 +482,14 @@ function createApi(db: Database.Database) {
       filters.push(`"pinned" = ?`);
       params.push(pinned === 'true' ? 1 : 0);
     }
+    // The counts less the expired sessions not yet swept, as ours computes it.
+    const where = filters.join(' AND ');
     const { total } = statement<{ total: number }>(
-      `SELECT COALESCE(SUM("n"), 0) AS "total" FROM "session_counts" WHERE ${filters.join(' AND ')}`,
-    ).get(...params)!;
+      `SELECT COALESCE(SUM("n"), 0)
+         - (SELECT COUNT(*) FROM "sessions" INDEXED BY "idx_sessions_expires_at"
+            WHERE ${where} AND "expires_at" <= ${NOW}) AS "total"
+       FROM "session_counts" WHERE ${where}`,
+    ).get(...params, ...params)!;
     if (token !== null) {
       const payload = cursor.decode(token) as { v?: unknown; k?: unknown };
       const k = payload?.k;
@@ -481,7 +505,7 @@ function createApi(db: Database.Database) {
       params.push(...(k as unknown[]));
     }
     const rows = statement<SessionRow>(
-      `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE ${filters.join(' AND ')} ${SESSION_ORDER} LIMIT ? OFFSET ?`,
+      `SELECT ${SESSION_COLUMNS} FROM "sessions" WHERE ${filters.join(' AND ')} AND ${LIVE} ${SESSION_ORDER} LIMIT ? OFFSET ?`,
     ).all(...params, limit, skip ?? 0);
     const headers: Headers = { 'X-Total-Count': total };
     const last = rows.at(-1);
@@ -529,13 +553,16 @@ function createApi(db: Database.Database) {
       const now = Date.now();
       const touched = sql.touchSession.get(now, now, sessionId, OWNER);
       if (!touched) throw sessionNotFound(sessionId);
+      const parentId = touched.current_message_id;
       const { id } = sql.insertMessage.get(
         sessionId,
         touched.last_updated_at,
+        parentId,
         role,
         content,
         stored,
       )!;
+      sql.setCurrent.run(id, sessionId);
       return {
         status: 201,
         body: {
@@ -545,6 +572,9 @@ function createApi(db: Database.Database) {
           role,
           content,
           metadata,
+          parent_id: parentId,
+          status: 'complete',
+          generation: null,
         },
       };
     });
