@@ -8,6 +8,7 @@ import { claimWriteHooks } from '../database/write-hooks';
 import { SessionsRepository } from '../sessions/sessions.repository';
 import { sessionNotFound } from '../sessions/sessions.service';
 import { ChatMessage } from './chat-message.entity';
+import { messageNotInSession } from './message-problems';
 import {
   type BranchEntry,
   ChatMessagesRepository,
@@ -43,9 +44,7 @@ function branchPage(
     if (id === undefined) return undefined;
     const at = ordered.findIndex((entry) => entry.id === id);
     if (at < 0) {
-      throw new ValidationProblemException([
-        { field: param, message: `${param} names message ${id}, which is not on this branch` },
-      ]);
+      throw messageNotInSession(param, id, 'on this branch');
     }
     return at;
   };
@@ -135,12 +134,7 @@ export class MessagesService {
     return this.db.writeStatement(async (manager) => {
       const stored = await this.messages.append(manager, owner, fields, parent, Date.now());
       if (stored === 'unknown parent') {
-        throw new ValidationProblemException([
-          {
-            field: 'parent_id',
-            message: `parent_id names message ${parent.id}, which is not in this session`,
-          },
-        ]);
+        throw messageNotInSession('parent_id', parent.id);
       }
       if (!stored) {
         // The touch moved no row: no such session of the owner's, or its time is at the end of the
@@ -207,9 +201,7 @@ export class MessagesService {
         if (id === undefined) continue;
         const key = await this.messages.position(manager, sessionId, id);
         if (!key) {
-          throw new ValidationProblemException([
-            { field: param, message: `${param} names message ${id}, which is not in this session` },
-          ]);
+          throw messageNotInSession(param, id);
         }
         // "after" means later in the list's order: later in time when ascending, earlier when not.
         const later = (param === 'after') === ascending;
@@ -275,12 +267,7 @@ export class MessagesService {
           ? []
           : await this.messages.path(manager, sessionId, leaf, session.message_count);
       if (!path) {
-        throw new ValidationProblemException([
-          {
-            field: 'branch',
-            message: `branch names message ${leaf}, which is not in this session`,
-          },
-        ]);
+        throw messageNotInSession('branch', leaf);
       }
       const { page, full } = branchPage(path, query);
       const last = page.at(-1);

@@ -17,6 +17,7 @@ import {
   UpdateSessionDto,
 } from './dto/session.dto';
 import { ChatMessagesRepository } from '../messages/chat-messages.repository';
+import { messageNotInSession } from '../messages/message-problems';
 import { SessionCountsRepository } from './session-counts.repository';
 import { Session } from './session.entity';
 import { type Bucket, type SessionKey, SessionsRepository } from './sessions.repository';
@@ -172,12 +173,7 @@ export class SessionsService {
       const path =
         leaf === null ? [] : await this.messages.path(manager, id, leaf, source.message_count);
       if (!path) {
-        throw new ValidationProblemException([
-          {
-            field: 'message_id',
-            message: `message_id names message ${leaf}, which is not in this session`,
-          },
-        ]);
+        throw messageNotInSession('message_id', leaf);
       }
       const messages = await this.messages.byIds(
         manager,
@@ -231,12 +227,7 @@ export class SessionsService {
       session.message_count,
     );
     if (leaf === null) {
-      throw new ValidationProblemException([
-        {
-          field: 'current_message_id',
-          message: `current_message_id names message ${messageId}, which is not in this session`,
-        },
-      ]);
+      throw messageNotInSession('current_message_id', messageId);
     }
     await this.sessions.setCurrent(manager, session.id, leaf);
     return leaf;
