@@ -21,7 +21,11 @@ describe('An unresponsive Redis (e2e)', () => {
   let t: TestApp;
   let base: string;
 
-  async function start(mode: FakeRedisMode, env: Record<string, string> = {}): Promise<void> {
+  async function start(
+    mode: FakeRedisMode,
+    env: Record<string, string> = {},
+    { waitForHandshake = true } = {},
+  ): Promise<void> {
     redis = await startFakeRedis(mode);
     t = await createTestApp({
       AUTH_MODE: 'none',
@@ -33,7 +37,7 @@ describe('An unresponsive Redis (e2e)', () => {
     base = `http://127.0.0.1:${(t.http.address() as AddressInfo).port}`;
     // Let ioredis connect and, where the fake answers, finish its handshake (two round trips):
     // counts asked for before that fail open at once.
-    await sleep(200 + (mode.kind === 'slow' ? 3 * mode.delayMs : 0));
+    if (waitForHandshake) await sleep(200 + (mode.kind === 'slow' ? 3 * mode.delayMs : 0));
   }
   afterEach(async () => {
     await t.close();
@@ -102,6 +106,20 @@ describe('An unresponsive Redis (e2e)', () => {
       expect(r.ms).toBeGreaterThanOrEqual(REDIS_COMMAND_TIMEOUT_MS / 2 - 10);
       expect(r.ms).toBeLessThan(BOUND_MS);
     }
+  });
+
+  it('counts the requests that arrive while the connection to Redis is still being made', async () => {
+    // Each reply is late, so ioredis's handshake is still under way when the first request comes:
+    // it waits for the connection (within the timeout) rather than passing uncounted.
+    await start(
+      { kind: 'slow', delayMs: REDIS_COMMAND_TIMEOUT_MS / 5 },
+      {},
+      { waitForHandshake: false },
+    );
+    const results = await Promise.all([timed('GET', '/api/v1/sessions'), timed('GET', '/')]);
+    expect(results.map((r) => r.remaining).sort()).toEqual([String(LIMIT - 2), String(LIMIT - 1)]);
+    for (const r of results) expect(r.ms).toBeLessThan(BOUND_MS);
+    expect(redis.commands.filter((c) => c === 'eval')).toHaveLength(2);
   });
 
   it('logs a request whose client went away before the answer as aborted, with no status', async () => {

@@ -43,6 +43,7 @@ export class ResilientRedisStorage implements ThrottlerStorage, OnModuleDestroy 
   ): Promise<Increment> {
     if (Date.now() >= this.skipUntil) {
       try {
+        await this.connected();
         return await this.redis.increment(key, ttl, limit, blockDuration, throttlerName);
       } catch (error) {
         this.skipUntil = Date.now() + REDIS_RETRY_AFTER_MS;
@@ -55,6 +56,35 @@ export class ResilientRedisStorage implements ThrottlerStorage, OnModuleDestroy 
       isBlocked: false,
       timeToBlockExpire: 0,
     };
+  }
+
+  /**
+   * Waits, at most REDIS_COMMAND_TIMEOUT_MS, for a connection that is being made (a process just
+   * started, or one reconnecting): without an offline queue a command sent before the handshake ends
+   * fails at once, and the first requests of every new process would go uncounted.
+   */
+  private connected(): Promise<void> {
+    const client = this.redis.redis;
+    if (!['connecting', 'connect'].includes(client.status)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const settle = (error?: Error) => {
+        clearTimeout(timer);
+        client.off('ready', onReady);
+        client.off('error', settle);
+        client.off('end', onEnd);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onReady = () => settle();
+      const onEnd = () => settle(new Error('Connection is closed.'));
+      const timer = setTimeout(
+        () => settle(new Error(`no connection within ${REDIS_COMMAND_TIMEOUT_MS} ms`)),
+        REDIS_COMMAND_TIMEOUT_MS,
+      );
+      client.once('ready', onReady);
+      client.once('error', settle);
+      client.once('end', onEnd);
+    });
   }
 
   onModuleDestroy(): void {
