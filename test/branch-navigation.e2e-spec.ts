@@ -374,19 +374,26 @@ describe('Branch listings and switching (e2e)', () => {
       const walks = await t.db.read(async (m) => {
         const results: unknown[][] = [];
         for (const id of [...posted, 999_999_999]) {
+          const whole = await repository.path(m, tree.id, id, 60);
+          const parents = [id, null, posted[0]];
           results.push([
-            await repository.path(m, tree.id, id, 60),
-            await repository.path(m, tree.id, id, 60, 0),
+            whole?.entries,
+            (await repository.path(m, tree.id, id, 60, 0))?.entries,
             await repository.leafUnder(m, tree.id, id, 60),
             await repository.leafUnder(m, tree.id, id, 60, 0),
+            // Siblings from the tree read whole, and from the index.
+            whole && [...(await repository.children(m, tree.id, parents, whole.shape))],
+            whole && [...(await repository.children(m, tree.id, parents))],
           ]);
         }
         return results;
       });
-      for (const [inMemory, recursive, leafInMemory, leafRecursive] of walks) {
+      for (const [inMemory, recursive, leafInMemory, leafRecursive, kids, kidsRead] of walks) {
         expect(recursive).toEqual(inMemory);
         expect(leafRecursive).toEqual(leafInMemory);
+        expect(kids).toEqual(kidsRead);
       }
+      expect(walks.filter(([, , , , kids]) => kids)).toHaveLength(posted.length);
       // And both agree with the tree the API shows.
       const listed = (await list({}, tree.id)).body as MessageBody[];
       const parentOf = new Map(listed.map((m) => [m.id, m.parent_id]));
@@ -402,7 +409,8 @@ describe('Branch listings and switching (e2e)', () => {
         }
         expect(walks[i][2]).toBe(leaf);
       }
-      expect(walks.at(-1)).toEqual([null, null, null, null]);
+      // An unknown message: no path, no leaf.
+      expect(walks.at(-1)).toEqual([undefined, undefined, null, null, null, null]);
     });
   });
 

@@ -10,6 +10,7 @@ import {
   touchSessionCtes,
 } from '../sessions/sessions.repository';
 import { ChatMessage, Generation, MessageRole, MessageStatus } from './chat-message.entity';
+import { TreeShape } from './tree-shape';
 
 /** A `chat_messages` row as the drivers return it (PostgreSQL returns BIGINT as text). */
 interface MessageRow {
@@ -66,6 +67,23 @@ type OutlineRow = Omit<MessageRow, 'session_id' | 'content'> & {
   content: string | null;
 };
 
+/** The one mapper from an outline row to its entry. */
+function toOutlineEntry(row: OutlineRow, sessionId: string): OutlineEntry {
+  return row.content === null
+    ? {
+        id: Number(row.id),
+        timestamp: Number(row.timestamp),
+        weight: Number(row.size),
+        message: null,
+      }
+    : {
+        id: Number(row.id),
+        timestamp: Number(row.timestamp),
+        weight: row.content.length + (row.metadata?.length ?? 0),
+        message: toMessage(row as Omit<MessageRow, 'session_id'>, sessionId),
+      };
+}
+
 /** A row of a page's outline: its key, and the message itself or its weight in bytes. */
 export interface OutlineEntry {
   id: number;
@@ -101,6 +119,12 @@ function isParentViolation(error: unknown): boolean {
 export interface BranchEntry {
   id: number;
   parentId: number | null;
+}
+
+/** A branch, root first, and the session's tree where it was read whole to find it (see path). */
+export interface Branch {
+  entries: BranchEntry[];
+  shape: TreeShape | null;
 }
 
 /** Sessions of at most this many messages have their branches walked in memory (see `path`). */
@@ -441,21 +465,7 @@ export class ChatMessagesRepository {
       page.limit,
       page.skip,
     ]);
-    return rows.map((row) =>
-      row.content === null
-        ? {
-            id: Number(row.id),
-            timestamp: Number(row.timestamp),
-            weight: Number(row.size),
-            message: null,
-          }
-        : {
-            id: Number(row.id),
-            timestamp: Number(row.timestamp),
-            weight: row.content.length + (row.metadata?.length ?? 0),
-            message: toMessage(row as Omit<MessageRow, 'session_id'>, sessionId),
-          },
-    );
+    return rows.map((row) => toOutlineEntry(row, sessionId));
   }
 
   /**
@@ -659,17 +669,17 @@ export class ChatMessagesRepository {
     leafId: number,
     maxDepth: number,
     shapeMax = SHAPE_MAX,
-  ): Promise<BranchEntry[] | null> {
+  ): Promise<Branch | null> {
     if (maxDepth <= shapeMax) {
-      const { parentOf } = await this.shape(manager, sessionId);
+      const shape = await this.shape(manager, sessionId);
       const path: BranchEntry[] = [];
       for (let id: number | null | undefined = leafId; id !== null && id !== undefined;) {
-        const parentId: number | null | undefined = parentOf.get(id);
+        const parentId: number | null | undefined = shape.parentOf(id);
         if (parentId === undefined || path.length > maxDepth) break;
         path.push({ id, parentId });
         id = parentId;
       }
-      return path.length === 0 ? null : path.reverse();
+      return path.length === 0 ? null : { entries: path.reverse(), shape };
     }
     const rows = await queryRows<{ id: number | string; parent_id: number | string | null }>(
       manager,
@@ -688,10 +698,11 @@ export class ChatMessagesRepository {
       [leafId, sessionId, maxDepth],
     );
     if (rows.length === 0) return null;
-    return rows.map((row) => ({
+    const entries = rows.map((row) => ({
       id: Number(row.id),
       parentId: row.parent_id === null ? null : Number(row.parent_id),
     }));
+    return { entries, shape: null };
   }
 
   /**
@@ -712,33 +723,24 @@ export class ChatMessagesRepository {
         ? this.newestLeaf(manager, sessionId, from)
         : null;
     }
-    const { parentOf, newestChildOf } = await this.shape(manager, sessionId);
-    if (!parentOf.has(from)) return null;
+    const shape = await this.shape(manager, sessionId);
+    if (!shape.has(from)) return null;
     let leaf = from;
-    for (let steps = 0, next = newestChildOf.get(leaf); next !== undefined; steps++) {
+    for (let steps = 0, next = shape.newestChildOf(leaf); next !== undefined; steps++) {
       if (steps > messageCount) break;
       leaf = next;
-      next = newestChildOf.get(leaf);
+      next = shape.newestChildOf(leaf);
     }
     return leaf;
   }
 
   /**
-   * A session's tree as (id, parent) pairs, in the order of idx_chat_messages_session_parent
-   * (by parent, then timestamp and id), so the last child read of each parent is its newest.
-   * PostgreSQL sends them as one text (`id,parent;…`, 0 for no parent): 10,000 pairs took 5.8 ms
-   * that way against 12.7 ms as rows, most of it the driver building a row object per pair.
+   * A session's tree, in the order of idx_chat_messages_session_parent (by parent, then timestamp
+   * and id), so the last child read of each parent is its newest. PostgreSQL sends it as one text
+   * (`id,parent;…`, 0 for no parent): 10,000 pairs took 5.8 ms that way against 12.7 ms as rows,
+   * most of it the driver building a row object per pair.
    */
-  private async shape(
-    manager: EntityManager,
-    sessionId: string,
-  ): Promise<{ parentOf: Map<number, number | null>; newestChildOf: Map<number | null, number> }> {
-    const parentOf = new Map<number, number | null>();
-    const newestChildOf = new Map<number | null, number>();
-    const add = (id: number, parentId: number | null) => {
-      parentOf.set(id, parentId);
-      newestChildOf.set(parentId, id);
-    };
+  private async shape(manager: EntityManager, sessionId: string): Promise<TreeShape> {
     if (this.db.isSqlite) {
       const rows = await queryRows<{ id: number; parent_id: number | null }>(
         manager,
@@ -750,8 +752,7 @@ export class ChatMessagesRepository {
         ),
         [sessionId],
       );
-      for (const row of rows) add(row.id, row.parent_id);
-      return { parentOf, newestChildOf };
+      return TreeShape.fromRows(rows);
     }
     const [{ pairs }] = await queryRows<{ pairs: string | null }>(
       manager,
@@ -765,30 +766,27 @@ export class ChatMessagesRepository {
       ),
       [sessionId],
     );
-    for (const pair of pairs?.split(';') ?? []) {
-      const comma = pair.indexOf(',');
-      const parentId = Number(pair.slice(comma + 1));
-      add(Number(pair.slice(0, comma)), parentId === 0 ? null : parentId);
-    }
-    return { parentOf, newestChildOf };
+    return TreeShape.fromPairs(pairs);
   }
 
   /**
    * The children of each of `parents` (null: the session's roots), oldest first by (timestamp,
-   * id), from idx_chat_messages_session_parent.
+   * id): from `shape` when the session's tree was read whole, else from
+   * idx_chat_messages_session_parent.
    */
   async children(
     manager: EntityManager,
     sessionId: string,
     parents: (number | null)[],
+    shape: TreeShape | null = null,
   ): Promise<Map<number | null, number[]>> {
+    if (shape) return new Map(parents.map((p) => [p, shape.childrenOf(p)]));
     const children = new Map<number | null, number[]>(parents.map((p) => [p, []]));
-    const ids = parents.filter((p): p is number => p !== null);
-    const rows: { id: number | string; parent_id: number | string | null }[] = [];
-    for (let i = 0; i < ids.length; i += ID_LIST_MAX) {
-      const part = ids.slice(i, i + ID_LIST_MAX);
-      rows.push(
-        ...(await queryRows<(typeof rows)[number]>(
+    type Row = { id: number | string; parent_id: number | string | null };
+    const rows = await this.byIdLists(
+      parents.filter((p): p is number => p !== null),
+      (part) =>
+        queryRows<Row>(
           manager,
           this.statement(`children:${part.length}`, () =>
             this.db.sql(
@@ -798,12 +796,11 @@ export class ChatMessagesRepository {
             ),
           ),
           [sessionId, ...part],
-        )),
-      );
-    }
+        ),
+    );
     if (children.has(null)) {
       rows.push(
-        ...(await queryRows<(typeof rows)[number]>(
+        ...(await queryRows<Row>(
           manager,
           this.statement('roots', () =>
             this.db.sql(
@@ -821,37 +818,30 @@ export class ChatMessagesRepository {
     return children;
   }
 
-  /** The size in bytes of each of the session's messages `ids` (a page's plan, see outline). */
-  async weights(
+  /**
+   * The outline (see outline) of the session's messages `ids`, in the order of `ids`, each inlined
+   * where it weighs at most `inline` bytes; missing ones left out. The caller checked the owner.
+   */
+  async outlineOf(
     manager: EntityManager,
     sessionId: string,
     ids: number[],
-  ): Promise<Map<number, { timestamp: number; weight: number }>> {
-    const weights = new Map<number, { timestamp: number; weight: number }>();
-    for (let i = 0; i < ids.length; i += ID_LIST_MAX) {
-      const part = ids.slice(i, i + ID_LIST_MAX);
-      const rows = await queryRows<{
-        id: number | string;
-        timestamp: number | string;
-        weight: number | string;
-      }>(
+    inline: number,
+  ): Promise<OutlineEntry[]> {
+    const rows = await this.byIdLists(ids, (part) =>
+      queryRows<OutlineRow>(
         manager,
-        this.statement(`weights:${part.length}`, () =>
+        this.statement(`outlineOf:${part.length}`, () =>
           this.db.sql(
-            `SELECT "id", "timestamp", ${SIZE} AS "weight" FROM "chat_messages"
+            `SELECT ${OUTLINE_COLUMNS} FROM "chat_messages"
              WHERE "session_id" = ? AND "id" IN (${placeholders(part.length)})`,
           ),
         ),
-        [sessionId, ...part],
-      );
-      for (const row of rows) {
-        weights.set(Number(row.id), {
-          timestamp: Number(row.timestamp),
-          weight: Number(row.weight),
-        });
-      }
-    }
-    return weights;
+        [inline, inline, inline, sessionId, ...part],
+      ),
+    );
+    const found = new Map(rows.map((row) => [Number(row.id), toOutlineEntry(row, sessionId)]));
+    return ids.flatMap((id) => found.get(id) ?? []);
   }
 
   /** The owner's messages `ids` of the session, in the order of `ids`; missing ones left out. */
@@ -861,10 +851,8 @@ export class ChatMessagesRepository {
     sessionId: string,
     ids: number[],
   ): Promise<ChatMessage[]> {
-    const found = new Map<number, ChatMessage>();
-    for (let i = 0; i < ids.length; i += ID_LIST_MAX) {
-      const part = ids.slice(i, i + ID_LIST_MAX);
-      const rows = await queryRows<MessageRow>(
+    const rows = await this.byIdLists(ids, (part) =>
+      queryRows<MessageRow>(
         manager,
         this.statement(`byIds:${part.length}`, () =>
           this.db.sql(
@@ -873,10 +861,19 @@ export class ChatMessagesRepository {
           ),
         ),
         [owner, sessionId, ...part],
-      );
-      for (const row of rows) found.set(Number(row.id), fromRow(row));
-    }
+      ),
+    );
+    const found = new Map(rows.map((row) => [Number(row.id), fromRow(row)]));
     return ids.flatMap((id) => found.get(id) ?? []);
+  }
+
+  /** `read` for each ID_LIST_MAX of `ids` in turn (an IN list stays within every driver's limits). */
+  private async byIdLists<T>(ids: number[], read: (part: number[]) => Promise<T[]>): Promise<T[]> {
+    const rows: T[] = [];
+    for (let i = 0; i < ids.length; i += ID_LIST_MAX) {
+      rows.push(...(await read(ids.slice(i, i + ID_LIST_MAX))));
+    }
+    return rows;
   }
 
   /**

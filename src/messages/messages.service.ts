@@ -262,17 +262,17 @@ export class MessagesService {
       const session = await this.sessions.findOwned(manager, owner, sessionId);
       if (!session) throw sessionNotFound(sessionId);
       const leaf = query.branch === 'current' ? session.current_message_id : Number(query.branch);
-      const path =
+      const branch =
         leaf === null
-          ? []
+          ? { entries: [], shape: null }
           : await this.messages.path(manager, sessionId, leaf, session.message_count);
-      if (!path) {
+      if (!branch) {
         throw messageNotInSession('branch', leaf);
       }
-      const { page, full } = branchPage(path, query);
+      const { page, full } = branchPage(branch.entries, query);
       const last = page.at(-1);
       const headers = {
-        total: path.length,
+        total: branch.entries.length,
         next:
           full && last && leaf !== null
             ? {
@@ -284,25 +284,27 @@ export class MessagesService {
               }
             : undefined,
       };
-      const siblings = await this.messages.children(manager, sessionId, [
-        ...new Set(page.map((entry) => entry.parentId)),
-      ]);
+      const siblings = await this.messages.children(
+        manager,
+        sessionId,
+        [...new Set(page.map((entry) => entry.parentId))],
+        branch.shape,
+      );
       const withSiblings = (messages: ChatMessage[]): BranchMessage[] =>
         messages.map((message) => ({
           message,
           siblingIds: siblings.get(message.parent_id) ?? [message.id],
         }));
-      const weights = await this.messages.weights(
+      const rows = await this.messages.outlineOf(
         manager,
         sessionId,
         page.map((entry) => entry.id),
+        Math.floor(INLINE_BYTES / query.limit),
       );
-      const plan = planChunks(
-        page.flatMap((entry) => {
-          const found = weights.get(entry.id);
-          return found ? [{ id: entry.id, ...found, message: null }] : [];
-        }),
-      );
+      if (rows.every(inlined)) {
+        return { items: withSiblings(rows.map((row) => row.message)), ...headers };
+      }
+      const plan = planChunks(rows);
       const read = (chunk: OutlineEntry[], on: EntityManager) =>
         this.messages.byIds(
           on,
@@ -310,8 +312,8 @@ export class MessagesService {
           sessionId,
           chunk.map((entry) => entry.id),
         );
-      if (plan.length <= 1) {
-        return { items: withSiblings(plan.length ? await read(plan[0], manager) : []), ...headers };
+      if (plan.length === 1) {
+        return { items: withSiblings(await read(plan[0], manager)), ...headers };
       }
       const db = this.db;
       async function* chunks(): AsyncGenerator<BranchMessage[]> {

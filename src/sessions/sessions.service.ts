@@ -170,16 +170,18 @@ export class SessionsService {
       const source = await this.sessions.findOwned(manager, owner, id);
       if (!source) throw sessionNotFound(id);
       const leaf = dto.message_id ?? source.current_message_id;
-      const path =
-        leaf === null ? [] : await this.messages.path(manager, id, leaf, source.message_count);
-      if (!path) {
+      const branch =
+        leaf === null
+          ? { entries: [] }
+          : await this.messages.path(manager, id, leaf, source.message_count);
+      if (!branch) {
         throw messageNotInSession('message_id', leaf);
       }
       const messages = await this.messages.byIds(
         manager,
         owner,
         id,
-        path.map((entry) => entry.id),
+        branch.entries.map((entry) => entry.id),
       );
       const busy = messages.find((m) => m.status === 'in_progress');
       if (busy) {
