@@ -53,6 +53,13 @@ import {
 } from './servers';
 
 const HISTORY_MESSAGES = 200;
+/**
+ * Rounds of 9 exchanges, then an edit of the 6th question and its answer: 20 messages a round, of
+ * which the branch keeps 12; 4 exchanges more at the end.
+ */
+const TREE_ROUNDS = 16;
+const TREE_MESSAGES = TREE_ROUNDS * 20 + 8;
+const TREE_BRANCH = TREE_ROUNDS * 12 + 8;
 const SESSION_COUNT = 10_000;
 const SEED_CONNECTIONS = 32;
 
@@ -68,6 +75,8 @@ interface Fixture {
   historySessionId: string;
   /** Takes every append, so the history session stays at its size. */
   writeSessionId: string;
+  /** A conversation of TREE_MESSAGES messages with an edit every few turns (see seedTree). */
+  treeSessionId: string;
 }
 
 const USER_TEXT =
@@ -143,7 +152,46 @@ async function seed(target: Endpoint): Promise<Fixture> {
   if (history !== HISTORY_MESSAGES) {
     throw new Error(`the history session holds ${history} messages, not ${HISTORY_MESSAGES}`);
   }
-  return { historySessionId, writeSessionId };
+  return { historySessionId, writeSessionId, treeSessionId: await seedTree(target) };
+}
+
+/**
+ * A chat whose user edits a message every few turns, as users do: each edit is a sibling of the
+ * message edited, and the conversation goes on from it, so the current branch (TREE_BRANCH long)
+ * holds about half of the session's TREE_MESSAGES. Posted one at a time: each edit names a
+ * message posted before it.
+ */
+async function seedTree(target: Endpoint): Promise<string> {
+  const id = await createSession(target, 'Benchmark: a branched conversation');
+  const posted: { id: number; parent_id: number | null }[] = [];
+  const send = async (body: object) => {
+    const res = await fetch(`${target.url}${messagesPath(id)}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...target.headers },
+      body: JSON.stringify(body),
+    });
+    if (res.status !== 201) throw new Error(`seeding the tree: POST answered ${res.status}`);
+    posted.push((await res.json()) as (typeof posted)[number]);
+  };
+  const exchange = async () => {
+    await send(userMessage);
+    await send(assistantMessage);
+  };
+  for (let round = 0; round < TREE_ROUNDS; round++) {
+    for (let i = 0; i < 9; i++) await exchange();
+    // The 6th question of the round, asked again: a sibling of it, answered.
+    await send({ ...userMessage, parent_id: posted.at(-8)!.parent_id });
+    await send(assistantMessage);
+  }
+  for (let i = 0; i < 4; i++) await exchange();
+  const messages = await totalCount(target, `${messagesPath(id)}?limit=1`);
+  const branch = await totalCount(target, `${messagesPath(id)}?branch=current&limit=1`);
+  if (messages !== TREE_MESSAGES || branch !== TREE_BRANCH) {
+    throw new Error(
+      `the tree holds ${messages} messages and a ${branch}-message branch, not ${TREE_MESSAGES} and ${TREE_BRANCH}`,
+    );
+  }
+  return id;
 }
 
 function sessionCount(target: Endpoint): Promise<number> {
@@ -190,6 +238,8 @@ interface Scenario {
 const append = (t: Target) =>
   post(messagesPath(t.fixture.writeSessionId, t.prefix), userMessage, t.headers);
 const history = (t: Target) => get(messagesPath(t.fixture.historySessionId, t.prefix), t.headers);
+const branch = (t: Target) =>
+  get(`${messagesPath(t.fixture.treeSessionId, t.prefix)}?branch=current`, t.headers);
 const list = (t: Target) => get(`${t.prefix}/sessions`, t.headers);
 const getSession = (t: Target) =>
   get(`${t.prefix}/sessions/${t.fixture.historySessionId}`, t.headers);
@@ -197,6 +247,7 @@ const getSession = (t: Target) =>
 const SCENARIOS: Scenario[] = [
   { name: 'append a message', requests: (t) => [append(t)] },
   { name: 'read 200-message history', requests: (t) => [history(t)] },
+  { name: `read a ${TREE_BRANCH}-message branch`, requests: (t) => [branch(t)] },
   { name: 'list 50 of 10,000 sessions', requests: (t) => [list(t)] },
   { name: 'get one session', requests: (t) => [getSession(t)] },
   {
@@ -320,6 +371,7 @@ async function compareAnswers(
   const pairs: Array<[string, Request, Request]> = [
     ['append', append(ours), append(ceiling)],
     ['history', history(ours), history(ceiling)],
+    ['branch', branch(ours), branch(ceiling)],
     ['list', list(ours), list(ceiling)],
     ['session', getSession(ours), getSession(ceiling)],
     ...badRequests(ours).map((request, i): [string, Request, Request] => [
@@ -333,7 +385,7 @@ async function compareAnswers(
     if (summary(a) !== summary(b)) {
       differences.push(`${name}: ours ${summary(a)}\n    ceiling ${summary(b)}`);
     }
-    if (name in { append: 1, history: 1, list: 1, session: 1 }) {
+    if (name in { append: 1, history: 1, branch: 1, list: 1, session: 1 }) {
       const headers: Record<string, string> = {};
       for (const header of ['x-total-count', 'link']) {
         const value = b.headers.get(header);

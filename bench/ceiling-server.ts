@@ -368,7 +368,74 @@ function createApi(db: Database.Database) {
     position: statement<{ timestamp: number; id: number }>(
       `SELECT "timestamp", "id" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
     ),
+    current: statement<{ current_message_id: number | null }>(
+      `SELECT "current_message_id" FROM "sessions" WHERE "id" = ? AND "owner_id" = ? AND ${LIVE}`,
+    ),
+    tree: statement<{ id: number; parent_id: number | null }>(
+      `SELECT "id", "parent_id" FROM "chat_messages" WHERE "session_id" = ?
+       ORDER BY "parent_id", "timestamp", "id"`,
+    ),
   };
+
+  /**
+   * `?branch=`: the session's (id, parent) pairs read in one index scan, the path walked up from
+   * the leaf in a Map, paged, and the page's rows read by id with each one's siblings.
+   */
+  function listBranch(sessionId: string, query: URLSearchParams): Answer {
+    const branch = query.get('branch')!;
+    if (!/^(current|[1-9]\d{0,14})$/.test(branch)) {
+      throw invalidField('branch', 'branch must be current or a message id');
+    }
+    // The bench pages branches by skip and limit only.
+    if (query.has('after') || query.has('before')) throw new HttpError(501, 'Not implemented');
+    const limit = limitOf(query, 1000);
+    const skip = skipOf(query) ?? 0;
+    const order = query.get('order') ?? 'asc';
+    if (order !== 'asc' && order !== 'desc')
+      throw invalidField('order', 'order must be asc or desc');
+    const session = sql.current.get(sessionId, OWNER);
+    if (!session) throw sessionNotFound(sessionId);
+    const leaf = branch === 'current' ? session.current_message_id : Number(branch);
+    const parentOf = new Map<number, number | null>();
+    const children = new Map<number | null, number[]>();
+    for (const row of sql.tree.all(sessionId)) {
+      parentOf.set(row.id, row.parent_id);
+      const siblings = children.get(row.parent_id);
+      if (siblings) siblings.push(row.id);
+      else children.set(row.parent_id, [row.id]);
+    }
+    const path: number[] = [];
+    for (let id = leaf; id !== null; id = parentOf.get(id)!) {
+      if (!parentOf.has(id)) {
+        throw invalidField('branch', `branch names message ${id}, which is not in this session`);
+      }
+      path.push(id);
+    }
+    if (order === 'asc') path.reverse();
+    const page = path.slice(skip, skip + limit);
+    const rows = page.length
+      ? statement<MessageRow>(
+          `SELECT ${MESSAGE_COLUMNS} FROM "chat_messages"
+           WHERE "session_id" = ? AND "id" IN (${page.map(() => '?').join(', ')})`,
+        ).all(sessionId, ...page)
+      : [];
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    const headers: Headers = { 'X-Total-Count': path.length };
+    if (leaf !== null && page.length === limit) {
+      const next = new URLSearchParams({
+        branch: String(leaf),
+        after: String(page.at(-1)),
+        limit: String(limit),
+        order,
+      });
+      headers.Link = `</api/v1/sessions/${sessionId}/messages?${next.toString()}>; rel="next"`;
+    }
+    const body = page.map((id) => {
+      const row = byId.get(id)!;
+      return { ...messageJson(row), sibling_ids: children.get(row.parent_id) };
+    });
+    return { status: 200, body, headers };
+  }
 
   function createSession(body: Record<string, unknown>): Promise<Answer> {
     checkFields(body, ['name', 'rag_document_ids', 'metadata_tags', 'archived', 'pinned']);
@@ -528,8 +595,11 @@ function createApi(db: Database.Database) {
   }
 
   function appendMessage(sessionId: string, body: Record<string, unknown>): Promise<Answer> {
-    checkFields(body, ['content', 'role', 'metadata']);
-    const { content, role = 'user' } = body;
+    checkFields(body, ['content', 'role', 'metadata', 'parent_id']);
+    const { content, role = 'user', parent_id: parent } = body;
+    if (parent !== undefined && parent !== null && !Number.isSafeInteger(parent)) {
+      throw invalidField('parent_id', 'parent_id must be a message id or null');
+    }
     const metadata = body.metadata ?? null;
     const errors: FieldError[] = [];
     if (typeof content !== 'string') {
@@ -553,7 +623,14 @@ function createApi(db: Database.Database) {
       const now = Date.now();
       const touched = sql.touchSession.get(now, now, sessionId, OWNER);
       if (!touched) throw sessionNotFound(sessionId);
-      const parentId = touched.current_message_id;
+      const parentId =
+        parent === undefined ? touched.current_message_id : (parent as number | null);
+      if (parentId !== null && !sql.position.get(parentId, sessionId)) {
+        throw invalidField(
+          'parent_id',
+          `parent_id names message ${parentId}, which is not in this session`,
+        );
+      }
       const { id } = sql.insertMessage.get(
         sessionId,
         touched.last_updated_at,
@@ -581,6 +658,7 @@ function createApi(db: Database.Database) {
   }
 
   function listMessages(sessionId: string, query: URLSearchParams): Answer {
+    if (query.has('branch')) return listBranch(sessionId, query);
     const limit = limitOf(query, 1000);
     const skip = skipOf(query);
     const order = query.get('order') ?? 'asc';

@@ -61,10 +61,10 @@ function floorController(prefix: string, bodies: FloorBodies) {
     history(
       @Owner() _owner: string,
       @Param('id') _id: string,
-      @Query() _query: ListMessagesQueryDto,
+      @Query() query: ListMessagesQueryDto,
       @Res({ passthrough: true }) res: Response,
     ): unknown {
-      return withHeaders(res, bodies.history);
+      return withHeaders(res, query.branch === undefined ? bodies.history : bodies.branch);
     }
   }
   return FloorController;

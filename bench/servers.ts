@@ -176,6 +176,7 @@ export interface FloorAnswer {
 export interface FloorBodies {
   append: FloorAnswer;
   history: FloorAnswer;
+  branch: FloorAnswer;
   list: FloorAnswer;
   session: FloorAnswer;
 }
