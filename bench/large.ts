@@ -40,7 +40,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fire, get, measurement, type Measurement, post, problemsOf } from './load';
 import { Options as OptionParser } from './options';
 import { alignedTable, formatMiB } from './report';
-import { FIXTURE_NAMES, type LargeSeedOptions, SEARCHES, seedLarge } from './seed-large';
+import {
+  BRANCH_MESSAGES,
+  FIXTURE_NAMES,
+  type LargeSeedOptions,
+  SEARCHES,
+  seedLarge,
+} from './seed-large';
 import {
   assertAlive,
   benchSchema,
@@ -72,6 +78,9 @@ interface Options {
 interface Fixture {
   history: string;
   writes: string;
+  /** A session of one BRANCH_MESSAGES-message chain, and its root. */
+  branch: string;
+  branchRoot: number;
   deep?: string;
   /** The id of the deep history's message at position `depth` (1-based). */
   deepCursor?: number;
@@ -144,23 +153,30 @@ async function withDatabase<T>(
 
 async function fixtureOf(url: string, depth: number): Promise<Fixture> {
   return withDatabase(url, async (query) => {
-    const rows = (await query(`SELECT "id", "name" FROM "sessions" WHERE "name" IN (?, ?, ?)`, [
+    const rows = (await query(`SELECT "id", "name" FROM "sessions" WHERE "name" IN (?, ?, ?, ?)`, [
       FIXTURE_NAMES.history,
       FIXTURE_NAMES.writes,
       FIXTURE_NAMES.deep,
+      FIXTURE_NAMES.branch,
     ])) as { id: string; name: string }[];
     const byName = new Map(rows.map((r) => [r.name, r.id]));
     const history = byName.get(FIXTURE_NAMES.history);
     const writes = byName.get(FIXTURE_NAMES.writes);
-    if (!history || !writes) throw new Error(`${url} was not filled by seed:large`);
+    const branch = byName.get(FIXTURE_NAMES.branch);
+    if (!history || !writes || !branch) throw new Error(`${url} was not filled by seed:large`);
+    const [root] = (await query(
+      `SELECT "id" FROM "chat_messages" WHERE "session_id" = ? AND "parent_id" IS NULL`,
+      [branch],
+    )) as { id: number | string }[];
+    const fixture = { history, writes, branch, branchRoot: Number(root.id) };
     const deep = byName.get(FIXTURE_NAMES.deep);
-    if (!deep) return { history, writes };
+    if (!deep) return fixture;
     const [cursor] = (await query(
       `SELECT "id" FROM "chat_messages" WHERE "session_id" = ? ORDER BY "timestamp", "id" LIMIT 1 OFFSET ?`,
       [deep, depth - 1],
     )) as { id: number | string }[];
     if (!cursor) throw new Error(`the deep history holds fewer than ${depth} messages`);
-    return { history, writes, deep, deepCursor: Number(cursor.id) };
+    return { ...fixture, deep, deepCursor: Number(cursor.id) };
   });
 }
 
@@ -219,7 +235,48 @@ function scenarios(f: Fixture) {
     { name: 'list pinned sessions', requests: [get('/api/v1/sessions?pinned=true')] },
     { name: 'append a message', requests: [post(messages(f.writes), APPEND)] },
     { name: 'get one session', requests: [get(`/api/v1/sessions/${f.history}`)] },
+    {
+      name: `read 50 of a ${BRANCH_MESSAGES.toLocaleString('en')}-message branch`,
+      requests: [get(`${messages(f.branch)}?branch=current&limit=50`)],
+    },
   ];
+}
+
+/**
+ * The branch fixture's listings and PATCH's descent (from the root, through every level, to the
+ * leaf it already names: the session ends as it was), one request at a time: p50 and max.
+ */
+async function branchLatency(server: Server, f: Fixture, runs = 40): Promise<string[][]> {
+  const rows: string[][] = [];
+  const requests: [string, () => Promise<Response>][] = [
+    [
+      '?branch=current&limit=50',
+      () => fetch(`${server.base}${messages(f.branch)}?branch=current&limit=50`),
+    ],
+    ['?branch=current (1,000)', () => fetch(`${server.base}${messages(f.branch)}?branch=current`)],
+    [
+      'PATCH current_message_id: the root',
+      () =>
+        fetch(`${server.base}/api/v1/sessions/${f.branch}`, {
+          method: 'PATCH',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ current_message_id: f.branchRoot }),
+        }),
+    ],
+  ];
+  for (const [name, send] of requests) {
+    const times: number[] = [];
+    for (let i = 0; i < runs + 5; i++) {
+      const t0 = performance.now();
+      const res = await send();
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`${name} answered ${res.status}`);
+      if (i >= 5) times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    rows.push([name, `${percentile(times, 50).toFixed(1)} ms`, `${times.at(-1)!.toFixed(1)} ms`]);
+  }
+  return rows;
 }
 
 /** The round with the median throughput. */
@@ -462,7 +519,8 @@ async function run(options: Options, tmp: string): Promise<number> {
   const results: Record<string, Measurement[]> = {};
   const rss: string[] = [];
   const deepRows: string[][] = [];
-  const counts = { small: 0, large: 0 };
+  const branchRows: Record<'small' | 'large', string[][]> = { small: [], large: [] };
+  const counts = { small: { messages: 0, sessions: 0 }, large: { messages: 0, sessions: 0 } };
 
   // Both servers run side by side and take turns, round after round, so noise from other work on
   // shared cores falls on both alike; each figure is the median round.
@@ -475,8 +533,10 @@ async function run(options: Options, tmp: string): Promise<number> {
     ['large', largeUrl],
   ] as const) {
     counts[label] = await withDatabase(url, async (query) => {
-      const [row] = (await query(`SELECT COUNT(*) AS "n" FROM "chat_messages"`)) as { n: number }[];
-      return Number(row.n);
+      const [row] = (await query(
+        `SELECT (SELECT COUNT(*) FROM "chat_messages") AS "messages", (SELECT COUNT(*) FROM "sessions") AS "sessions"`,
+      )) as { messages: number; sessions: number }[];
+      return { messages: Number(row.messages), sessions: Number(row.sessions) };
     });
   }
   const servers = {
@@ -511,6 +571,10 @@ async function run(options: Options, tmp: string): Promise<number> {
         );
       }
       results[scenario.name] = [median(rounds.small), median(rounds.large)];
+    }
+    for (const label of ['small', 'large'] as const) {
+      progress(`branch listings, one request at a time, ${label} database`);
+      branchRows[label] = await branchLatency(servers[label], fixtures[label]);
     }
     const { deep, deepCursor } = fixtures.large;
     if (deep && deepCursor) {
@@ -584,7 +648,8 @@ async function run(options: Options, tmp: string): Promise<number> {
       `(${options.warmup} s warm-up + ${options.duration} s measured each), median round shown`,
   );
   console.log(
-    `small: ${SMALL.sessions + 2} sessions, ${counts.small.toLocaleString('en')} messages; large: ${(options.large.sessions + 3).toLocaleString('en')} sessions, ${counts.large.toLocaleString('en')} messages\n`,
+    `small: ${counts.small.sessions.toLocaleString('en')} sessions, ${counts.small.messages.toLocaleString('en')} messages; ` +
+      `large: ${counts.large.sessions.toLocaleString('en')} sessions, ${counts.large.messages.toLocaleString('en')} messages\n`,
   );
   const rows = Object.entries(results).map(([name, [small, large]]) => [
     name,
@@ -617,6 +682,23 @@ async function run(options: Options, tmp: string): Promise<number> {
     console.log(alignedTable([['page', 'req/s', 'p50', 'p99'], ...deepRows]));
     console.log('');
   }
+  console.log(
+    `The ${BRANCH_MESSAGES.toLocaleString('en')}-message branch, 40 requests one at a time on each database (aim: p50 < 20 ms, large within 1.3× of small):`,
+  );
+  console.log(
+    alignedTable([
+      ['request', 'small p50', 'max', 'large p50', 'max', 'p50 ratio'],
+      ...branchRows.small.map((row, i) => {
+        const large = branchRows.large[i];
+        return [
+          ...row,
+          ...large.slice(1),
+          `${(parseFloat(large[1]) / parseFloat(row[1])).toFixed(2)}×`,
+        ];
+      }),
+    ]),
+  );
+  console.log('');
   console.log(
     'The session list in the database itself (median of 200 runs): the page, and the COUNT behind X-Total-Count',
   );

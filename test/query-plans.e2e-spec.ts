@@ -171,7 +171,15 @@ describe('Query plans on a seeded database (e2e)', () => {
 
   beforeAll(async () => {
     const url = await freshDatabaseUrl('plans_seeded');
-    await seedLarge(url, { sessions: 3_000, messages: 30_000, deepMessages: 5_000, seed: 3 });
+    // A 1,000-message branch in 36,000 messages: a session as big a part of the table as the
+    // bench's 10,000-message one is of a store of a few hundred thousand.
+    await seedLarge(url, {
+      sessions: 3_000,
+      messages: 30_000,
+      deepMessages: 5_000,
+      branchMessages: 1_000,
+      seed: 3,
+    });
     t = await createTestApp({ DATABASE_URL: url });
     capture = captureSelects();
   }, 60_000);
@@ -179,7 +187,7 @@ describe('Query plans on a seeded database (e2e)', () => {
 
   it('keeps the seeded data consistent', async () => {
     expect(await invariantViolations(t.db)).toEqual([]);
-    expect(await countRows(t.db, 'chat_messages')).toBe(30_000 + 5_000 + 200);
+    expect(await countRows(t.db, 'chat_messages')).toBe(30_000 + 5_000 + 200 + 1_000);
   });
 
   it('serves the hot queries from indexes when the planner has real statistics', async () => {
@@ -188,6 +196,7 @@ describe('Query plans on a seeded database (e2e)', () => {
     );
     const deep = sessions.find((s) => s.name === FIXTURE_NAMES.deep)!.id;
     const history = sessions.find((s) => s.name === FIXTURE_NAMES.history)!.id;
+    const branch = sessions.find((s) => s.name === FIXTURE_NAMES.branch)!.id;
     const ids: { id: number | string }[] = await t.db.read((m) =>
       m.query(
         t.db.sql(
@@ -219,6 +228,8 @@ describe('Query plans on a seeded database (e2e)', () => {
       '/api/v1/sessions?archived=true',
       `/api/v1/sessions?cursor=${cursor}`,
       `/api/v1/sessions/${deep}`,
+      // The branch: its tree in one index scan, then the page by id.
+      `/api/v1/sessions/${branch}/messages?branch=current&limit=50`,
     ]) {
       const plans = await plansOf(t, capture, path, false);
       for (const sql of plans.keys()) if (/COUNT\(\*\)/.test(sql)) plans.delete(sql);
