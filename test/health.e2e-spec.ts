@@ -82,3 +82,30 @@ describe('Health (e2e)', () => {
     });
   });
 });
+
+describe('A burst larger than the connection pool (e2e)', () => {
+  // SQLite has one connection and no pool to wait for: PostgreSQL only.
+  (onPostgres ? it : it.skip)(
+    'answers 503 with Retry-After to a request that waited DB_CONNECT_TIMEOUT_MS for a connection, not 500',
+    async () => {
+      const t = await createTestApp({ DB_POOL_SIZE: '2', DB_CONNECT_TIMEOUT_MS: '100' });
+      try {
+        // Both of the pool's connections, held while the request waits.
+        const runners = [t.db.dataSource.createQueryRunner(), t.db.dataSource.createQueryRunner()];
+        for (const runner of runners) await runner.connect();
+        const error = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+        const res = await request(t.http).get('/api/v1/sessions');
+        for (const runner of runners) await runner.release();
+        expect({ status: res.status, retryAfter: res.headers['retry-after'] }).toEqual({
+          status: 503,
+          retryAfter: '5',
+        });
+        error.mockRestore();
+        // Once the connection is free again, the same request is served.
+        expect((await request(t.http).get('/api/v1/sessions')).status).toBe(200);
+      } finally {
+        await t.close();
+      }
+    },
+  );
+});

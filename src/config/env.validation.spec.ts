@@ -93,6 +93,7 @@ describe('validateEnv', () => {
     ['CORS_ORIGINS', 'not-an-origin'],
     ['SQLITE_SYNCHRONOUS', 'OFF'],
     ['DB_POOL_SIZE', '0'],
+    ['DB_POOL_SIZE', '1'],
     ['AUTH_MODE', 'basic'],
     ['RATE_LIMIT_PER_MINUTE', 'lots'],
     ['REDIS_URL', 'http://localhost:6379'],

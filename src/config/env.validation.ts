@@ -150,7 +150,8 @@ export function validateEnv(env: Record<string, unknown>): Env {
     LOG_LEVEL: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
     CORS_ORIGINS: corsOrigins,
     SQLITE_SYNCHRONOUS: oneOf(env, 'SQLITE_SYNCHRONOUS', ['FULL', 'NORMAL'] as const, 'FULL'),
-    DB_POOL_SIZE: integer(env, 'DB_POOL_SIZE', 10, 1, 1000),
+    // At least 2: at start-up one connection holds the migration lock while another migrates.
+    DB_POOL_SIZE: integer(env, 'DB_POOL_SIZE', 10, 2, 1000),
     DB_CONNECT_TIMEOUT_MS: integer(env, 'DB_CONNECT_TIMEOUT_MS', 5000, 100, 600_000),
     DB_STATEMENT_TIMEOUT_MS: integer(env, 'DB_STATEMENT_TIMEOUT_MS', 30_000, 0, 3_600_000),
     DB_STARTUP_TIMEOUT_MS: integer(env, 'DB_STARTUP_TIMEOUT_MS', 30_000, 0, 3_600_000),

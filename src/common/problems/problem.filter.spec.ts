@@ -70,6 +70,11 @@ describe('ProblemFilter', () => {
     ['PostgreSQL: statement timeout', queryFailed(postgresError('57014', 'canceling statement'))],
     ['PostgreSQL: shut down', queryFailed(postgresError('57P01', 'terminating connection'))],
     ['a refused connection', postgresError('ECONNREFUSED', 'connect ECONNREFUSED 10.0.0.5:5432')],
+    [
+      'PostgreSQL: every pooled connection busy',
+      new Error('timeout exceeded when trying to connect'),
+    ],
+    ['PostgreSQL: a connection lost', new Error('Connection terminated unexpectedly')],
     ['a transaction SQLite rolled back', new TransactionLostError()],
   ])('answers 503 with Retry-After when the database fails (%s)', (_, error) => {
     const answer = answerTo(error);

@@ -14,12 +14,26 @@ export const DATABASE_RETRY_AFTER_S = 5;
  * A full disk is 507 Insufficient Storage, which says exactly that; the rest are 503. Neither
  * detail names the driver's message, which can carry paths and addresses (it goes to the log).
  */
+/**
+ * What `pg` and its pool throw, with no error code, when no connection can be had in time: every
+ * pooled connection stayed busy for DB_CONNECT_TIMEOUT_MS (a burst of requests larger than
+ * DB_POOL_SIZE can serve in that time), a new connection did not open in time, or one was lost.
+ */
+const POOL_FAILURES = [
+  'timeout exceeded when trying to connect',
+  'Connection terminated due to connection timeout',
+  'Connection terminated unexpectedly',
+];
+
 function databaseFailure(exception: unknown): { status: 503 | 507; detail: string } | undefined {
   const unavailable = {
     status: 503,
     detail: 'The database could not complete the request; try again later.',
   } as const;
   if (exception instanceof TransactionLostError) return unavailable;
+  const driverError = exception instanceof QueryFailedError ? exception.driverError : exception;
+  if (driverError instanceof Error && POOL_FAILURES.includes(driverError.message))
+    return unavailable;
   const code = codeOf(exception instanceof QueryFailedError ? exception.driverError : exception);
   if (code === undefined) return undefined;
   if (code === 'SQLITE_FULL' || code === '53100') {
