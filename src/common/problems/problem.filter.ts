@@ -31,7 +31,8 @@ function databaseFailure(exception: unknown): { status: 503 | 507; detail: strin
     detail: 'The database could not complete the request; try again later.',
   } as const;
   if (exception instanceof TransactionLostError) return unavailable;
-  const driverError = exception instanceof QueryFailedError ? exception.driverError : exception;
+  const driverError: unknown =
+    exception instanceof QueryFailedError ? (exception.driverError as unknown) : exception;
   if (driverError instanceof Error && POOL_FAILURES.includes(driverError.message))
     return unavailable;
   const code = codeOf(exception instanceof QueryFailedError ? exception.driverError : exception);
