@@ -1,0 +1,429 @@
+import { DataSource } from 'typeorm';
+import { seededRandom } from '../bench/random';
+import { validateEnv } from '../src/config/env.validation';
+import { buildDataSourceOptions } from '../src/database/database.options';
+import { messageAt, type MessageBody, messagesOf, SESSIONS, type SessionBody } from './helpers/api';
+import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
+import { invariantViolations, readerOf, treeViolations } from './helpers/invariants';
+import { type RunningServer, startServer } from './helpers/server-process';
+
+interface Reply {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/** One request with `fetch` (real sockets, so many can be in flight); the body parsed. */
+async function call(base: string, method: string, path: string, body?: unknown): Promise<Reply> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? (JSON.parse(text) as Reply['body']) : {} };
+}
+
+const message = (reply: Reply) => reply.body as unknown as MessageBody;
+const session = (reply: Reply) => reply.body as unknown as SessionBody;
+/** The fields a 400 problem names. */
+const fieldsOf = (reply: Reply) =>
+  ((reply.body.errors as { field: string }[] | undefined) ?? []).map((e) => e.field);
+/** A 400 naming exactly `field`. */
+const refusedFor = (reply: Reply, field: string) =>
+  reply.status === 400 && fieldsOf(reply).join() === field;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Row {
+  id: number;
+  session_id: string;
+  parent_id: number | null;
+  timestamp: number;
+  content: string;
+}
+
+/**
+ * v1.2's conversation trees under concurrent writes (docs/API.md § Branches): sibling appends, appends
+ * racing a DELETE of their parent, PATCHes and forks racing deletes, and a seeded random interleaving
+ * of all of them, each checked afterwards straight in the database. On PostgreSQL through two server
+ * processes (nothing in-process is shared: the database must keep the trees whole); on SQLite, which
+ * serves one process per file (docs/operations.md), through one server process on a file.
+ */
+describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two processes on PostgreSQL' : 'one process on a SQLite file'})`, () => {
+  let servers: RunningServer[] = [];
+  let db: DataSource;
+  /** The server of the k-th request: the two processes in turn (on SQLite, the one). */
+  const base = (k: number) => servers[k % servers.length].base;
+
+  beforeAll(async () => {
+    const url = await freshDatabaseUrl('trees');
+    // Started together: their migrations take turns through the advisory lock.
+    servers = await Promise.all(
+      Array.from({ length: onPostgres ? 2 : 1 }, () => startServer({ DATABASE_URL: url })),
+    );
+    db = await new DataSource(
+      buildDataSourceOptions(validateEnv({ DATABASE_URL: url })),
+    ).initialize();
+  }, 60_000);
+  afterAll(async () => {
+    await db?.destroy();
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+  afterEach(async () => {
+    const problems = [
+      ...(await invariantViolations(readerOf(db), { messagesDeleted: true })),
+      ...(await treeViolations(readerOf(db), { ordered: true })),
+    ];
+    if (problems.length > 0) {
+      for (const s of servers) process.stderr.write(s.stderr());
+    }
+    expect(problems).toEqual([]);
+  });
+
+  async function newSession(k = 0): Promise<string> {
+    const reply = await call(base(k), 'POST', SESSIONS, {});
+    expect(reply.status).toBe(201);
+    return session(reply).id;
+  }
+  async function append(sessionId: string, body: object, k = 0): Promise<MessageBody> {
+    const reply = await call(base(k), 'POST', messagesOf(sessionId), body);
+    if (reply.status !== 201)
+      throw new Error(`append: ${reply.status} ${JSON.stringify(reply.body)}`);
+    return message(reply);
+  }
+  async function storedMessages(sessionId?: string): Promise<Row[]> {
+    const rows: Record<keyof Row, number | string | null>[] = await db.query(
+      `SELECT "id", "session_id", "parent_id", "timestamp", "content" FROM "chat_messages"
+       ${sessionId === undefined ? '' : `WHERE "session_id" = '${sessionId}'`} ORDER BY "timestamp", "id"`,
+    );
+    return rows.map((r) => ({
+      id: Number(r.id),
+      session_id: String(r.session_id),
+      parent_id: r.parent_id === null ? null : Number(r.parent_id),
+      timestamp: Number(r.timestamp),
+      content: String(r.content),
+    }));
+  }
+  async function storedSession(
+    sessionId: string,
+  ): Promise<{ current: number | null; count: number } | undefined> {
+    const [row]: { current_message_id: number | string | null; message_count: number | string }[] =
+      await db.query(
+        `SELECT "current_message_id", "message_count" FROM "sessions" WHERE "id" = '${sessionId}'`,
+      );
+    return (
+      row && {
+        current: row.current_message_id === null ? null : Number(row.current_message_id),
+        count: Number(row.message_count),
+      }
+    );
+  }
+
+  it('two appends to one parent at once, one through each process: two siblings, the later one current', async () => {
+    const chains = await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        const id = await newSession(i);
+        const a = await append(id, { content: 'a' }, i);
+        const b = await append(id, { content: 'b' }, i + 1);
+        return { id, a, b };
+      }),
+    );
+    const replies = await Promise.all(
+      chains.map(({ id, a }) =>
+        Promise.all(
+          [0, 1].map((k) =>
+            call(base(k), 'POST', messagesOf(id), { content: `x${k}`, parent_id: a.id }),
+          ),
+        ),
+      ),
+    );
+    for (const [i, { id, a, b }] of chains.entries()) {
+      expect(replies[i].map((r) => r.status)).toEqual([201, 201]);
+      const [x, y] = replies[i].map(message);
+      expect([x.parent_id, y.parent_id]).toEqual([a.id, a.id]);
+      expect(x.id).not.toBe(y.id);
+      const stored = await storedMessages(id);
+      // Children of a, oldest first: b, then the two siblings in the order they were stamped.
+      const later = [x, y].sort((p, q) => p.timestamp.localeCompare(q.timestamp) || p.id - q.id)[1];
+      expect(stored.filter((m) => m.parent_id === a.id).map((m) => m.id)).toEqual([
+        b.id,
+        ...[x, y]
+          .sort((p, q) => p.timestamp.localeCompare(q.timestamp) || p.id - q.id)
+          .map((m) => m.id),
+      ]);
+      expect(stored.map((m) => m.timestamp)).toEqual([...new Set(stored.map((m) => m.timestamp))]);
+      expect(await storedSession(id)).toEqual({ current: later.id, count: 4 });
+    }
+  });
+
+  it('appends without parent_id through both processes at once still form one chain', async () => {
+    const ids = await Promise.all([newSession(0), newSession(1)]);
+    const replies = await Promise.all(
+      ids.flatMap((id) =>
+        Array.from({ length: 16 }, (_, k) =>
+          call(base(k), 'POST', messagesOf(id), { content: `m${k}` }),
+        ),
+      ),
+    );
+    expect(replies.map((r) => r.status).filter((s) => s !== 201)).toEqual([]);
+    for (const id of ids) {
+      const stored = await storedMessages(id);
+      expect(stored).toHaveLength(16);
+      expect(stored.map((m) => m.parent_id)).toEqual([
+        null,
+        ...stored.slice(0, -1).map((m) => m.id),
+      ]);
+      expect(await storedSession(id)).toEqual({ current: stored[15].id, count: 16 });
+    }
+  });
+
+  /**
+   * Each scenario: a small tree, then two (or three) requests sent at once, alternately through
+   * either process and in either order; then what each outcome allows. Run on many sessions at
+   * once, so both orders of the race happen.
+   */
+  interface Tree {
+    id: string;
+    r: MessageBody;
+    p: MessageBody;
+  }
+  interface Scenario {
+    name: string;
+    /** Beyond r → p (p current). */
+    setup?: (tree: Tree) => Promise<Record<string, MessageBody>>;
+    race: (tree: Tree & Record<string, MessageBody>) => [string, string, object?][];
+    check: (
+      tree: Tree & Record<string, MessageBody>,
+      replies: Reply[],
+      stored: Row[],
+      after: { current: number | null; count: number },
+    ) => Promise<void> | void;
+  }
+  const idsOf = (stored: Row[]) => stored.map((m) => m.id);
+
+  const scenarios: Scenario[] = [
+    {
+      name: 'append under p | DELETE p',
+      race: ({ id, p }) => [
+        ['POST', messagesOf(id), { content: 'x', parent_id: p.id }],
+        ['DELETE', messageAt(id, p.id)],
+      ],
+      check: ({ r, p }, [append, del], stored, after) => {
+        expect(del.status).toBe(204);
+        if (append.status === 201) {
+          // Stored first, then moved up to r with p's other children: acknowledged, not lost.
+          expect(message(append).parent_id).toBe(p.id);
+          const x = message(append).id;
+          expect(stored.map((m) => [m.id, m.parent_id])).toEqual([
+            [r.id, null],
+            [x, r.id],
+          ]);
+          expect(after).toEqual({ current: x, count: 2 });
+        } else {
+          expect(refusedFor(append, 'parent_id')).toBe(true);
+          expect(idsOf(stored)).toEqual([r.id]);
+          expect(after).toEqual({ current: r.id, count: 1 });
+        }
+      },
+    },
+    {
+      name: 'append after the current message | DELETE it',
+      race: ({ id, p }) => [
+        ['POST', messagesOf(id), { content: 'x' }],
+        ['DELETE', messageAt(id, p.id)],
+      ],
+      check: ({ r }, [append, del], stored, after) => {
+        expect([append.status, del.status]).toEqual([201, 204]);
+        // Either order ends with x under r: adopted from p, or appended to r, current after p went.
+        const x = message(append);
+        expect(stored.map((m) => [m.id, m.parent_id])).toEqual([
+          [r.id, null],
+          [x.id, r.id],
+        ]);
+        expect(after).toEqual({ current: x.id, count: 2 });
+      },
+    },
+    {
+      name: 'append under the root | DELETE the root',
+      race: ({ id, r }) => [
+        ['POST', messagesOf(id), { content: 'x', parent_id: r.id }],
+        ['DELETE', messageAt(id, r.id)],
+      ],
+      check: ({ p }, [append, del], stored, after) => {
+        expect(del.status).toBe(204);
+        if (append.status === 201) {
+          const x = message(append).id;
+          // Both of r's children became roots.
+          expect(stored.map((m) => [m.id, m.parent_id])).toEqual([
+            [p.id, null],
+            [x, null],
+          ]);
+          expect(after).toEqual({ current: x, count: 2 });
+        } else {
+          expect(refusedFor(append, 'parent_id')).toBe(true);
+          expect(stored.map((m) => [m.id, m.parent_id])).toEqual([[p.id, null]]);
+          expect(after).toEqual({ current: p.id, count: 1 });
+        }
+      },
+    },
+    {
+      name: 'append under p | DELETE r | DELETE p',
+      race: ({ id, r, p }) => [
+        ['POST', messagesOf(id), { content: 'x', parent_id: p.id }],
+        ['DELETE', messageAt(id, r.id)],
+        ['DELETE', messageAt(id, p.id)],
+      ],
+      check: (_tree, [append, ...deletes], stored, after) => {
+        expect(deletes.map((d) => d.status)).toEqual([204, 204]);
+        if (append.status === 201) {
+          const x = message(append).id;
+          expect(stored.map((m) => [m.id, m.parent_id])).toEqual([[x, null]]);
+          expect(after).toEqual({ current: x, count: 1 });
+        } else {
+          expect(refusedFor(append, 'parent_id')).toBe(true);
+          expect(stored).toEqual([]);
+          expect(after).toEqual({ current: null, count: 0 });
+        }
+      },
+    },
+    {
+      name: 'PATCH current_message_id to p | DELETE p',
+      // r → p → q and r → s: s current.
+      setup: async ({ id, r, p }) => ({
+        q: await append(id, { content: 'q', parent_id: p.id }),
+        s: await append(id, { content: 's', parent_id: r.id }),
+      }),
+      race: ({ id, p }) => [
+        ['PATCH', `${SESSIONS}/${id}`, { current_message_id: p.id }],
+        ['DELETE', messageAt(id, p.id)],
+      ],
+      check: ({ r, q, s }, [patch, del], stored, after) => {
+        expect(del.status).toBe(204);
+        expect(stored.map((m) => [m.id, m.parent_id])).toEqual([
+          [r.id, null],
+          [q.id, r.id],
+          [s.id, r.id],
+        ]);
+        if (patch.status === 200) {
+          // The newest leaf under p, which its deletion left alone.
+          expect(session(patch).current_message_id).toBe(q.id);
+          expect(after).toEqual({ current: q.id, count: 3 });
+        } else {
+          expect(refusedFor(patch, 'current_message_id')).toBe(true);
+          expect(after).toEqual({ current: s.id, count: 3 });
+        }
+      },
+    },
+    {
+      name: 'PATCH current_message_id to p | DELETE the current message under it',
+      // r → p → q: q current.
+      setup: async ({ id, p }) => ({ q: await append(id, { content: 'q', parent_id: p.id }) }),
+      race: ({ id, p, q }) => [
+        ['PATCH', `${SESSIONS}/${id}`, { current_message_id: p.id }],
+        ['DELETE', messageAt(id, q.id)],
+      ],
+      check: ({ p, q }, [patch, del], _stored, after) => {
+        expect([patch.status, del.status]).toEqual([200, 204]);
+        // PATCH first: q (the leaf under p), then its deletion moves back to p; DELETE first: p.
+        expect([p.id, q.id]).toContain(session(patch).current_message_id);
+        expect(after).toEqual({ current: p.id, count: 2 });
+      },
+    },
+    {
+      name: 'fork at the current message | DELETE it',
+      race: ({ id, p }) => [
+        ['POST', `${SESSIONS}/${id}/fork`, {}],
+        ['DELETE', messageAt(id, p.id)],
+      ],
+      check: async ({ id, r, p }, [fork, del]) => {
+        expect(del.status).toBe(204);
+        // The fork names no message: it copies whatever the current branch is, never a 400.
+        expect(fork.status).toBe(201);
+        const copy = session(fork);
+        const copies = await storedMessages(copy.id);
+        expect(copy.forked_from?.session_id).toBe(id);
+        const source = copy.forked_from?.message_id === p.id ? ['r', 'p'] : ['r'];
+        expect([r.id, p.id]).toContain(copy.forked_from?.message_id);
+        expect(copies.map((m) => m.content)).toEqual(source);
+        expect(copies.map((m) => m.parent_id)).toEqual([
+          null,
+          ...copies.slice(0, -1).map((m) => m.id),
+        ]);
+        expect(await storedSession(copy.id)).toEqual({
+          current: copies.at(-1)!.id,
+          count: copies.length,
+        });
+      },
+    },
+    {
+      name: 'fork at p | DELETE p',
+      race: ({ id, p }) => [
+        ['POST', `${SESSIONS}/${id}/fork`, { message_id: p.id }],
+        ['DELETE', messageAt(id, p.id)],
+      ],
+      check: async (_tree, [fork, del]) => {
+        expect(del.status).toBe(204);
+        if (fork.status === 201) {
+          const copies = await storedMessages(session(fork).id);
+          expect(copies.map((m) => m.content)).toEqual(['r', 'p']);
+        } else {
+          expect(refusedFor(fork, 'message_id')).toBe(true);
+        }
+      },
+    },
+    {
+      name: 'DELETE p | DELETE p',
+      race: ({ id, p }) => [
+        ['DELETE', messageAt(id, p.id)],
+        ['DELETE', messageAt(id, p.id)],
+      ],
+      check: ({ r }, replies, stored, after) => {
+        expect(replies.map((d) => d.status).sort()).toEqual([204, 404]);
+        expect(idsOf(stored)).toEqual([r.id]);
+        expect(after).toEqual({ current: r.id, count: 1 });
+      },
+    },
+  ];
+  it('races appends, PATCHes, forks and deletes against a DELETE of the message they name', async () => {
+    const copies = 6;
+    const outcomes = new Map<string, Map<string, number>>();
+    const runs = scenarios.flatMap((scenario) =>
+      Array.from({ length: copies }, async (_, c) => {
+        const id = await newSession(c);
+        const r = await append(id, { content: 'r' }, c);
+        const p = await append(id, { content: 'p' }, c + 1);
+        const tree = { id, r, p, ...((await scenario.setup?.({ id, r, p })) ?? {}) };
+        const requests = scenario.race(tree);
+        // Alternate which request leaves first, and through which process.
+        const order =
+          c % 2 === 0 ? requests.map((_, i) => i) : requests.map((_, i) => requests.length - 1 - i);
+        const replies: Reply[] = new Array<Reply>(requests.length);
+        await Promise.all(
+          order.map(async (i, n) => {
+            if (c % 3 === 2 && n > 0) await sleep(1);
+            const [method, path, body] = requests[i];
+            replies[i] = await call(base(c + i), method, path, body);
+          }),
+        );
+        const statuses = replies.map((reply) => reply.status).join(' ');
+        const seen = outcomes.get(scenario.name) ?? new Map<string, number>();
+        seen.set(statuses, (seen.get(statuses) ?? 0) + 1);
+        outcomes.set(scenario.name, seen);
+        const after = await storedSession(id);
+        try {
+          await scenario.check(tree, replies, await storedMessages(id), after!);
+        } catch (error) {
+          throw new Error(
+            `${scenario.name} (copy ${c}): ${statuses}\n${replies.map((r) => JSON.stringify(r.body)).join('\n')}\n${(error as Error).message}`,
+          );
+        }
+      }),
+    );
+    const settled = await Promise.allSettled(runs);
+    const failures = settled.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []));
+    // Which outcomes each race had (both orders are allowed; which ones happen depends on timing).
+    process.stdout.write(
+      `${[...outcomes].map(([name, seen]) => `${name}: ${[...seen].map(([s, n]) => `${s} ×${n}`).join(', ')}`).join('\n')}\n`,
+    );
+    expect(failures).toEqual([]);
+  }, 60_000);
+});
