@@ -426,4 +426,210 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
     );
     expect(failures).toEqual([]);
   }, 60_000);
+
+  /**
+   * A seeded random mix of appends (after the current message, under a given message, as a new root,
+   * under another session's message), message deletes, PATCHes of current_message_id and forks
+   * (forks join the pool), many in flight at once through both processes. TREE_SEED replays the mix
+   * (the seed is in every failure); the timing, and so which request wins each race, varies anyway.
+   * Afterwards: every answer was one the contract allows for what else happened, every acknowledged
+   * message is stored unless a 204 deleted it, and the trees and current messages are whole.
+   */
+  it('keeps every tree whole under a seeded random interleaving of appends, deletes, PATCHes and forks', async () => {
+    const seed = Number(process.env.TREE_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    const random = seededRandom(seed);
+    const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)];
+    const OPS = 400;
+    const IN_FLIGHT = 24;
+
+    const pool: string[] = [];
+    /** Every message id the API gave out per session (appended or copied), deleted or not. */
+    const known = new Map<string, number[]>();
+    const sessionOf = new Map<number, string>();
+    const deleted = new Map<number, number>(); // id → 204s
+    const learn = (sessionId: string, id: number) => {
+      known.get(sessionId)!.push(id);
+      sessionOf.set(id, sessionId);
+    };
+    const problems: string[] = [];
+    /** Refusals that are right only if the message they name was deleted by someone. */
+    const needsDeleted: { id: number; what: string }[] = [];
+    const patched: { sessionId: string; leaf: number }[] = [];
+    const appended: {
+      sessionId: string;
+      id: number;
+      asked: number | null | undefined;
+      parent: number | null;
+    }[] = [];
+
+    for (let i = 0; i < 6; i++) {
+      const id = await newSession(i);
+      pool.push(id);
+      known.set(id, []);
+      for (let j = 0; j < 3; j++) learn(id, (await append(id, { content: `s${i}.${j}` }, j)).id);
+    }
+    const small = new Set(pool.slice(0, 2)); // deleted from more than appended to: they empty out
+
+    const kinds = ['append', 'under', 'root', 'foreign', 'delete', 'patch', 'fork'] as const;
+    type Kind = (typeof kinds)[number];
+    function chooseKind(sessionId: string): Kind {
+      const weights = small.has(sessionId) ? [12, 8, 2, 3, 55, 12, 8] : [24, 20, 4, 4, 24, 16, 8];
+      let x = random() * weights.reduce((a, b) => a + b);
+      for (const [i, w] of weights.entries()) if ((x -= w) < 0) return kinds[i];
+      return 'append';
+    }
+    /** A message of the session: mostly one not known to be deleted, sometimes any. */
+    function target(sessionId: string): number | undefined {
+      const all = known.get(sessionId)!;
+      const live = all.filter((id) => !deleted.has(id));
+      const from = live.length > 0 && random() < 0.85 ? live : all;
+      return from.length > 0 ? pick(from) : undefined;
+    }
+
+    async function op(n: number): Promise<void> {
+      const sessionId = pick(pool);
+      let kind = chooseKind(sessionId);
+      const server = base(Math.floor(random() * 2));
+      const messageId = target(sessionId);
+      if (messageId === undefined && ['under', 'delete', 'patch'].includes(kind)) kind = 'append';
+      const say = (reply: Reply, allowed: string) =>
+        problems.push(
+          `op ${n} ${kind} on ${sessionId}: ${allowed}, got ${reply.status} ${JSON.stringify(reply.body)}`,
+        );
+      const path = messagesOf(sessionId);
+      switch (kind) {
+        case 'append':
+        case 'under':
+        case 'root':
+        case 'foreign': {
+          const other = pool.find((s) => s !== sessionId && known.get(s)!.length > 0);
+          const asked =
+            kind === 'under'
+              ? messageId
+              : kind === 'root'
+                ? null
+                : kind === 'foreign' && other !== undefined
+                  ? pick(known.get(other)!)
+                  : undefined;
+          const reply = await call(server, 'POST', path, {
+            content: `op ${n}`,
+            ...(asked === undefined ? {} : { parent_id: asked }),
+          });
+          if (kind === 'foreign' && asked !== undefined) {
+            if (!refusedFor(reply, 'parent_id')) say(reply, '400 naming parent_id');
+          } else if (reply.status === 201) {
+            const m = message(reply);
+            learn(sessionId, m.id);
+            appended.push({ sessionId, id: m.id, asked, parent: m.parent_id });
+            if (m.session_id !== sessionId) say(reply, 'a message of the session');
+          } else if (kind === 'under' && refusedFor(reply, 'parent_id')) {
+            needsDeleted.push({ id: asked!, what: `op ${n}: 400 for parent_id ${asked}` });
+          } else {
+            say(reply, kind === 'under' ? '201 or 400 naming parent_id' : '201');
+          }
+          return;
+        }
+        case 'delete': {
+          const reply = await call(server, 'DELETE', messageAt(sessionId, messageId!));
+          if (reply.status === 204) deleted.set(messageId!, (deleted.get(messageId!) ?? 0) + 1);
+          else if (reply.status === 404) {
+            needsDeleted.push({ id: messageId!, what: `op ${n}: 404 deleting ${messageId}` });
+          } else say(reply, '204 or 404');
+          return;
+        }
+        case 'patch': {
+          const reply = await call(server, 'PATCH', `${SESSIONS}/${sessionId}`, {
+            current_message_id: messageId,
+          });
+          if (reply.status === 200) {
+            patched.push({ sessionId, leaf: session(reply).current_message_id! });
+          } else if (refusedFor(reply, 'current_message_id')) {
+            needsDeleted.push({
+              id: messageId!,
+              what: `op ${n}: 400 for current_message_id ${messageId}`,
+            });
+          } else say(reply, '200 or 400 naming current_message_id');
+          return;
+        }
+        case 'fork': {
+          const at = random() < 0.5 ? target(sessionId) : undefined;
+          const reply = await call(
+            server,
+            'POST',
+            `${SESSIONS}/${sessionId}/fork`,
+            at === undefined ? {} : { message_id: at },
+          );
+          if (reply.status === 201) {
+            const fork = session(reply);
+            // Nobody else knows the fork yet: its branch is its whole tree.
+            const branch = await call(
+              server,
+              'GET',
+              `${messagesOf(fork.id)}?branch=current&limit=1000`,
+            );
+            const copies = (branch.body as unknown as MessageBody[]).map((m) => m.id);
+            if (
+              fork.current_message_id !== (copies.at(-1) ?? null) ||
+              fork.message_count !== copies.length
+            ) {
+              say(reply, `a fork whose current branch (${copies.join()}) is its tree`);
+            }
+            known.set(fork.id, []);
+            for (const id of copies) learn(fork.id, id);
+            if (pool.length < 10) pool.push(fork.id);
+          } else if (at !== undefined && refusedFor(reply, 'message_id')) {
+            needsDeleted.push({ id: at, what: `op ${n}: 400 for fork message_id ${at}` });
+          } else say(reply, at === undefined ? '201' : '201 or 400 naming message_id');
+          return;
+        }
+      }
+    }
+
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (next < OPS) await op(next++);
+      }),
+    );
+
+    // Every refusal is explained by a deletion; each message was deleted (204) at most once.
+    for (const { id, what } of needsDeleted) {
+      if (!deleted.has(id)) problems.push(`${what}, which no DELETE removed`);
+    }
+    for (const [id, n] of deleted) if (n > 1) problems.push(`message ${id} deleted ${n} times`);
+    // The answers named messages of their session.
+    for (const { sessionId, id, asked, parent } of appended) {
+      if (asked !== undefined && parent !== asked)
+        problems.push(`message ${id} answered parent ${parent}, asked ${asked}`);
+      if (parent !== null && sessionOf.get(parent) !== sessionId)
+        problems.push(`message ${id} answered parent ${parent} of another session`);
+    }
+    for (const { sessionId, leaf } of patched) {
+      if (sessionOf.get(leaf) !== sessionId)
+        problems.push(`PATCH of ${sessionId} answered ${leaf}, not one of its messages`);
+    }
+    // In the database: exactly the acknowledged messages that no 204 deleted, each in its session.
+    const stored = await storedMessages();
+    const storedIds = new Map(stored.map((m) => [m.id, m.session_id]));
+    for (const [id, sessionId] of sessionOf) {
+      if (deleted.has(id)) {
+        if (storedIds.has(id)) problems.push(`message ${id} is stored after a 204 deleted it`);
+      } else if (storedIds.get(id) !== sessionId) {
+        problems.push(`acknowledged message ${id} of ${sessionId} is missing`);
+      }
+    }
+    for (const id of storedIds.keys())
+      if (!sessionOf.has(id)) problems.push(`message ${id} was never acknowledged`);
+
+    const invariants = [
+      ...(await invariantViolations(readerOf(db), { messagesDeleted: true })),
+      ...(await treeViolations(readerOf(db), { ordered: true })),
+    ];
+    // An append without parent_id answered as a root found its session empty (current null).
+    const emptied = appended.filter((a) => a.asked === undefined && a.parent === null).length;
+    process.stdout.write(
+      `TREE_SEED=${seed}: ${OPS} operations over ${pool.length} sessions, ${deleted.size} messages deleted, ${stored.length} stored, ${needsDeleted.length} refusals, ${emptied} appends to an emptied session\n`,
+    );
+    expect({ seed, problems, invariants }).toEqual({ seed, problems: [], invariants: [] });
+  }, 60_000);
 });
