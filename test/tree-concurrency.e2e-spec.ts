@@ -186,13 +186,18 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
     r: MessageBody;
     p: MessageBody;
   }
+  /** The tree with what a scenario's setup added (q, s: only where it added them). */
+  interface Scene extends Tree {
+    q: MessageBody;
+    s: MessageBody;
+  }
   interface Scenario {
     name: string;
     /** Beyond r → p (p current). */
-    setup?: (tree: Tree) => Promise<Record<string, MessageBody>>;
-    race: (tree: Tree & Record<string, MessageBody>) => [string, string, object?][];
+    setup?: (tree: Tree) => Promise<Partial<Pick<Scene, 'q' | 's'>>>;
+    race: (tree: Scene) => [string, string, object?][];
     check: (
-      tree: Tree & Record<string, MessageBody>,
+      tree: Scene,
       replies: Reply[],
       stored: Row[],
       after: { current: number | null; count: number },
@@ -391,7 +396,7 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
         const id = await newSession(c);
         const r = await append(id, { content: 'r' }, c);
         const p = await append(id, { content: 'p' }, c + 1);
-        const tree = { id, r, p, ...((await scenario.setup?.({ id, r, p })) ?? {}) };
+        const tree = { id, r, p, ...(await scenario.setup?.({ id, r, p })) } as Scene;
         const requests = scenario.race(tree);
         // Alternate which request leaves first, and through which process.
         const order =
