@@ -193,6 +193,8 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
   }
   interface Scenario {
     name: string;
+    /** How many sessions run it at once (default 6): more for a race with a narrow window. */
+    copies?: number;
     /** Beyond r → p (p current). */
     setup?: (tree: Tree) => Promise<Partial<Pick<Scene, 'q' | 's'>>>;
     race: (tree: Scene) => [string, string, object?][];
@@ -335,6 +337,8 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
     },
     {
       name: 'fork at the current message | DELETE it',
+      // The window was one round trip wide (PostgreSQL: 10 of 300 races lost before the fix).
+      copies: 40,
       race: ({ id, p }) => [
         ['POST', `${SESSIONS}/${id}/fork`, {}],
         ['DELETE', messageAt(id, p.id)],
@@ -389,10 +393,13 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
     },
   ];
   it('races appends, PATCHes, forks and deletes against a DELETE of the message they name', async () => {
-    const copies = 6;
+    // TREE_COPIES and TREE_SCENARIO (part of a name) make a longer hunt for one race.
+    const copies =
+      process.env.TREE_COPIES === undefined ? undefined : Number(process.env.TREE_COPIES);
+    const chosen = scenarios.filter((s) => s.name.includes(process.env.TREE_SCENARIO ?? ''));
     const outcomes = new Map<string, Map<string, number>>();
-    const runs = scenarios.flatMap((scenario) =>
-      Array.from({ length: copies }, async (_, c) => {
+    const jobs = chosen.flatMap((scenario) =>
+      Array.from({ length: copies ?? scenario.copies ?? 6 }, (_, c) => async () => {
         const id = await newSession(c);
         const r = await append(id, { content: 'r' }, c);
         const p = await append(id, { content: 'p' }, c + 1);
@@ -423,8 +430,12 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
         }
       }),
     );
-    const settled = await Promise.allSettled(runs);
-    const failures = settled.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []));
+    // At most 60 races at a time: more would queue for the servers' database connections.
+    const failures: string[] = [];
+    for (let i = 0; i < jobs.length; i += 60) {
+      const settled = await Promise.allSettled(jobs.slice(i, i + 60).map((job) => job()));
+      failures.push(...settled.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : [])));
+    }
     // Which outcomes each race had (both orders are allowed; which ones happen depends on timing).
     process.stdout.write(
       `${[...outcomes].map(([name, seen]) => `${name}: ${[...seen].map(([s, n]) => `${s} ×${n}`).join(', ')}`).join('\n')}\n`,
@@ -452,14 +463,17 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
     const known = new Map<string, number[]>();
     const sessionOf = new Map<number, string>();
     const deleted = new Map<number, number>(); // id → 204s
-    const learn = (sessionId: string, id: number) => {
+    const contentOf = new Map<number, string>();
+    const learn = (sessionId: string, id: number, content: string) => {
       known.get(sessionId)!.push(id);
       sessionOf.set(id, sessionId);
+      contentOf.set(id, content);
     };
     const problems: string[] = [];
     /** Refusals that are right only if the message they name was deleted by someone. */
     const needsDeleted: { id: number; what: string }[] = [];
     const patched: { sessionId: string; leaf: number }[] = [];
+    const forks: { what: string; from: number | null; last: string | undefined }[] = [];
     const appended: {
       sessionId: string;
       id: number;
@@ -471,7 +485,8 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
       const id = await newSession(i);
       pool.push(id);
       known.set(id, []);
-      for (let j = 0; j < 3; j++) learn(id, (await append(id, { content: `s${i}.${j}` }, j)).id);
+      for (let j = 0; j < 3; j++)
+        learn(id, (await append(id, { content: `s${i}.${j}` }, j)).id, `s${i}.${j}`);
     }
     const small = new Set(pool.slice(0, 2)); // deleted from more than appended to: they empty out
 
@@ -524,7 +539,7 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
             if (!refusedFor(reply, 'parent_id')) say(reply, '400 naming parent_id');
           } else if (reply.status === 201) {
             const m = message(reply);
-            learn(sessionId, m.id);
+            learn(sessionId, m.id, m.content);
             appended.push({ sessionId, id: m.id, asked, parent: m.parent_id });
             if (m.session_id !== sessionId) say(reply, 'a message of the session');
           } else if (kind === 'under' && refusedFor(reply, 'parent_id')) {
@@ -572,15 +587,21 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
               'GET',
               `${messagesOf(fork.id)}?branch=current&limit=1000`,
             );
-            const copies = (branch.body as unknown as MessageBody[]).map((m) => m.id);
+            const branchRows = branch.body as unknown as MessageBody[];
+            const copies = branchRows.map((m) => m.id);
             if (
               fork.current_message_id !== (copies.at(-1) ?? null) ||
               fork.message_count !== copies.length
             ) {
               say(reply, `a fork whose current branch (${copies.join()}) is its tree`);
             }
+            forks.push({
+              what: `op ${n}: fork ${fork.id} of ${sessionId}`,
+              from: fork.forked_from?.message_id ?? null,
+              last: branchRows.at(-1)?.content,
+            });
             known.set(fork.id, []);
-            for (const id of copies) learn(fork.id, id);
+            for (const m of branchRows) learn(fork.id, m.id, m.content);
             if (pool.length < 10) pool.push(fork.id);
           } else if (at !== undefined && refusedFor(reply, 'message_id')) {
             needsDeleted.push({ id: at, what: `op ${n}: 400 for fork message_id ${at}` });
@@ -608,6 +629,13 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
         problems.push(`message ${id} answered parent ${parent}, asked ${asked}`);
       if (parent !== null && sessionOf.get(parent) !== sessionId)
         problems.push(`message ${id} answered parent ${parent} of another session`);
+    }
+    // Each fork's copies end with a copy of the message its forked_from names (none from an empty
+    // session): it copied one state of the source's tree.
+    for (const { what, from, last } of forks) {
+      if ((from === null ? undefined : contentOf.get(from)) !== last) {
+        problems.push(`${what} names message ${from} but its copies end with "${last}"`);
+      }
     }
     for (const { sessionId, leaf } of patched) {
       if (sessionOf.get(leaf) !== sessionId)
