@@ -642,7 +642,8 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
         problems.push(`PATCH of ${sessionId} answered ${leaf}, not one of its messages`);
     }
     // In the database: exactly the acknowledged messages that no 204 deleted, each in its session.
-    const stored = await storedMessages();
+    // (The earlier tests' sessions share the database.)
+    const stored = (await storedMessages()).filter((m) => known.has(m.session_id));
     const storedIds = new Map(stored.map((m) => [m.id, m.session_id]));
     for (const [id, sessionId] of sessionOf) {
       if (deleted.has(id)) {
