@@ -238,6 +238,17 @@ export class DatabaseService implements OnApplicationShutdown {
     await this.read((manager) => manager.query('SELECT 1'));
   }
 
+  /**
+   * Runs `work`, whose statements must all see one state of the database: on PostgreSQL in a
+   * REPEATABLE READ transaction (one snapshot for every statement; read-only, so it never fails to
+   * serialize), where `read` would let each statement see what committed before it; on SQLite as
+   * `read`, which holds every write off until `work` ends.
+   */
+  readSnapshot<T>(work: Work<T>): Promise<T> {
+    if (this.isSqlite) return this.read(work);
+    return this.dataSource.transaction('REPEATABLE READ', work);
+  }
+
   /** Runs `work` outside a transaction; on SQLite it never observes a write in progress. */
   read<T>(work: Work<T>): Promise<T> {
     if (!this.isSqlite) return work(this.dataSource.manager);
