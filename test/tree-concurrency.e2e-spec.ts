@@ -380,6 +380,21 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
       },
     },
     {
+      name: 'GET the current branch | DELETE the current message',
+      copies: 40,
+      race: ({ id, p }) => [
+        ['GET', `${messagesOf(id)}?branch=current`],
+        ['DELETE', messageAt(id, p.id)],
+      ],
+      check: (_tree, [branch, del]) => {
+        expect(del.status).toBe(204);
+        // `current` names no message: the branch before the delete or after it, never a 400.
+        expect(branch.status).toBe(200);
+        const contents = (branch.body as unknown as MessageBody[]).map((m) => m.content);
+        expect([['r', 'p'], ['r']]).toContainEqual(contents);
+      },
+    },
+    {
       name: 'DELETE p | DELETE p',
       race: ({ id, p }) => [
         ['DELETE', messageAt(id, p.id)],
