@@ -681,4 +681,43 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
     );
     expect({ seed, problems, invariants }).toEqual({ seed, problems: [], invariants: [] });
   }, 60_000);
+
+  /** The checks above can fail: broken trees written straight into the database are reported. */
+  it('reports a broken tree, and the database refuses a parent in another session', async () => {
+    const [a, b] = [await newSession(0), await newSession(1)];
+    const [a1, a2] = [await append(a, { content: 'a1' }), await append(a, { content: 'a2' })];
+    const b1 = await append(b, { content: 'b1' });
+    const reader = readerOf(db);
+    /** A statement with `?` placeholders, numbered for PostgreSQL. */
+    const run = (text: string, params: unknown[]) => {
+      let n = 0;
+      return db.query(onPostgres ? text.replace(/\?/g, () => `$${++n}`) : text, params);
+    };
+    try {
+      // A parent in another session: the composite foreign key refuses it.
+      await expect(
+        run(`UPDATE "chat_messages" SET "parent_id" = ? WHERE "id" = ?`, [b1.id, a2.id]),
+      ).rejects.toThrow();
+      // A current message of another session, one on a non-empty session set to null, a cycle.
+      await run(`UPDATE "sessions" SET "current_message_id" = ? WHERE "id" = ?`, [b1.id, a]);
+      await run(`UPDATE "sessions" SET "current_message_id" = NULL WHERE "id" = ?`, [b]);
+      await run(`UPDATE "chat_messages" SET "parent_id" = ? WHERE "id" = ?`, [a2.id, a1.id]);
+      expect(await invariantViolations(reader, { messagesDeleted: true })).toEqual(
+        expect.arrayContaining([
+          `current_message_id of session ${a} is not one of its messages`,
+          `current_message_id of session ${b} is not one of its messages`,
+        ]),
+      );
+      expect(await treeViolations(reader, { ordered: true })).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/is on a cycle of parent links/),
+          `message ${a1.id} is older than its parent ${a2.id}`,
+        ]),
+      );
+    } finally {
+      // Through the API, which keeps the session counts: the messages go with their sessions.
+      for (const id of [a, b])
+        expect((await call(base(0), 'DELETE', `${SESSIONS}/${id}`)).status).toBe(204);
+    }
+  });
 });
