@@ -13,10 +13,16 @@ interface Reply {
 }
 
 /** One request with `fetch` (real sockets, so many can be in flight); the body parsed. */
-async function call(base: string, method: string, path: string, body?: unknown): Promise<Reply> {
+async function call(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
   const res = await fetch(`${base}${path}`, {
     method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    headers: body === undefined ? headers : { 'Content-Type': 'application/json', ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -461,7 +467,7 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
   /**
    * A seeded random mix of appends (after the current message, under a given message, as a new root,
    * under another session's message), message deletes, PATCHes of current_message_id and forks
-   * (forks join the pool), many in flight at once through both processes. TREE_SEED replays the mix
+   * (forks join the pool), some with an Idempotency-Key, many in flight at once through both processes. TREE_SEED replays the mix
    * (the seed is in every failure); the timing, and so which request wins each race, varies anyway.
    * Afterwards: every answer was one the contract allows for what else happened, every acknowledged
    * message is stored unless a 204 deleted it, and the trees and current messages are whole.
@@ -546,10 +552,16 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
                 : kind === 'foreign' && other !== undefined
                   ? pick(known.get(other)!)
                   : undefined;
-          const reply = await call(server, 'POST', path, {
-            content: `op ${n}`,
-            ...(asked === undefined ? {} : { parent_id: asked }),
-          });
+          // Some with an Idempotency-Key: the append then runs as a transaction with the key's row.
+          const keyed: Record<string, string> =
+            random() < 0.2 ? { 'Idempotency-Key': `trees-${seed}-${n}` } : {};
+          const reply = await call(
+            server,
+            'POST',
+            path,
+            { content: `op ${n}`, ...(asked === undefined ? {} : { parent_id: asked }) },
+            keyed,
+          );
           if (kind === 'foreign' && asked !== undefined) {
             if (!refusedFor(reply, 'parent_id')) say(reply, '400 naming parent_id');
           } else if (reply.status === 201) {
@@ -593,6 +605,7 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
             'POST',
             `${SESSIONS}/${sessionId}/fork`,
             at === undefined ? {} : { message_id: at },
+            random() < 0.3 ? { 'Idempotency-Key': `trees-${seed}-${n}` } : {},
           );
           if (reply.status === 201) {
             const fork = session(reply);
