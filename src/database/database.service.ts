@@ -238,6 +238,33 @@ export class DatabaseService implements OnApplicationShutdown {
     await this.read((manager) => manager.query('SELECT 1'));
   }
 
+  /**
+   * Runs `work`, whose statements must all see one state of the database: on PostgreSQL in a
+   * REPEATABLE READ transaction (one snapshot for every statement; read-only, so it never fails to
+   * serialize), where `read` would let each statement see what committed before it; on SQLite as
+   * `read`, which holds every write off until `work` ends. (One BEGIN naming the level, where
+   * TypeORM's `transaction` sends the level as a statement of its own.)
+   */
+  async readSnapshot<T>(work: Work<T>): Promise<T> {
+    if (this.isSqlite) return this.read(work);
+    const runner = this.dataSource.createQueryRunner();
+    try {
+      await runner.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      let result: T;
+      try {
+        result = await work(runner.manager);
+      } catch (error) {
+        // The work's error is the answer, as TypeORM's `transaction` does, even if ROLLBACK fails.
+        await runner.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+      await runner.query('COMMIT');
+      return result;
+    } finally {
+      await runner.release();
+    }
+  }
+
   /** Runs `work` outside a transaction; on SQLite it never observes a write in progress. */
   read<T>(work: Work<T>): Promise<T> {
     if (!this.isSqlite) return work(this.dataSource.manager);

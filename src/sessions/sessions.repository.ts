@@ -231,7 +231,15 @@ export interface NameSearch {
 @Injectable()
 export class SessionsRepository {
   private readonly sql: Record<
-    'insert' | 'get' | 'flags' | 'update' | 'delete' | 'untouch' | 'messageCount' | 'setCurrent',
+    | 'insert'
+    | 'get'
+    | 'share'
+    | 'flags'
+    | 'update'
+    | 'delete'
+    | 'untouch'
+    | 'messageCount'
+    | 'setCurrent',
     string
   >;
   private readonly statements = new Map<string, string>();
@@ -244,6 +252,11 @@ export class SessionsRepository {
     this.sql = {
       insert: db.sql(`INSERT INTO "sessions" (${COLUMNS}) VALUES ${ROW}`),
       get: db.sql(`SELECT ${COLUMNS} FROM "sessions" WHERE ${OWNED}`),
+      // PostgreSQL: every write to a session's tree (append, message delete, PATCH) locks its row
+      // first, so a share lock holds the tree still for a reader that must see it whole.
+      share: db.sql(
+        `SELECT ${COLUMNS} FROM "sessions" WHERE ${OWNED}${db.isSqlite ? '' : ' FOR SHARE'}`,
+      ),
       // PostgreSQL: lock the row, so two PATCHes of the flags move the counts one after the other.
       flags: db.sql(
         `SELECT "archived", "pinned" FROM "sessions" WHERE ${OWNED}${db.isSqlite ? '' : ' FOR UPDATE'}`,
@@ -295,6 +308,20 @@ export class SessionsRepository {
 
   async findOwned(manager: EntityManager, owner: string, id: string): Promise<Session | null> {
     const [row] = await queryRows<SessionRow>(manager, this.sql.get, [id, owner]);
+    return row ? toSession(row) : null;
+  }
+
+  /**
+   * As `findOwned`; on PostgreSQL the row is share-locked until commit, so no append, message delete
+   * or PATCH of the session (each locks the row first) commits meanwhile, and the row read is the
+   * latest committed one. (SQLite runs one write at a time anyway.)
+   */
+  async findOwnedShared(
+    manager: EntityManager,
+    owner: string,
+    id: string,
+  ): Promise<Session | null> {
+    const [row] = await queryRows<SessionRow>(manager, this.sql.share, [id, owner]);
     return row ? toSession(row) : null;
   }
 

@@ -163,11 +163,15 @@ export class SessionsService {
    * A new session of the owner holding copies of the path from the root to `message_id` (default:
    * the current message), re-stamped now and increasing along the path, so the fork is the most
    * recently active session; see docs/API.md § Branches. One transaction: the path is read, checked
-   * (an `in_progress` message cannot be copied: 409) and copied together.
+   * (an `in_progress` message cannot be copied: 409) and copied together. On PostgreSQL the source
+   * session's row is share-locked first, so the current message, the path and the copied rows are
+   * read from one state of its tree: without it, a DELETE of the current message committing between
+   * those reads made a fork that named no message answer 400 naming `message_id`, or copy a path
+   * shorter than the message `forked_from` names (seen with two processes).
    */
   fork(owner: string, id: string, dto: ForkSessionDto): Promise<Session> {
     return this.db.write(async (manager) => {
-      const source = await this.sessions.findOwned(manager, owner, id);
+      const source = await this.sessions.findOwnedShared(manager, owner, id);
       if (!source) throw sessionNotFound(id);
       const leaf = dto.message_id ?? source.current_message_id;
       const branch =

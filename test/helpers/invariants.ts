@@ -77,3 +77,56 @@ export async function invariantViolations(
 export function readerOf(dataSource: DataSource): Pick<DatabaseService, 'read'> {
   return { read: (work) => work(dataSource.manager) };
 }
+
+/**
+ * The shape of every session's tree, read straight from the database (a JavaScript walk over the
+ * (id, parent) pairs, so keep it for stores of test size): no parent link leads in a cycle (every
+ * message reaches a root), and, where `ordered` (every message written through the API, none
+ * imported), each parent is older than its child by (timestamp, id), as appends and forks stamp them.
+ * Returns the violations; an empty list means all hold.
+ */
+export async function treeViolations(
+  db: Pick<DatabaseService, 'read'>,
+  options: { ordered?: boolean } = {},
+): Promise<string[]> {
+  const rows: {
+    id: number | string;
+    parent_id: number | string | null;
+    timestamp: number | string;
+  }[] = await db.read((m) => m.query(`SELECT "id", "parent_id", "timestamp" FROM "chat_messages"`));
+  const messages = new Map(
+    rows.map((r) => [
+      Number(r.id),
+      { parent: r.parent_id === null ? null : Number(r.parent_id), timestamp: Number(r.timestamp) },
+    ]),
+  );
+  const problems: string[] = [];
+  const reachesRoot = new Set<number>();
+  for (const start of messages.keys()) {
+    const walked: number[] = [];
+    const onWalk = new Set<number>();
+    let id: number | null = start;
+    while (id !== null && !reachesRoot.has(id) && !onWalk.has(id)) {
+      walked.push(id);
+      onWalk.add(id);
+      id = messages.get(id)?.parent ?? null;
+    }
+    if (id !== null && onWalk.has(id)) {
+      problems.push(`message ${start} is on a cycle of parent links (through ${id})`);
+      break;
+    }
+    for (const w of walked) reachesRoot.add(w);
+  }
+  if (options.ordered) {
+    for (const [id, m] of messages) {
+      const parent = m.parent === null ? undefined : messages.get(m.parent);
+      if (
+        parent &&
+        (parent.timestamp > m.timestamp || (parent.timestamp === m.timestamp && m.parent! > id))
+      ) {
+        problems.push(`message ${id} is older than its parent ${m.parent}`);
+      }
+    }
+  }
+  return problems;
+}
