@@ -159,7 +159,13 @@ describe('Import (e2e)', () => {
       const res = await importJson(file);
       expect({ status: res.status, body: res.body }).toEqual({
         status: 201,
-        body: { imported: 1, skipped: 0, sessions: [A], message_ids: 'kept' },
+        body: {
+          imported: 1,
+          skipped: 0,
+          sessions: [A],
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       await expect(stored(A)).resolves.toEqual(asStored(file));
     });
@@ -171,13 +177,20 @@ describe('Import (e2e)', () => {
         skipped: 0,
         sessions: [A, B],
         message_ids: 'kept',
+        renumbered_sessions: [],
       });
       await resetDatabase(t.db);
       const lines = [exported(B), exported(A, [{}, {}])].map((e) => JSON.stringify(e));
       const ndjson = await importNdjson(`\n${lines[0]}\r\n\n${lines[1]}\n\n`);
       expect({ status: ndjson.status, body: ndjson.body }).toEqual({
         status: 201,
-        body: { imported: 2, skipped: 0, sessions: [B, A], message_ids: 'kept' },
+        body: {
+          imported: 2,
+          skipped: 0,
+          sessions: [B, A],
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       const { messages } = await stored(A);
       expect(messages.map((m) => m.content)).toEqual(['message 0', 'message 1']);
@@ -190,7 +203,13 @@ describe('Import (e2e)', () => {
       const again = await importJson(file);
       expect({ status: again.status, body: again.body }).toEqual({
         status: 201,
-        body: { imported: 0, skipped: 2, sessions: [A, B], message_ids: 'kept' },
+        body: {
+          imported: 0,
+          skipped: 2,
+          sessions: [A, B],
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       await expect(counts()).resolves.toEqual(before);
       const ndjson = await importNdjson(file.map((e) => JSON.stringify(e)).join('\n'));
@@ -199,6 +218,7 @@ describe('Import (e2e)', () => {
         skipped: 2,
         sessions: [A, B],
         message_ids: 'kept',
+        renumbered_sessions: [],
       });
     });
 
@@ -208,7 +228,13 @@ describe('Import (e2e)', () => {
       const changed = exported(A, [{ content: 'a different history' }, {}]);
       const res = await importJson([changed, exported(B)]);
       // The skipped session's message ids are taken, but they are not imported: B's ids are kept.
-      expect(res.body).toEqual({ imported: 1, skipped: 1, sessions: [A, B], message_ids: 'kept' });
+      expect(res.body).toEqual({
+        imported: 1,
+        skipped: 1,
+        sessions: [A, B],
+        message_ids: 'kept',
+        renumbered_sessions: [],
+      });
       await expect(stored(A)).resolves.toEqual(asStored(original));
     });
 
@@ -236,6 +262,7 @@ describe('Import (e2e)', () => {
         skipped: 0,
         sessions: [A],
         message_ids: 'renumbered',
+        renumbered_sessions: [A],
       });
       const { messages } = await stored(A);
       // Same time, so (timestamp, id) order: the file's order survives the renumbering.
@@ -284,7 +311,13 @@ describe('Import (e2e)', () => {
       for (const res of [await importJson([]), await importNdjson('\n')]) {
         expect({ status: res.status, body: res.body }).toEqual({
           status: 201,
-          body: { imported: 0, skipped: 0, sessions: [], message_ids: 'kept' },
+          body: {
+            imported: 0,
+            skipped: 0,
+            sessions: [],
+            message_ids: 'kept',
+            renumbered_sessions: [],
+          },
         });
       }
     });
@@ -310,67 +343,141 @@ describe('Import (e2e)', () => {
       return { id: expect.any(Number), session_id: session, timestamp, role, content, metadata };
     }
 
-    it('imports the current branch of each conversation, in order, with its create times', async () => {
+    it('imports every text node of each conversation with its tree shape and create times', async () => {
       const res = await request(t.http)
         .post(IMPORT)
         .set('Content-Type', 'application/json')
         .send(readFileSync(FIXTURE, 'utf8'));
       expect({ status: res.status, body: res.body }).toEqual({
         status: 201,
-        body: { imported: 3, skipped: 0, sessions: ids, message_ids: 'kept' },
+        body: {
+          imported: 3,
+          skipped: 0,
+          sessions: ids,
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       const [trip, untitled, skewed] = await Promise.all(ids.map(stored));
-      expect(chained(trip)).toEqual({
-        session: {
-          id: ids[0],
-          name: 'Trip to Lisbon',
-          created_at: at(T),
-          last_updated_at: at(T + 95),
-          llm_model_name: 'gpt-4o',
-          rag_document_ids: null,
-          metadata_tags: {
-            source: 'chatgpt',
-            conversation_id: '6a1e3c2b-0b6f-4b8e-9d3a-3f7f1f0e2a11',
-          },
-          message_count: 6,
-          archived: false,
-          pinned: false,
+      const { current_message_id, ...session } = trip.session;
+      expect(session).toEqual({
+        id: ids[0],
+        name: 'Trip to Lisbon',
+        created_at: at(T),
+        last_updated_at: at(T + 95),
+        llm_model_name: 'gpt-4o',
+        rag_document_ids: null,
+        metadata_tags: {
+          source: 'chatgpt',
+          conversation_id: '6a1e3c2b-0b6f-4b8e-9d3a-3f7f1f0e2a11',
         },
-        messages: [
-          // The hidden, empty system message is skipped; the visible one is kept.
-          message(ids[0], at(T + 1), 'system', 'You are a helpful travel assistant.', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'sys-visible',
-          }),
-          message(ids[0], '2024-05-01T08:00:10.250Z', 'user', 'Where should we go in May?', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'u1',
-          }),
-          // The regenerated answer on the current branch, not the abandoned "Maybe Paris?".
-          message(ids[0], '2024-05-01T08:00:40.500Z', 'assistant', 'Lisbon is lovely in May.', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'a1-new',
-            model: 'gpt-4o',
-          }),
-          // Text parts joined; the image part left out.
-          message(ids[0], at(T + 60), 'user', 'What about this photo?\nIs it Lisbon?', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'u2',
-          }),
-          // Code, tool output, a message to DALL·E and reasoning are skipped; no create time
-          // means the previous message's time.
-          message(ids[0], at(T + 60), 'assistant', "Yes, that's the Belém tower.", {
-            source: 'chatgpt',
-            chatgpt_message_id: 'a2',
-            model: 'gpt-4o',
-          }),
-          // The whitespace-only user message is skipped.
-          message(ids[0], at(T + 95), 'assistant', 'Anything else?', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'a3',
-          }),
-        ],
+        message_count: 11,
+        archived: false,
+        pinned: false,
+        forked_from: null,
+        expires_at: null,
       });
+      // Each message's parent by its ChatGPT id, so the tree reads at a glance.
+      const nodeOf = new Map(
+        trip.messages.map((m) => [
+          m.id,
+          (m.metadata as { chatgpt_message_id: string }).chatgpt_message_id,
+        ]),
+      );
+      const tree = trip.messages.map(({ parent_id, ...m }) => ({
+        ...m,
+        parent: parent_id === null ? null : nodeOf.get(parent_id as number),
+      }));
+      const node = (
+        parent: string | null,
+        timestamp: string,
+        role: string,
+        content: string,
+        metadata: object,
+      ) => ({
+        ...message(ids[0], timestamp, role, content, metadata),
+        parent,
+        status: 'complete',
+        generation: null,
+      });
+      const chatgpt = (id: string, model?: string) => ({
+        source: 'chatgpt',
+        chatgpt_message_id: id,
+        ...(model ? { model } : {}),
+      });
+      // Oldest first (by timestamp, then the ids the import gave in that order).
+      expect(tree).toEqual([
+        // The hidden, empty system message is skipped: the visible one becomes the root.
+        node(
+          null,
+          at(T + 1),
+          'system',
+          'You are a helpful travel assistant.',
+          chatgpt('sys-visible'),
+        ),
+        node(
+          'sys-visible',
+          '2024-05-01T08:00:10.250Z',
+          'user',
+          'Where should we go in May?',
+          chatgpt('u1'),
+        ),
+        // A regenerated reply: the abandoned answer and its follow-up stay as a branch.
+        node('u1', at(T + 20), 'assistant', 'Maybe Paris?', chatgpt('a1-old', 'gpt-4o')),
+        node('a1-old', at(T + 30), 'user', 'Paris is too expensive.', chatgpt('u2-old')),
+        node(
+          'u1',
+          '2024-05-01T08:00:40.500Z',
+          'assistant',
+          'Lisbon is lovely in May.',
+          chatgpt('a1-new', 'gpt-4o'),
+        ),
+        // Text parts joined; the image part left out.
+        node('a1-new', at(T + 60), 'user', 'What about this photo?\nIs it Lisbon?', chatgpt('u2')),
+        // Code, tool output, a message to DALL·E and reasoning between u2 and a2 are skipped: a2
+        // attaches to u2. No create time means its parent's time.
+        node(
+          'u2',
+          at(T + 60),
+          'assistant',
+          "Yes, that's the Belém tower.",
+          chatgpt('a2', 'gpt-4o'),
+        ),
+        // An edited user message (a sibling of u2) with two answers, reached through skipped
+        // reasoning.
+        node('a1-new', at(T + 70), 'user', 'What about Porto instead?', chatgpt('u2-edit')),
+        node(
+          'u2-edit',
+          at(T + 80),
+          'assistant',
+          'Porto is great for wine.',
+          chatgpt('a-porto-1', 'gpt-4o'),
+        ),
+        node(
+          'u2-edit',
+          at(T + 85),
+          'assistant',
+          'Porto has the Ribeira.',
+          chatgpt('a-porto-2', 'gpt-4o'),
+        ),
+        // The whitespace-only user message is skipped: a3 attaches to a2.
+        node('a2', at(T + 95), 'assistant', 'Anything else?', chatgpt('a3')),
+      ]);
+      const ordered = trip.messages.map((m) => m.id);
+      expect([...ordered].sort((a, b) => a - b)).toEqual(ordered);
+      // current_node a3 is kept: it is the current message, and its branch is the one shown.
+      expect(nodeOf.get(current_message_id as number)).toBe('a3');
+      const branch = await request(t.http).get(
+        `/api/v1/sessions/${ids[0]}/messages?branch=current`,
+      );
+      expect(branch.body.map((m: { content: string }) => m.content)).toEqual([
+        'You are a helpful travel assistant.',
+        'Where should we go in May?',
+        'Lisbon is lovely in May.',
+        'What about this photo?\nIs it Lisbon?',
+        "Yes, that's the Belém tower.",
+        'Anything else?',
+      ]);
       expect(untitled.session).toMatchObject({
         name: null,
         archived: true,
@@ -399,11 +506,30 @@ describe('Import (e2e)', () => {
       }
     });
 
+    it.each([
+      ['a skipped node: its nearest kept ancestor', 'u3-empty', 'a2'],
+      ['skipped reasoning above two answers', 'porto-thoughts', 'u2-edit'],
+      ['a kept node off the last branch', 'u2-old', 'u2-old'],
+      ['the root, above every kept node: the newest message', 'root', 'a3'],
+    ])('makes current_node %s the current message', async (_label, currentNode, expected) => {
+      const [trip] = JSON.parse(readFileSync(FIXTURE, 'utf8')) as Record<string, unknown>[];
+      expect((await importJson([{ ...trip, current_node: currentNode }])).status).toBe(201);
+      const { session, messages } = await stored(ids[0]);
+      const current = messages.find((m) => m.id === session.current_message_id);
+      expect(current?.metadata).toMatchObject({ chatgpt_message_id: expected });
+    });
+
     it('creates nothing when the same conversations are imported again', async () => {
       expect((await importJson(conversations)).status).toBe(201);
       const before = await counts();
       const again = await importJson(conversations);
-      expect(again.body).toEqual({ imported: 0, skipped: 3, sessions: ids, message_ids: 'kept' });
+      expect(again.body).toEqual({
+        imported: 0,
+        skipped: 3,
+        sessions: ids,
+        message_ids: 'kept',
+        renumbered_sessions: [],
+      });
       await expect(counts()).resolves.toEqual(before);
     });
 
@@ -414,6 +540,7 @@ describe('Import (e2e)', () => {
         skipped: 0,
         sessions: [A, ids[1]],
         message_ids: 'kept',
+        renumbered_sessions: [],
       });
     });
   });
@@ -738,7 +865,7 @@ describe('Import (e2e)', () => {
       const h = await highWater();
       const top = h + 2 + 1_000_000;
       const res = await importJson(exported(A, [{ id: h + 1 }, { id: top }]));
-      expect(res.body).toMatchObject({ imported: 1, message_ids: 'kept' });
+      expect(res.body).toMatchObject({ imported: 1, message_ids: 'kept', renumbered_sessions: [] });
       await expect(expectFetchable(A)).resolves.toEqual([h + 1, top]);
       const next = await request(t.http).post(`/api/v1/sessions/${A}/messages`).send({
         content: 'after',
@@ -1028,14 +1155,10 @@ describe('Import (e2e)', () => {
       });
       await resetDatabase(t.db);
       const again = await importJson(exportedFile.body);
-      // The ids were issued by this database: the messages come back under new ones.
-      expect(again.body).toMatchObject({ imported: 1, message_ids: 'renumbered' });
+      // The ids are free again: the messages come back under them, so the export is the same.
+      expect(again.body).toMatchObject({ imported: 1, message_ids: 'kept' });
       const back = await request(t.http).get(`/api/v1/sessions/${id}/export`);
-      const withoutIds = (body: Exported) => ({
-        session: { ...body.session, current_message_id: undefined },
-        messages: body.messages.map((m) => ({ ...m, id: undefined, parent_id: undefined })),
-      });
-      expect(withoutIds(back.body)).toEqual(withoutIds(exportedFile.body));
+      expect(back.body).toEqual(exportedFile.body);
     });
   });
 
