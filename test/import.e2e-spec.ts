@@ -51,7 +51,8 @@ function exported(id: string, messages: Partial<Exported['messages'][number]>[] 
 
 /**
  * An export as the service stores it: v1.2's fields added, each message following the one before it
- * in (timestamp, id) order, the newest one current (an import does not restore trees yet).
+ * in (timestamp, id) order, the newest one current, as the files here are v1.1 exports, without
+ * tree fields (import-trees.e2e-spec.ts imports whole trees).
  */
 function asStored(file: Exported): Exported {
   const key = (m: Exported['messages'][number]) => [String(m.timestamp), m.id] as const;
@@ -249,8 +250,8 @@ describe('Import (e2e)', () => {
       }
       const highest = Math.max(...issued);
       await request(t.http).delete(`/api/v1/sessions/${local}/messages/${issued[2]}`);
-      // Ids 1 to highest were issued here (one of them is even free again): they are not reused,
-      // and the free id above them is not kept either: the file's ids are all kept or none is.
+      // One of the ids is a message here, so none of the session's is kept (one of them is free
+      // again, and the id above them is free too): a session's ids are all kept or none is.
       const file = exported(A, [
         { id: issued[0] },
         { id: issued[2] },
@@ -275,6 +276,27 @@ describe('Import (e2e)', () => {
         .post(`/api/v1/sessions/${A}/messages`)
         .send({ content: 'after the import' });
       expect(next.body.id).toBeGreaterThan(Math.max(...ids));
+    });
+
+    it('renumbers only the sessions whose ids are taken, above every id kept, and names them', async () => {
+      const local = (await request(t.http).post('/api/v1/sessions').send({})).body.id as string;
+      const taken = await request(t.http)
+        .post(`/api/v1/sessions/${local}/messages`)
+        .send({ content: 'local' });
+      const renumbered = exported(A, [{ id: taken.body.id }, {}]);
+      const kept = exported(B, [{}, {}]);
+      const res = await importJson([renumbered, kept]);
+      expect(res.body).toEqual({
+        imported: 2,
+        skipped: 0,
+        sessions: [A, B],
+        message_ids: 'renumbered',
+        renumbered_sessions: [A],
+      });
+      await expect(stored(B)).resolves.toEqual(asStored(kept));
+      const ids = (await stored(A)).messages.map((m) => m.id);
+      const highest = Math.max(...kept.messages.map((m) => m.id));
+      expect(ids).toEqual([highest + 1, highest + 2]);
     });
 
     it('stamps a message appended after an import later than the imported history', async () => {
@@ -1256,6 +1278,17 @@ const SESSION_ROWS: Row[] = [
   ['rag ids as a string', 'rag_document_ids', j('doc-1'), 'refuses'],
   ['archived as a string', 'archived', j('yes'), 'refuses'],
   ['pinned as null', 'pinned', 'null', 'refuses'],
+  ['expires_at in the past', 'expires_at', j('2020-01-01T00:00:00Z'), 'refuses'],
+  [
+    'expires_at in the future, with an offset',
+    'expires_at',
+    j('2099-01-01T10:00:00+02:00'),
+    'accepts',
+  ],
+  ['expires_at as epoch milliseconds', 'expires_at', '4102444800000', 'refuses'],
+  ['expires_at without a time', 'expires_at', j('2099-01-01'), 'refuses'],
+  ['expires_at after the year 9999', 'expires_at', j('+010000-01-01T00:00:00Z'), 'refuses'],
+  ['expires_at null', 'expires_at', 'null', 'accepts'],
 ];
 
 const MESSAGE_ROWS: Row[] = [
@@ -1283,6 +1316,11 @@ const MESSAGE_ROWS: Row[] = [
   ['metadata as a string', 'metadata', j('x'), 'refuses'],
   ['metadata holding NUL and a lone surrogate', 'metadata', j({ t: '\u0000\ud800' }), 'accepts'],
   ['null metadata', 'metadata', 'null', 'accepts'],
+  ['parent_id null (a root)', 'parent_id', 'null', 'accepts'],
+  ['parent_id 0', 'parent_id', '0', 'refuses'],
+  ['parent_id as a string', 'parent_id', j('1'), 'refuses'],
+  ['parent_id as a fraction', 'parent_id', '1.5', 'refuses'],
+  ['parent_id beyond the largest id', 'parent_id', '1000000000000000', 'refuses'],
 ];
 
 /** The model name is the server's (DEFAULT_MODEL_NAME); an import restores it under the same rule. */
