@@ -77,25 +77,6 @@ function asStored(file: Exported): Exported {
   };
 }
 
-/** The stored session without v1.2's fields, after checking that they hold a chain (see asStored). */
-function chained(stored: Exported): Exported {
-  const { current_message_id, forked_from, expires_at, ...session } = stored.session;
-  expect({ current_message_id, forked_from, expires_at }).toEqual({
-    current_message_id: stored.messages.at(-1)?.id ?? null,
-    forked_from: null,
-    expires_at: null,
-  });
-  const messages = stored.messages.map(({ parent_id, status, generation, ...message }, i) => {
-    expect({ parent_id, status, generation }).toEqual({
-      parent_id: i === 0 ? null : stored.messages[i - 1].id,
-      status: 'complete',
-      generation: null,
-    });
-    return message;
-  });
-  return { session, messages };
-}
-
 /** A ChatGPT conversation, typed loosely enough to break it in tests. */
 type Conversation = Record<string, unknown> & {
   mapping: Record<string, { message: Record<string, unknown> }>;

@@ -57,13 +57,14 @@ function seconds(value: unknown, path: string, fail: Fail): number | null | unde
 /**
  * One conversation of a ChatGPT data export (`conversations.json`). The conversation is a tree
  * (`mapping`: node id → `{message, parent, children}`) holding every edited or regenerated branch;
- * the one the user last saw ends at `current_node`, so the history is that node and its ancestors,
- * root first. Kept: user, assistant and system messages with text (`text`, or the text parts of
- * `multimodal_text`), their non-empty string parts joined by newlines. Skipped: empty nodes, tool messages,
- * assistant messages addressed to a tool, other content types (code, browsing, reasoning…) and
- * messages hidden from the conversation. Times are the nodes' create times (seconds → ms); a node
- * without one, or with one earlier than the message before it, takes the previous message's time,
- * so the history reads back in branch order.
+ * all of it is imported, with its shape. Kept: user, assistant and system messages with text
+ * (`text`, or the text parts of `multimodal_text`), their non-empty string parts joined by
+ * newlines. Skipped: empty nodes, tool messages, assistant messages addressed to a tool, other
+ * content types (code, browsing, reasoning…) and messages hidden from the conversation. A kept
+ * message's parent is its nearest kept ancestor, so a skipped node's children attach above it; the
+ * current message is the nearest kept ancestor of `current_node` (the branch the user last saw).
+ * Times are the nodes' create times (seconds → ms); a node without one, or with one earlier than
+ * its parent's, takes its parent's time, so every message is stamped no earlier than its parent.
  */
 export async function readChatGptConversation(
   value: Record<string, unknown>,

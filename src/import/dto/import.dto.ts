@@ -84,11 +84,11 @@ export class ChatGptConversationDto {
 
   update_time?: number | null;
 
-  /** Node id → node: the tree of every branch of the conversation. */
+  /** Node id → node: the tree of every branch of the conversation, all imported (a skipped node's children attach to its nearest kept ancestor). */
   @ApiProperty({ additionalProperties: { $ref: '#/components/schemas/ChatGptNodeDto' } })
   mapping: Record<string, ChatGptNodeDto>;
 
-  /** The last node of the branch to import (it and its ancestors). */
+  /** The node the user was on: it, or its nearest ancestor that is imported, becomes `current_message_id`. Every node of `mapping` with text is imported, with the tree's shape. */
   current_node: string;
 
   /** Archives the imported session when true. */
