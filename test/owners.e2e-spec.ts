@@ -240,7 +240,11 @@ describe('Owners and API keys (e2e)', () => {
         // A random, unused id: the answer Bob must not be able to tell apart.
         const unused = {
           ...file,
-          session: { ...file.session, id: '33333333-3333-4333-8333-333333333333' },
+          session: {
+            ...file.session,
+            id: '33333333-3333-4333-8333-333333333333',
+            current_message_id: null,
+          },
           messages: [],
         };
         const fresh = await request(t.http).post(IMPORT).set(bearer(bob)).send(unused);
