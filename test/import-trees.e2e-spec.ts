@@ -1,5 +1,7 @@
 import request from 'supertest';
+import { ApiKeysService } from '../src/auth/api-keys.service';
 import {
+  bearer,
   createSession,
   type MessageBody,
   messagesOf,
@@ -458,5 +460,95 @@ describe('Import of conversation trees (e2e)', () => {
         `session ${tree.id}: messages[1].${api.body.errors[0].message}`,
       );
     });
+  });
+});
+
+describe('Two owners importing the same free message ids at once (e2e)', () => {
+  jest.setTimeout(60_000);
+  let t: TestApp;
+  let alice: string;
+  let bob: string;
+
+  beforeAll(async () => {
+    t = await createTestApp({ AUTH_MODE: 'api-key', RATE_LIMIT_PER_MINUTE: '0' });
+    const keys = t.app.get(ApiKeysService);
+    alice = (await keys.create('alice')).key;
+    bob = (await keys.create('bob')).key;
+  });
+  afterAll(() => t.close());
+
+  it('stores each message id once: one keeps them, the other is renumbered or told to retry', async () => {
+    // A history whose ids this database issued and freed again (its session was deleted).
+    const source = await createSession(t.http, {}, bearer(alice));
+    const rows = Array.from({ length: 2000 }, (_, i) => [
+      source.id,
+      1_000_000 + i,
+      'user',
+      `m${i}`,
+    ]);
+    for (let i = 0; i < rows.length; i += 500) {
+      const part = rows.slice(i, i + 500);
+      await t.db.write((q) =>
+        q.query(
+          t.db.sql(
+            `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content") VALUES ${part.map(() => '(?, ?, ?, ?)').join(', ')}`,
+          ),
+          part.flat(),
+        ),
+      );
+    }
+    await t.db.write((q) =>
+      q.query(
+        t.db.sql(
+          `UPDATE "sessions" SET "message_count" = ?, "last_updated_at" = ?, "current_message_id" = (
+             SELECT MAX("id") FROM "chat_messages" WHERE "session_id" = ?) WHERE "id" = ?`,
+        ),
+        [rows.length, 1_000_000 + rows.length, source.id, source.id],
+      ),
+    );
+    const file = (await request(t.http).get(`${SESSIONS}/${source.id}/export`).set(bearer(alice)))
+      .body as Exported;
+    expect(file.messages).toHaveLength(2000);
+    await request(t.http).delete(`${SESSIONS}/${source.id}`).set(bearer(alice)).expect(204);
+    const copyId = '55555555-5555-4555-8555-555555555555';
+    const copy = {
+      session: { ...file.session, id: copyId },
+      messages: file.messages.map((x) => ({ ...x, session_id: copyId })),
+    };
+    const send = (key: string, body: unknown) =>
+      request(t.http)
+        .post(IMPORT)
+        .set(bearer(key))
+        .set('Content-Type', 'application/json')
+        .send(JSON.stringify(body));
+    const answers = await Promise.all([send(alice, file), send(bob, copy)]);
+    const statuses = answers.map((res) => res.status).sort();
+    expect([
+      [201, 201],
+      [201, 409],
+    ]).toContainEqual(statuses);
+    const conflict = answers.find((res) => res.status === 409);
+    if (conflict) {
+      expect(conflict.body.detail).toMatch(/^Nothing was imported: .*; retry the import\.$/);
+      const retried = await send(
+        conflict === answers[0] ? alice : bob,
+        conflict === answers[0] ? file : copy,
+      );
+      expect(retried.body).toMatchObject({ imported: 1, message_ids: 'renumbered' });
+    }
+    const results = [await send(alice, file), await send(bob, copy)].map((res) => res.body);
+    // Both are stored now (the imports again skip them); the ids were kept by exactly one.
+    expect(results.map((r) => r.skipped)).toEqual([1, 1]);
+    const stored = await Promise.all([
+      request(t.http).get(`${SESSIONS}/${file.session.id}/export`).set(bearer(alice)),
+      request(t.http).get(`${SESSIONS}/${copyId}/export`).set(bearer(bob)),
+    ]);
+    const kept = stored.filter((res) =>
+      (res.body as Exported).messages.every((x, i) => x.id === file.messages[i].id),
+    );
+    expect(kept).toHaveLength(1);
+    for (const res of stored)
+      expect(byPlace(res.body as Exported).messages).toEqual(byPlace(file).messages);
+    await expect(invariantViolations(t.db, { messagesDeleted: true })).resolves.toEqual([]);
   });
 });
