@@ -8,6 +8,7 @@ import { DatabaseService } from '../database/database.service';
 import { claimWriteHooks } from '../database/write-hooks';
 import { ChatMessagesRepository, type ImportedRow } from '../messages/chat-messages.repository';
 import { SessionCountsRepository } from '../sessions/session-counts.repository';
+import type { Session } from '../sessions/session.entity';
 import { SessionsRepository } from '../sessions/sessions.repository';
 import { bucketOrder } from '../sessions/sessions.service';
 import { ImportResultDto } from './dto/import.dto';
@@ -189,14 +190,16 @@ export class ImportService {
         const chunk = inserted.slice(done, done + size);
         done += size;
         const messages: ImportedRow[] = [];
-        const stored = chunk.map(({ index, imported, id }) => {
+        const stored: Session[] = [];
+        for (const { index, imported, id } of chunk) {
           const ids = plan.ids.get(index);
           // PostgreSQL only: a session placed since the ids were given (its namesake was deleted).
           if (!ids) throw retry(`session ${id} was deleted by a concurrent request`);
           const { rows, current } = sessionRows(imported, id, ids);
           for (const row of rows) messages.push(row);
-          return { ...imported.session, id, owner_id: owner, current_message_id: current };
-        });
+          stored.push({ ...imported.session, id, owner_id: owner, current_message_id: current });
+          await pacer.pace();
+        }
         const written = await this.sessions.insertMany(manager, stored);
         if (written.size < chunk.length) {
           // PostgreSQL only: a concurrent write took an id between the placement and the insert.
@@ -243,12 +246,15 @@ export class ImportService {
     const taken = await this.messages.existingIds(manager, low);
     const keeps = (i: number) =>
       sessions[i].messages.every((m) => m.id === null || (m.id <= limit && !taken.has(m.id)));
+    const pacer = new Pacer();
     let highest = issued;
     const kept = new Set<number>();
     for (const i of inserted) {
-      if (!keeps(i)) continue;
-      kept.add(i);
-      for (const m of sessions[i].messages) if (m.id !== null) highest = Math.max(highest, m.id);
+      if (keeps(i)) {
+        kept.add(i);
+        for (const m of sessions[i].messages) if (m.id !== null) highest = Math.max(highest, m.id);
+      }
+      await pacer.pace();
     }
     const ids = new Map<number, number[]>();
     const renumbered: number[] = [];
@@ -259,6 +265,7 @@ export class ImportService {
         i,
         sessions[i].messages.map((m) => (keep && m.id !== null ? m.id : ++highest)),
       );
+      await pacer.pace();
     }
     return { ids, renumbered, highest };
   }
