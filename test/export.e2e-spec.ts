@@ -148,6 +148,49 @@ describe('Export (e2e)', () => {
       });
     });
 
+    it('exports Markdown of the current branch only: root to current message', async () => {
+      const s = await session({ name: 'Branches' });
+      const root = await message(s.id, { content: 'Question' });
+      await message(s.id, { content: 'First answer', role: 'assistant' });
+      const second = await message(s.id, {
+        content: 'Second answer',
+        role: 'assistant',
+        parent_id: root.id,
+      });
+      await message(s.id, { content: 'Another root', parent_id: null });
+      const switched = await request(t.http)
+        .patch(`/api/v1/sessions/${s.id}`)
+        .send({ current_message_id: second.id });
+      expect(switched.body.current_message_id).toBe(second.id);
+      const res = await rawText(
+        request(t.http).get(`/api/v1/sessions/${s.id}/export?format=markdown`),
+      );
+      expect(res.body).toBe(
+        [
+          '# Branches',
+          '',
+          `- Session: \`${s.id}\``,
+          `- Created: ${s.created_at}`,
+          `- Last updated: ${switched.body.last_updated_at}`,
+          '- Messages: 4',
+          '- Current branch: 2 of them (the JSON export holds every branch)',
+          '- Model: default',
+          '',
+          `## User · ${root.timestamp}`,
+          '',
+          'Question',
+          '',
+          `## Assistant · ${second.timestamp}`,
+          '',
+          'Second answer',
+          '',
+        ].join('\n'),
+      );
+      // The JSON export still holds every message.
+      const json = (await get(`/api/v1/sessions/${s.id}/export`)) as { messages: unknown[] };
+      expect(json.messages).toHaveLength(4);
+    });
+
     it('titles an unnamed session', async () => {
       const s = await session();
       const res = await rawText(

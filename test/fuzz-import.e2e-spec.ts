@@ -187,7 +187,13 @@ describe('Fuzzing POST /api/v1/import (e2e, fast-check)', () => {
     const again = await request(t.http).post('/api/v1/import').set(bearer(bob)).send(before);
     expect({ status: again.status, body: again.body }).toEqual({
       status: 201,
-      body: { imported: 1, skipped: 0, sessions: [id], message_ids: expect.any(String) },
+      body: {
+        imported: 1,
+        skipped: 0,
+        sessions: [id],
+        message_ids: expect.any(String),
+        renumbered_sessions: expect.any(Array),
+      },
     });
     const after = (await request(t.http).get(path).set(bearer(bob))).body as { messages: Row[] };
     // Every message id (its own, its parent's, the session's current one) as its place in the list.

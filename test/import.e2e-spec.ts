@@ -51,7 +51,8 @@ function exported(id: string, messages: Partial<Exported['messages'][number]>[] 
 
 /**
  * An export as the service stores it: v1.2's fields added, each message following the one before it
- * in (timestamp, id) order, the newest one current (an import does not restore trees yet).
+ * in (timestamp, id) order, the newest one current, as the files here are v1.1 exports, without
+ * tree fields (import-trees.e2e-spec.ts imports whole trees).
  */
 function asStored(file: Exported): Exported {
   const key = (m: Exported['messages'][number]) => [String(m.timestamp), m.id] as const;
@@ -74,25 +75,6 @@ function asStored(file: Exported): Exported {
     },
     messages: chained,
   };
-}
-
-/** The stored session without v1.2's fields, after checking that they hold a chain (see asStored). */
-function chained(stored: Exported): Exported {
-  const { current_message_id, forked_from, expires_at, ...session } = stored.session;
-  expect({ current_message_id, forked_from, expires_at }).toEqual({
-    current_message_id: stored.messages.at(-1)?.id ?? null,
-    forked_from: null,
-    expires_at: null,
-  });
-  const messages = stored.messages.map(({ parent_id, status, generation, ...message }, i) => {
-    expect({ parent_id, status, generation }).toEqual({
-      parent_id: i === 0 ? null : stored.messages[i - 1].id,
-      status: 'complete',
-      generation: null,
-    });
-    return message;
-  });
-  return { session, messages };
 }
 
 /** A ChatGPT conversation, typed loosely enough to break it in tests. */
@@ -159,7 +141,13 @@ describe('Import (e2e)', () => {
       const res = await importJson(file);
       expect({ status: res.status, body: res.body }).toEqual({
         status: 201,
-        body: { imported: 1, skipped: 0, sessions: [A], message_ids: 'kept' },
+        body: {
+          imported: 1,
+          skipped: 0,
+          sessions: [A],
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       await expect(stored(A)).resolves.toEqual(asStored(file));
     });
@@ -171,13 +159,20 @@ describe('Import (e2e)', () => {
         skipped: 0,
         sessions: [A, B],
         message_ids: 'kept',
+        renumbered_sessions: [],
       });
       await resetDatabase(t.db);
       const lines = [exported(B), exported(A, [{}, {}])].map((e) => JSON.stringify(e));
       const ndjson = await importNdjson(`\n${lines[0]}\r\n\n${lines[1]}\n\n`);
       expect({ status: ndjson.status, body: ndjson.body }).toEqual({
         status: 201,
-        body: { imported: 2, skipped: 0, sessions: [B, A], message_ids: 'kept' },
+        body: {
+          imported: 2,
+          skipped: 0,
+          sessions: [B, A],
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       const { messages } = await stored(A);
       expect(messages.map((m) => m.content)).toEqual(['message 0', 'message 1']);
@@ -190,7 +185,13 @@ describe('Import (e2e)', () => {
       const again = await importJson(file);
       expect({ status: again.status, body: again.body }).toEqual({
         status: 201,
-        body: { imported: 0, skipped: 2, sessions: [A, B], message_ids: 'kept' },
+        body: {
+          imported: 0,
+          skipped: 2,
+          sessions: [A, B],
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       await expect(counts()).resolves.toEqual(before);
       const ndjson = await importNdjson(file.map((e) => JSON.stringify(e)).join('\n'));
@@ -199,6 +200,7 @@ describe('Import (e2e)', () => {
         skipped: 2,
         sessions: [A, B],
         message_ids: 'kept',
+        renumbered_sessions: [],
       });
     });
 
@@ -208,7 +210,13 @@ describe('Import (e2e)', () => {
       const changed = exported(A, [{ content: 'a different history' }, {}]);
       const res = await importJson([changed, exported(B)]);
       // The skipped session's message ids are taken, but they are not imported: B's ids are kept.
-      expect(res.body).toEqual({ imported: 1, skipped: 1, sessions: [A, B], message_ids: 'kept' });
+      expect(res.body).toEqual({
+        imported: 1,
+        skipped: 1,
+        sessions: [A, B],
+        message_ids: 'kept',
+        renumbered_sessions: [],
+      });
       await expect(stored(A)).resolves.toEqual(asStored(original));
     });
 
@@ -223,8 +231,8 @@ describe('Import (e2e)', () => {
       }
       const highest = Math.max(...issued);
       await request(t.http).delete(`/api/v1/sessions/${local}/messages/${issued[2]}`);
-      // Ids 1 to highest were issued here (one of them is even free again): they are not reused,
-      // and the free id above them is not kept either: the file's ids are all kept or none is.
+      // One of the ids is a message here, so none of the session's is kept (one of them is free
+      // again, and the id above them is free too): a session's ids are all kept or none is.
       const file = exported(A, [
         { id: issued[0] },
         { id: issued[2] },
@@ -236,6 +244,7 @@ describe('Import (e2e)', () => {
         skipped: 0,
         sessions: [A],
         message_ids: 'renumbered',
+        renumbered_sessions: [A],
       });
       const { messages } = await stored(A);
       // Same time, so (timestamp, id) order: the file's order survives the renumbering.
@@ -248,6 +257,27 @@ describe('Import (e2e)', () => {
         .post(`/api/v1/sessions/${A}/messages`)
         .send({ content: 'after the import' });
       expect(next.body.id).toBeGreaterThan(Math.max(...ids));
+    });
+
+    it('renumbers only the sessions whose ids are taken, above every id kept, and names them', async () => {
+      const local = (await request(t.http).post('/api/v1/sessions').send({})).body.id as string;
+      const taken = await request(t.http)
+        .post(`/api/v1/sessions/${local}/messages`)
+        .send({ content: 'local' });
+      const renumbered = exported(A, [{ id: taken.body.id }, {}]);
+      const kept = exported(B, [{}, {}]);
+      const res = await importJson([renumbered, kept]);
+      expect(res.body).toEqual({
+        imported: 2,
+        skipped: 0,
+        sessions: [A, B],
+        message_ids: 'renumbered',
+        renumbered_sessions: [A],
+      });
+      await expect(stored(B)).resolves.toEqual(asStored(kept));
+      const ids = (await stored(A)).messages.map((m) => m.id);
+      const highest = Math.max(...kept.messages.map((m) => m.id));
+      expect(ids).toEqual([highest + 1, highest + 2]);
     });
 
     it('stamps a message appended after an import later than the imported history', async () => {
@@ -284,7 +314,13 @@ describe('Import (e2e)', () => {
       for (const res of [await importJson([]), await importNdjson('\n')]) {
         expect({ status: res.status, body: res.body }).toEqual({
           status: 201,
-          body: { imported: 0, skipped: 0, sessions: [], message_ids: 'kept' },
+          body: {
+            imported: 0,
+            skipped: 0,
+            sessions: [],
+            message_ids: 'kept',
+            renumbered_sessions: [],
+          },
         });
       }
     });
@@ -310,67 +346,141 @@ describe('Import (e2e)', () => {
       return { id: expect.any(Number), session_id: session, timestamp, role, content, metadata };
     }
 
-    it('imports the current branch of each conversation, in order, with its create times', async () => {
+    it('imports every text node of each conversation with its tree shape and create times', async () => {
       const res = await request(t.http)
         .post(IMPORT)
         .set('Content-Type', 'application/json')
         .send(readFileSync(FIXTURE, 'utf8'));
       expect({ status: res.status, body: res.body }).toEqual({
         status: 201,
-        body: { imported: 3, skipped: 0, sessions: ids, message_ids: 'kept' },
+        body: {
+          imported: 3,
+          skipped: 0,
+          sessions: ids,
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       const [trip, untitled, skewed] = await Promise.all(ids.map(stored));
-      expect(chained(trip)).toEqual({
-        session: {
-          id: ids[0],
-          name: 'Trip to Lisbon',
-          created_at: at(T),
-          last_updated_at: at(T + 95),
-          llm_model_name: 'gpt-4o',
-          rag_document_ids: null,
-          metadata_tags: {
-            source: 'chatgpt',
-            conversation_id: '6a1e3c2b-0b6f-4b8e-9d3a-3f7f1f0e2a11',
-          },
-          message_count: 6,
-          archived: false,
-          pinned: false,
+      const { current_message_id, ...session } = trip.session;
+      expect(session).toEqual({
+        id: ids[0],
+        name: 'Trip to Lisbon',
+        created_at: at(T),
+        last_updated_at: at(T + 95),
+        llm_model_name: 'gpt-4o',
+        rag_document_ids: null,
+        metadata_tags: {
+          source: 'chatgpt',
+          conversation_id: '6a1e3c2b-0b6f-4b8e-9d3a-3f7f1f0e2a11',
         },
-        messages: [
-          // The hidden, empty system message is skipped; the visible one is kept.
-          message(ids[0], at(T + 1), 'system', 'You are a helpful travel assistant.', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'sys-visible',
-          }),
-          message(ids[0], '2024-05-01T08:00:10.250Z', 'user', 'Where should we go in May?', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'u1',
-          }),
-          // The regenerated answer on the current branch, not the abandoned "Maybe Paris?".
-          message(ids[0], '2024-05-01T08:00:40.500Z', 'assistant', 'Lisbon is lovely in May.', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'a1-new',
-            model: 'gpt-4o',
-          }),
-          // Text parts joined; the image part left out.
-          message(ids[0], at(T + 60), 'user', 'What about this photo?\nIs it Lisbon?', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'u2',
-          }),
-          // Code, tool output, a message to DALL·E and reasoning are skipped; no create time
-          // means the previous message's time.
-          message(ids[0], at(T + 60), 'assistant', "Yes, that's the Belém tower.", {
-            source: 'chatgpt',
-            chatgpt_message_id: 'a2',
-            model: 'gpt-4o',
-          }),
-          // The whitespace-only user message is skipped.
-          message(ids[0], at(T + 95), 'assistant', 'Anything else?', {
-            source: 'chatgpt',
-            chatgpt_message_id: 'a3',
-          }),
-        ],
+        message_count: 11,
+        archived: false,
+        pinned: false,
+        forked_from: null,
+        expires_at: null,
       });
+      // Each message's parent by its ChatGPT id, so the tree reads at a glance.
+      const nodeOf = new Map(
+        trip.messages.map((m) => [
+          m.id,
+          (m.metadata as { chatgpt_message_id: string }).chatgpt_message_id,
+        ]),
+      );
+      const tree = trip.messages.map(({ parent_id, ...m }) => ({
+        ...m,
+        parent: parent_id === null ? null : nodeOf.get(parent_id as number),
+      }));
+      const node = (
+        parent: string | null,
+        timestamp: string,
+        role: string,
+        content: string,
+        metadata: object,
+      ) => ({
+        ...message(ids[0], timestamp, role, content, metadata),
+        parent,
+        status: 'complete',
+        generation: null,
+      });
+      const chatgpt = (id: string, model?: string) => ({
+        source: 'chatgpt',
+        chatgpt_message_id: id,
+        ...(model ? { model } : {}),
+      });
+      // Oldest first (by timestamp, then the ids the import gave in that order).
+      expect(tree).toEqual([
+        // The hidden, empty system message is skipped: the visible one becomes the root.
+        node(
+          null,
+          at(T + 1),
+          'system',
+          'You are a helpful travel assistant.',
+          chatgpt('sys-visible'),
+        ),
+        node(
+          'sys-visible',
+          '2024-05-01T08:00:10.250Z',
+          'user',
+          'Where should we go in May?',
+          chatgpt('u1'),
+        ),
+        // A regenerated reply: the abandoned answer and its follow-up stay as a branch.
+        node('u1', at(T + 20), 'assistant', 'Maybe Paris?', chatgpt('a1-old', 'gpt-4o')),
+        node('a1-old', at(T + 30), 'user', 'Paris is too expensive.', chatgpt('u2-old')),
+        node(
+          'u1',
+          '2024-05-01T08:00:40.500Z',
+          'assistant',
+          'Lisbon is lovely in May.',
+          chatgpt('a1-new', 'gpt-4o'),
+        ),
+        // Text parts joined; the image part left out.
+        node('a1-new', at(T + 60), 'user', 'What about this photo?\nIs it Lisbon?', chatgpt('u2')),
+        // Code, tool output, a message to DALL·E and reasoning between u2 and a2 are skipped: a2
+        // attaches to u2. No create time means its parent's time.
+        node(
+          'u2',
+          at(T + 60),
+          'assistant',
+          "Yes, that's the Belém tower.",
+          chatgpt('a2', 'gpt-4o'),
+        ),
+        // An edited user message (a sibling of u2) with two answers, reached through skipped
+        // reasoning.
+        node('a1-new', at(T + 70), 'user', 'What about Porto instead?', chatgpt('u2-edit')),
+        node(
+          'u2-edit',
+          at(T + 80),
+          'assistant',
+          'Porto is great for wine.',
+          chatgpt('a-porto-1', 'gpt-4o'),
+        ),
+        node(
+          'u2-edit',
+          at(T + 85),
+          'assistant',
+          'Porto has the Ribeira.',
+          chatgpt('a-porto-2', 'gpt-4o'),
+        ),
+        // The whitespace-only user message is skipped: a3 attaches to a2.
+        node('a2', at(T + 95), 'assistant', 'Anything else?', chatgpt('a3')),
+      ]);
+      const ordered = trip.messages.map((m) => m.id);
+      expect([...ordered].sort((a, b) => a - b)).toEqual(ordered);
+      // current_node a3 is kept: it is the current message, and its branch is the one shown.
+      expect(nodeOf.get(current_message_id as number)).toBe('a3');
+      const branch = await request(t.http).get(
+        `/api/v1/sessions/${ids[0]}/messages?branch=current`,
+      );
+      expect(branch.body.map((m: { content: string }) => m.content)).toEqual([
+        'You are a helpful travel assistant.',
+        'Where should we go in May?',
+        'Lisbon is lovely in May.',
+        'What about this photo?\nIs it Lisbon?',
+        "Yes, that's the Belém tower.",
+        'Anything else?',
+      ]);
       expect(untitled.session).toMatchObject({
         name: null,
         archived: true,
@@ -399,11 +509,30 @@ describe('Import (e2e)', () => {
       }
     });
 
+    it.each([
+      ['a skipped node: its nearest kept ancestor', 'u3-empty', 'a2'],
+      ['skipped reasoning above two answers', 'porto-thoughts', 'u2-edit'],
+      ['a kept node off the last branch', 'u2-old', 'u2-old'],
+      ['the root, above every kept node: the newest message', 'root', 'a3'],
+    ])('makes current_node %s the current message', async (_label, currentNode, expected) => {
+      const [trip] = JSON.parse(readFileSync(FIXTURE, 'utf8')) as Record<string, unknown>[];
+      expect((await importJson([{ ...trip, current_node: currentNode }])).status).toBe(201);
+      const { session, messages } = await stored(ids[0]);
+      const current = messages.find((m) => m.id === session.current_message_id);
+      expect(current?.metadata).toMatchObject({ chatgpt_message_id: expected });
+    });
+
     it('creates nothing when the same conversations are imported again', async () => {
       expect((await importJson(conversations)).status).toBe(201);
       const before = await counts();
       const again = await importJson(conversations);
-      expect(again.body).toEqual({ imported: 0, skipped: 3, sessions: ids, message_ids: 'kept' });
+      expect(again.body).toEqual({
+        imported: 0,
+        skipped: 3,
+        sessions: ids,
+        message_ids: 'kept',
+        renumbered_sessions: [],
+      });
       await expect(counts()).resolves.toEqual(before);
     });
 
@@ -414,6 +543,7 @@ describe('Import (e2e)', () => {
         skipped: 0,
         sessions: [A, ids[1]],
         message_ids: 'kept',
+        renumbered_sessions: [],
       });
     });
   });
@@ -738,7 +868,7 @@ describe('Import (e2e)', () => {
       const h = await highWater();
       const top = h + 2 + 1_000_000;
       const res = await importJson(exported(A, [{ id: h + 1 }, { id: top }]));
-      expect(res.body).toMatchObject({ imported: 1, message_ids: 'kept' });
+      expect(res.body).toMatchObject({ imported: 1, message_ids: 'kept', renumbered_sessions: [] });
       await expect(expectFetchable(A)).resolves.toEqual([h + 1, top]);
       const next = await request(t.http).post(`/api/v1/sessions/${A}/messages`).send({
         content: 'after',
@@ -1028,14 +1158,10 @@ describe('Import (e2e)', () => {
       });
       await resetDatabase(t.db);
       const again = await importJson(exportedFile.body);
-      // The ids were issued by this database: the messages come back under new ones.
-      expect(again.body).toMatchObject({ imported: 1, message_ids: 'renumbered' });
+      // The ids are free again: the messages come back under them, so the export is the same.
+      expect(again.body).toMatchObject({ imported: 1, message_ids: 'kept' });
       const back = await request(t.http).get(`/api/v1/sessions/${id}/export`);
-      const withoutIds = (body: Exported) => ({
-        session: { ...body.session, current_message_id: undefined },
-        messages: body.messages.map((m) => ({ ...m, id: undefined, parent_id: undefined })),
-      });
-      expect(withoutIds(back.body)).toEqual(withoutIds(exportedFile.body));
+      expect(back.body).toEqual(exportedFile.body);
     });
   });
 
@@ -1133,6 +1259,17 @@ const SESSION_ROWS: Row[] = [
   ['rag ids as a string', 'rag_document_ids', j('doc-1'), 'refuses'],
   ['archived as a string', 'archived', j('yes'), 'refuses'],
   ['pinned as null', 'pinned', 'null', 'refuses'],
+  ['expires_at in the past', 'expires_at', j('2020-01-01T00:00:00Z'), 'refuses'],
+  [
+    'expires_at in the future, with an offset',
+    'expires_at',
+    j('2099-01-01T10:00:00+02:00'),
+    'accepts',
+  ],
+  ['expires_at as epoch milliseconds', 'expires_at', '4102444800000', 'refuses'],
+  ['expires_at without a time', 'expires_at', j('2099-01-01'), 'refuses'],
+  ['expires_at after the year 9999', 'expires_at', j('+010000-01-01T00:00:00Z'), 'refuses'],
+  ['expires_at null', 'expires_at', 'null', 'accepts'],
 ];
 
 const MESSAGE_ROWS: Row[] = [
@@ -1160,6 +1297,11 @@ const MESSAGE_ROWS: Row[] = [
   ['metadata as a string', 'metadata', j('x'), 'refuses'],
   ['metadata holding NUL and a lone surrogate', 'metadata', j({ t: '\u0000\ud800' }), 'accepts'],
   ['null metadata', 'metadata', 'null', 'accepts'],
+  ['parent_id null (a root)', 'parent_id', 'null', 'accepts'],
+  ['parent_id 0', 'parent_id', '0', 'refuses'],
+  ['parent_id as a string', 'parent_id', j('1'), 'refuses'],
+  ['parent_id as a fraction', 'parent_id', '1.5', 'refuses'],
+  ['parent_id beyond the largest id', 'parent_id', '1000000000000000', 'refuses'],
 ];
 
 /** The model name is the server's (DEFAULT_MODEL_NAME); an import restores it under the same rule. */

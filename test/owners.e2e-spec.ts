@@ -214,6 +214,7 @@ describe('Owners and API keys (e2e)', () => {
         skipped: 0,
         sessions: [expect.not.stringMatching(session.id)],
         message_ids: 'renumbered',
+        renumbered_sessions: [expect.not.stringMatching(session.id)],
       });
       const list = await request(t.http).get('/api/v1/sessions?archived=any').set(bearer(bob));
       expect(list.body.map((s: { id: string }) => s.id).sort()).toEqual(
@@ -239,7 +240,11 @@ describe('Owners and API keys (e2e)', () => {
         // A random, unused id: the answer Bob must not be able to tell apart.
         const unused = {
           ...file,
-          session: { ...file.session, id: '33333333-3333-4333-8333-333333333333' },
+          session: {
+            ...file.session,
+            id: '33333333-3333-4333-8333-333333333333',
+            current_message_id: null,
+          },
           messages: [],
         };
         const fresh = await request(t.http).post(IMPORT).set(bearer(bob)).send(unused);
@@ -267,6 +272,7 @@ describe('Owners and API keys (e2e)', () => {
           skipped: 1,
           sessions: [bobsId],
           message_ids: 'kept',
+          renumbered_sessions: [],
         });
         const list = await request(t.http).get('/api/v1/sessions').set(bearer(bob));
         expect(list.headers['x-total-count']).toBe('2');
@@ -393,7 +399,9 @@ describe('Owners and API keys (e2e)', () => {
         imported: 1,
         skipped: 0,
         sessions: [session.id],
-        message_ids: 'renumbered',
+        // Alice's messages are gone, so their ids are free: Bob's restored copy keeps them.
+        message_ids: 'kept',
+        renumbered_sessions: [],
       });
       const again = await send();
       expect({ status: again.status, text: again.text }).toEqual({ status: 201, text: first.text });

@@ -98,7 +98,13 @@ describe('Export → import round trip (e2e)', () => {
         .send(body(original));
       expect({ status: res.status, body: res.body }).toEqual({
         status: 201,
-        body: { imported: 4, skipped: 0, sessions: [...ids].sort(), message_ids: 'kept' },
+        body: {
+          imported: 4,
+          skipped: 0,
+          sessions: [...ids].sort(),
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       expect(await exportAll(target)).toBe(original);
       for (const id of ids) {
@@ -200,7 +206,13 @@ describe('Export → import round trip (e2e)', () => {
         .send(original);
       expect({ status: res.status, body: res.body }).toEqual({
         status: 201,
-        body: { imported: 1, skipped: 0, sessions: [session.body.id], message_ids: 'kept' },
+        body: {
+          imported: 1,
+          skipped: 0,
+          sessions: [session.body.id],
+          message_ids: 'kept',
+          renumbered_sessions: [],
+        },
       });
       expect(await exportAll(target)).toBe(original);
     } finally {

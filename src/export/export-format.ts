@@ -10,6 +10,12 @@ export interface SessionHistory {
   pages: AsyncIterable<ChatMessage[]> | Iterable<ChatMessage[]>;
 }
 
+/** A session and the messages of its current branch, root first, page by page. */
+export interface SessionBranch extends SessionHistory {
+  /** How many messages the branch holds. */
+  branchLength: number;
+}
+
 /**
  * `{"session":…,"messages":[…]}` written piece by piece; the bytes are exactly those of
  * `JSON.stringify({ session, messages })` for the whole history.
@@ -28,14 +34,24 @@ export async function* jsonExport({ session, pages }: SessionHistory): AsyncGene
 
 const ROLE_TITLES = { user: 'User', assistant: 'Assistant', system: 'System' } as const;
 
-/** The session as a Markdown document: its name as a heading, a few facts, then every message verbatim. */
-export async function* markdownExport({ session, pages }: SessionHistory): AsyncGenerator<string> {
+/**
+ * The session as a Markdown document: its name as a heading, a few facts, then each message of the
+ * current branch verbatim (a conversation read as the user last saw it).
+ */
+export async function* markdownExport({
+  session,
+  pages,
+  branchLength,
+}: SessionBranch): AsyncGenerator<string> {
   const title = session.name?.replace(/\s+/g, ' ') ?? 'Untitled session';
   const facts = [
     `- Session: \`${session.id}\``,
     `- Created: ${isoTimestamp(session.created_at)}`,
     `- Last updated: ${isoTimestamp(session.last_updated_at)}`,
     `- Messages: ${session.message_count}`,
+    ...(branchLength < session.message_count
+      ? [`- Current branch: ${branchLength} of them (the JSON export holds every branch)`]
+      : []),
     ...(session.llm_model_name === null ? [] : [`- Model: ${session.llm_model_name}`]),
     ...(session.metadata_tags && Object.keys(session.metadata_tags).length > 0
       ? [

@@ -38,24 +38,39 @@ export class ExportService {
   ) {}
 
   /**
-   * One of `owner`'s sessions as JSON or Markdown. Resolves (or throws 404, also for another
-   * owner's session) before anything is sent.
+   * One of `owner`'s sessions as JSON (every message) or Markdown (the current branch: the path
+   * from the root to the current message). Resolves (or throws 404, also for another owner's
+   * session) before anything is sent.
    */
   async session(owner: string, id: string, format: ExportFormat): Promise<ExportStream> {
+    if (format === 'markdown') {
+      const { session, branch } = await this.db.read(async (m) => {
+        const session = await this.sessions.findOwned(m, owner, id);
+        if (!session) throw sessionNotFound(id);
+        const leaf = session.current_message_id;
+        const path =
+          leaf === null ? [] : await this.messages.path(m, id, leaf, session.message_count);
+        return { session, branch: (path ?? []).map((entry) => entry.id) };
+      });
+      return {
+        contentType: 'text/markdown; charset=utf-8',
+        filename: `${session.id}.md`,
+        chunks: inChunks(
+          markdownExport({
+            session,
+            branchLength: branch.length,
+            pages: this.branchPages(owner, id, branch),
+          }),
+        ),
+      };
+    }
     const session = await this.db.read((m) => this.sessions.findOwned(m, owner, id));
     if (!session) throw sessionNotFound(id);
-    const history = { session, pages: this.pages(owner, id) };
-    return format === 'markdown'
-      ? {
-          contentType: 'text/markdown; charset=utf-8',
-          filename: `${session.id}.md`,
-          chunks: inChunks(markdownExport(history)),
-        }
-      : {
-          contentType: 'application/json; charset=utf-8',
-          filename: `${session.id}.json`,
-          chunks: inChunks(withNewline(jsonExport(history))),
-        };
+    return {
+      contentType: 'application/json; charset=utf-8',
+      filename: `${session.id}.json`,
+      chunks: inChunks(withNewline(jsonExport({ session, pages: this.pages(owner, id) }))),
+    };
   }
 
   /**
@@ -128,6 +143,18 @@ export class ExportService {
       const messages = bySession.get(session.id)!;
       messages.sort((a, b) => a.timestamp - b.timestamp || a.id - b.id);
       yield { session, pages: [messages] };
+    }
+  }
+
+  /** The messages `ids` of one session (a branch, root first), in that order, a page per query. */
+  private async *branchPages(
+    owner: string,
+    sessionId: string,
+    ids: number[],
+  ): AsyncGenerator<ChatMessage[]> {
+    for (let i = 0; i < ids.length; i += MESSAGES_PER_PAGE) {
+      const page = ids.slice(i, i + MESSAGES_PER_PAGE);
+      yield await this.db.read((m) => this.messages.byIds(m, owner, sessionId, page));
     }
   }
 

@@ -57,13 +57,14 @@ function seconds(value: unknown, path: string, fail: Fail): number | null | unde
 /**
  * One conversation of a ChatGPT data export (`conversations.json`). The conversation is a tree
  * (`mapping`: node id → `{message, parent, children}`) holding every edited or regenerated branch;
- * the one the user last saw ends at `current_node`, so the history is that node and its ancestors,
- * root first. Kept: user, assistant and system messages with text (`text`, or the text parts of
- * `multimodal_text`), their non-empty string parts joined by newlines. Skipped: empty nodes, tool messages,
- * assistant messages addressed to a tool, other content types (code, browsing, reasoning…) and
- * messages hidden from the conversation. Times are the nodes' create times (seconds → ms); a node
- * without one, or with one earlier than the message before it, takes the previous message's time,
- * so the history reads back in branch order.
+ * all of it is imported, with its shape. Kept: user, assistant and system messages with text
+ * (`text`, or the text parts of `multimodal_text`), their non-empty string parts joined by
+ * newlines. Skipped: empty nodes, tool messages, assistant messages addressed to a tool, other
+ * content types (code, browsing, reasoning…) and messages hidden from the conversation. A kept
+ * message's parent is its nearest kept ancestor, so a skipped node's children attach above it; the
+ * current message is the nearest kept ancestor of `current_node` (the branch the user last saw).
+ * Times are the nodes' create times (seconds → ms); a node without one, or with one earlier than
+ * its parent's, takes its parent's time, so every message is stamped no earlier than its parent.
  */
 export async function readChatGptConversation(
   value: Record<string, unknown>,
@@ -110,34 +111,59 @@ export async function readChatGptConversation(
     return fail('current_node', 'must be the id of a node in mapping');
   }
 
-  // From current_node up through the parents to the root.
-  const branch: [string, Record<string, unknown>][] = [];
-  const seen = new Set<string>();
-  for (let id: string | undefined = current; id !== undefined;) {
-    const node: unknown = mapping[id];
-    const path = `mapping[${JSON.stringify(id)}]`;
-    if (seen.has(id)) return fail(path, 'is its own ancestor: the parent links form a cycle');
-    seen.add(id);
-    if (!isPlainObject(node)) return fail(path, 'must be a node object');
-    branch.push([path, node]);
-    const parent: unknown = node.parent;
-    if (parent === null || parent === undefined) break;
-    if (typeof parent !== 'string') return fail(`${path}.parent`, 'must be a node id or null');
-    if (!Object.hasOwn(mapping, parent)) {
-      return fail(
-        `${path}.parent`,
-        `names node ${JSON.stringify(parent)}, which is not in mapping`,
-      );
-    }
-    id = parent;
+  // Every node's parent: a node of the mapping, or null for a root.
+  const parentOf = new Map<string, string | null>();
+  const nodePath = (id: string) => `mapping[${JSON.stringify(id)}]`;
+  for (const [id, node] of Object.entries(mapping)) {
+    const path = nodePath(id);
+    const parent: unknown = isPlainObject(node) ? node.parent : undefined;
+    if (!isPlainObject(node)) fail(path, 'must be a node object');
+    else if (parent === null || parent === undefined) parentOf.set(id, null);
+    else if (typeof parent !== 'string') fail(`${path}.parent`, 'must be a node id or null');
+    else if (!Object.hasOwn(mapping, parent)) {
+      fail(`${path}.parent`, `names node ${JSON.stringify(parent)}, which is not in mapping`);
+    } else parentOf.set(id, parent);
+    if (problems.full) break;
     await pacer.pace();
   }
-  branch.reverse();
+  if (problems.count > before) return undefined;
+  // Up from each node (current_node first) to a root, or into a cycle.
+  const walked = new Map<string, boolean>();
+  for (const start of [current, ...parentOf.keys()]) {
+    const walk: string[] = [];
+    let id: string | null = start;
+    for (; id !== null && !walked.has(id); id = parentOf.get(id)!) {
+      walked.set(id, false);
+      walk.push(id);
+    }
+    if (id !== null && walked.get(id) === false) {
+      return fail(nodePath(id), 'is its own ancestor: the parent links form a cycle');
+    }
+    for (const done of walk) walked.set(done, true);
+    await pacer.pace();
+  }
 
-  const turns: Turn[] = [];
-  for (const [path, node] of branch) {
-    const turn = readTurn(node.message, `${path}.message`, fail);
-    if (turn) turns.push(turn);
+  // Root first, each node before its children (siblings in mapping order): the kept nodes, each
+  // with its nearest kept ancestor as its parent.
+  const children = new Map<string | null, string[]>();
+  for (const [id, parent] of parentOf) {
+    const list = children.get(parent);
+    if (list) list.push(id);
+    else children.set(parent, [id]);
+  }
+  const kept: { node: string; turn: Turn; parent: number | null }[] = [];
+  const keptAt = new Map<string, number | null>();
+  const stack = [...(children.get(null) ?? [])].reverse();
+  while (stack.length > 0) {
+    const id = stack.pop()!;
+    const parent = parentOf.get(id)!;
+    const above = parent === null ? null : keptAt.get(parent)!;
+    const node = mapping[id] as Record<string, unknown>;
+    const turn = readTurn(node.message, `${nodePath(id)}.message`, fail);
+    if (turn) kept.push({ node: id, turn, parent: above });
+    keptAt.set(id, turn ? kept.length - 1 : above);
+    const below = children.get(id) ?? [];
+    for (let c = below.length - 1; c >= 0; c--) stack.push(below[c]);
     if (problems.full) break;
     await pacer.pace();
   }
@@ -157,24 +183,35 @@ export async function readChatGptConversation(
   }
   if (problems.count > before) return undefined;
 
-  let previous = created ?? turns.find((t) => t.time !== null)?.time ?? updated ?? 0;
-  const createdAt = previous;
-  const messages: ImportedMessage[] = turns.map((turn) => {
-    previous = Math.max(turn.time ?? previous, previous);
-    return {
-      id: null,
-      timestamp: previous,
-      role: turn.role,
-      content: turn.content,
-      metadata: turn.metadata,
-    };
-  });
+  // A message without a create time, or with one earlier than its parent's, takes its parent's.
+  const createdAt =
+    created ?? kept.find(({ turn }) => turn.time !== null)?.turn.time ?? updated ?? 0;
+  const times: number[] = [];
+  for (const { turn, parent } of kept) {
+    const base = parent === null ? createdAt : times[parent];
+    times.push(Math.max(turn.time ?? base, base));
+  }
+  // In time order (a parent's time is never later than its children's; ties keep the walk's
+  // order, parents first): the order of the new ids, so (timestamp, id) order is this one.
+  const order = kept.map((_, i) => i).sort((a, b) => times[a] - times[b] || a - b);
+  const index = new Map(order.map((k, i) => [k, i]));
+  const messages: ImportedMessage[] = order.map((k) => ({
+    id: null,
+    timestamp: times[k],
+    role: kept[k].turn.role,
+    content: kept[k].turn.content,
+    metadata: kept[k].turn.metadata,
+    parent: kept[k].parent === null ? null : index.get(kept[k].parent)!,
+    status: 'complete',
+    generation: null,
+  }));
+  const currentKept = keptAt.get(current)!;
   return {
     session: {
       id: chatGptSessionId(key!),
       name: session.dto.name ?? null,
       created_at: createdAt,
-      last_updated_at: previous,
+      last_updated_at: times.reduce((max, time) => Math.max(max, time), createdAt),
       llm_model_name: session.dto.llm_model_name ?? null,
       rag_document_ids: null,
       metadata_tags: session.dto.metadata_tags ?? null,
@@ -186,6 +223,10 @@ export async function readChatGptConversation(
       expires_at: null,
     },
     messages,
+    shape: 'tree',
+    // The nearest kept ancestor of current_node; with none (a current node above every message),
+    // the newest message, as in a session without a tree.
+    current: currentKept !== null ? index.get(currentKept)! : messages.length > 0 ? 'newest' : null,
   };
 }
 

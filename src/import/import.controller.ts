@@ -43,7 +43,7 @@ export class ImportController {
   @ApiOperation({
     summary: 'Import exports or ChatGPT conversations',
     description:
-      "Our JSON export (one object or an array), our NDJSON export, or a ChatGPT data export's `conversations.json`; up to 50 MiB, one transaction. Importing the same file again creates nothing. Accepts `Idempotency-Key`. See `docs/API.md` § Export and import.",
+      "Our JSON export (one object or an array), our NDJSON export, or a ChatGPT data export's `conversations.json`; up to 50 MiB, one transaction. Importing the same file again creates nothing. Whole conversation trees are restored; a session whose message ids are taken gets new ones (`renumbered_sessions`). A 409 also answers an import that a concurrent request got ahead of (a session or message id it was to use was taken meanwhile): nothing was imported, and a retry succeeds. Accepts `Idempotency-Key`. See `docs/API.md` § Export and import.",
   })
   @ReadsOwnBody()
   @ApiRequestBody({

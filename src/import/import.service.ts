@@ -6,13 +6,14 @@ import type { Env } from '../config/env.validation';
 import { CursorService } from '../database/cursor.service';
 import { DatabaseService } from '../database/database.service';
 import { claimWriteHooks } from '../database/write-hooks';
-import { ChatMessagesRepository } from '../messages/chat-messages.repository';
+import { ChatMessagesRepository, type ImportedRow } from '../messages/chat-messages.repository';
 import { SessionCountsRepository } from '../sessions/session-counts.repository';
+import type { Session } from '../sessions/session.entity';
 import { SessionsRepository } from '../sessions/sessions.repository';
 import { bucketOrder } from '../sessions/sessions.service';
 import { ImportResultDto } from './dto/import.dto';
 import { type ImportBody, readImportFile } from './import-file';
-import { type ImportedMessage, type ImportedSession, nameBasedUuid } from './imported-session';
+import { type ImportedSession, nameBasedUuid, parentsFirst } from './imported-session';
 import { Pacer } from './pacer';
 
 /** Rows per INSERT: a power of two, and smaller powers of two for the rest, so few distinct statements exist. */
@@ -55,16 +56,56 @@ function candidates(owner: string, id: string, key: Buffer): string[] {
 /** Where each of the file's sessions goes: a new session under `id`, or the owner's own session `id`. */
 type Placement = { id: string; insert: boolean };
 
-/** Whether the messages may keep their ids: all of them new to this database, and within reach. */
-function keepable(ids: number[], issued: number): boolean {
-  const limit = Math.min(issued + ids.length + MESSAGE_ID_HEADROOM, MESSAGE_ID_MAX);
-  return ids.every((id) => id > issued && id <= limit);
+/** The ids an import's messages get (see `planIds`). */
+interface IdPlan {
+  /** Per session inserted (by its index in the file): each message's id, in the file's order. */
+  ids: Map<number, number[]>;
+  /** The sessions (by index) whose messages the file gave ids to and that got new ones. */
+  renumbered: number[];
+  /** The highest id the plan gives. */
+  highest: number;
 }
 
-function carriedIds(sessions: ImportedSession[], placements: Placement[]): number[] {
-  return sessions.flatMap(({ messages }, i) =>
-    placements[i].insert ? messages.flatMap((m) => (m.id === null ? [] : [m.id])) : [],
-  );
+/** The messages of one session as rows, each parent before its children, and its current message. */
+function sessionRows(
+  imported: ImportedSession,
+  sessionId: string,
+  ids: number[],
+): { rows: ImportedRow[]; current: number | null } {
+  const { messages } = imported;
+  // (timestamp, id) order, which a chain follows and where the newest message is last.
+  let byTime: number[] | undefined;
+  const timeOrder = () =>
+    (byTime ??= messages
+      .map((_, i) => i)
+      .sort((a, b) => messages[a].timestamp - messages[b].timestamp || ids[a] - ids[b]));
+  let parents = messages.map((m) => m.parent);
+  if (imported.shape === 'chain') {
+    parents = Array<number | null>(messages.length).fill(null);
+    const order = timeOrder();
+    for (let k = 1; k < order.length; k++) parents[order[k]] = order[k - 1];
+  }
+  const current = imported.current === 'newest' ? timeOrder().at(-1)! : imported.current;
+  const rows = parentsFirst(parents).map((i) => {
+    const m = messages[i];
+    const parent = parents[i];
+    return {
+      id: ids[i],
+      session_id: sessionId,
+      timestamp: m.timestamp,
+      parent_id: parent === null ? null : ids[parent],
+      role: m.role,
+      content: m.content,
+      metadata: m.metadata,
+      status: m.status,
+      generation: m.generation,
+    };
+  });
+  return { rows, current: current === null ? null : ids[current] };
+}
+
+function retry(detail: string): ConflictException {
+  return new ConflictException(`Nothing was imported: ${detail}; retry the import.`);
 }
 
 /**
@@ -79,12 +120,15 @@ function carriedIds(sessions: ImportedSession[], placements: Placement[]): numbe
  * session is skipped whole (an import never merges into or overwrites a session), which makes
  * importing the same file again a no-op for its owner.
  *
- * Message ids are shared by every owner. An import keeps the ids of the messages it writes only when
- * all of them are new to this database (above the highest id it ever issued, as ids are never
- * reused) and within reach (no further above it than one id per message plus MESSAGE_ID_HEADROOM,
- * and never above MESSAGE_ID_MAX): then an export restored into a new database reads back
- * identically. Otherwise every one of them gets a new id, in file order, so each session's order
- * (timestamp, then id) is kept. The result says which (`message_ids`).
+ * Message ids are shared by every owner. A session keeps the ids the file gives its messages when
+ * none of them is a message now and all are within reach (no further above the highest id ever
+ * issued than one id per message of the import plus MESSAGE_ID_HEADROOM, and never above
+ * MESSAGE_ID_MAX): then an export restored (into a new database, or after its sessions were
+ * deleted) reads back identically. Otherwise each of its messages gets a new id, in file order, so
+ * its order (timestamp, then id) is kept, and its parent links and current message follow the new
+ * ids. The result names those sessions (`renumbered_sessions`). New ids are given above every id
+ * kept and ever issued, before anything is inserted, so each message is inserted with its parent's
+ * id, parents first (the foreign key checks every statement).
  *
  * The writing runs as a `bulkWrite` and yields to the event loop every few milliseconds: on
  * PostgreSQL other requests carry on in full; on SQLite other reads carry on (on the main
@@ -113,74 +157,117 @@ export class ImportService {
   /** Imported sessions belong to `owner`; see the class for where they and their messages go. */
   async import(owner: string, body: ImportBody): Promise<ImportResultDto> {
     const sessions = await readImportFile(body, this.defaultModelName);
-    // PostgreSQL: reserve the ids to keep in a short transaction of its own, before the import's.
-    let reserved: Set<number> | undefined;
+    // PostgreSQL: the ids are given in a short transaction of its own, before the import's, which
+    // holds the id sequence (and so every append) only while it moves the sequence past them.
+    let planned: IdPlan | undefined;
     if (!this.db.isSqlite) {
-      const planned = await this.db.read((m) => this.place(m, owner, sessions));
-      const ids = carriedIds(sessions, planned);
-      if (ids.length > 0) {
-        const kept = await this.db.write((m) => this.reserveIds(m, ids));
-        if (kept) reserved = new Set(ids);
-      }
+      const placements = await this.db.read((m) => this.place(m, owner, sessions));
+      planned = await this.db.write(async (m) => {
+        const issued = await this.messages.lockIdSequence(m);
+        const plan = await this.planIds(m, sessions, placements, issued);
+        if (plan.highest > issued) await this.messages.moveIdSequence(m, plan.highest);
+        return plan;
+      });
     }
 
     return this.db.bulkWrite(async (manager) => {
       const placements = await this.place(manager, owner, sessions);
-      const ids = carriedIds(sessions, placements);
-      // SQLite: this transaction is the only writer, so the high-water mark cannot move under it.
-      // PostgreSQL: only ids reserved above may be kept (the placements may have changed since).
-      const keep = this.db.isSqlite
-        ? keepable(ids, await this.messages.sqliteHighWater(manager))
-        : reserved !== undefined && ids.every((id) => reserved.has(id));
+      // SQLite: this transaction is the only writer, so nothing can take an id under it.
+      const plan =
+        planned ??
+        (await this.planIds(
+          manager,
+          sessions,
+          placements,
+          await this.messages.sqliteHighWater(manager),
+        ));
       const pacer = new Pacer();
       const inserted = sessions.flatMap((s, i) =>
-        placements[i].insert ? [{ ...s, session: { ...s.session, id: placements[i].id } }] : [],
+        placements[i].insert ? [{ index: i, imported: s, id: placements[i].id }] : [],
       );
       let done = 0;
       for (const size of rowsPerStatement(inserted.length)) {
         const chunk = inserted.slice(done, done + size);
         done += size;
-        const written = await this.sessions.insertMany(
-          manager,
-          chunk.map(({ session }) => ({ ...session, owner_id: owner })),
-        );
+        const messages: ImportedRow[] = [];
+        const stored: Session[] = [];
+        for (const { index, imported, id } of chunk) {
+          const ids = plan.ids.get(index);
+          // PostgreSQL only: a session placed since the ids were given (its namesake was deleted).
+          if (!ids) throw retry(`session ${id} was deleted by a concurrent request`);
+          const { rows, current } = sessionRows(imported, id, ids);
+          for (const row of rows) messages.push(row);
+          stored.push({ ...imported.session, id, owner_id: owner, current_message_id: current });
+          await pacer.pace();
+        }
+        const written = await this.sessions.insertMany(manager, stored);
         if (written.size < chunk.length) {
           // PostgreSQL only: a concurrent write took an id between the placement and the insert.
           // Retrying places the file again (a session this owner now has is then skipped).
-          const taken = chunk.find(({ session }) => !written.has(session.id));
-          throw new ConflictException(
-            `Nothing was imported: session ${taken?.session.id} was created by a concurrent request; retry the import.`,
-          );
+          const taken = chunk.find(({ id }) => !written.has(id));
+          throw retry(`session ${taken?.id} was created by a concurrent request`);
         }
-        const messages = chunk.flatMap(({ session, messages }) =>
-          messages.map((m) => ({ ...m, sessionId: session.id })),
-        );
-        await this.insertMessages(
-          manager,
-          keep ? messages.filter((m) => m.id !== null) : [],
-          'kept',
-          pacer,
-        );
-        await this.insertMessages(
-          manager,
-          keep ? messages.filter((m) => m.id === null) : messages,
-          'new',
-          pacer,
-        );
-        // The stored order (timestamp, then the id each message got) is the chain.
-        const chunkIds = chunk.map(({ session }) => session.id);
-        const newest = await this.messages.chain(manager, chunkIds, size);
-        await this.sessions.setCurrentMany(manager, newest, size);
+        await this.insertMessages(manager, messages, pacer);
         await pacer.pace();
       }
-      await this.countImported(manager, owner, inserted);
+      await this.countImported(
+        manager,
+        owner,
+        inserted.map(({ imported }) => imported),
+      );
+      const renumbered = plan.renumbered.filter((i) => placements[i].insert);
       return {
         imported: inserted.length,
         skipped: sessions.length - inserted.length,
         sessions: placements.map((p) => p.id),
-        message_ids: keep || ids.length === 0 ? 'kept' : 'renumbered',
+        message_ids: renumbered.length > 0 ? 'renumbered' : 'kept',
+        renumbered_sessions: renumbered.map((i) => placements[i].id),
       };
     }, claimWriteHooks());
+  }
+
+  /**
+   * The ids of the messages of the sessions `placements` inserts (see the class), `issued` being
+   * the highest id ever issued. Ids up to `issued` are looked up: those that are messages now are
+   * taken. Nothing is written.
+   */
+  private async planIds(
+    manager: EntityManager,
+    sessions: ImportedSession[],
+    placements: Placement[],
+    issued: number,
+  ): Promise<IdPlan> {
+    const inserted = sessions.flatMap((_, i) => (placements[i].insert ? [i] : []));
+    const count = inserted.reduce((n, i) => n + sessions[i].messages.length, 0);
+    const limit = Math.min(issued + count + MESSAGE_ID_HEADROOM, MESSAGE_ID_MAX);
+    const low = inserted.flatMap((i) =>
+      sessions[i].messages.flatMap((m) => (m.id !== null && m.id <= issued ? [m.id] : [])),
+    );
+    const taken = await this.messages.existingIds(manager, low);
+    const keeps = (i: number) =>
+      sessions[i].messages.every((m) => m.id === null || (m.id <= limit && !taken.has(m.id)));
+    const pacer = new Pacer();
+    let highest = issued;
+    const kept = new Set<number>();
+    for (const i of inserted) {
+      if (keeps(i)) {
+        kept.add(i);
+        for (const m of sessions[i].messages) if (m.id !== null) highest = Math.max(highest, m.id);
+      }
+      await pacer.pace();
+    }
+    const ids = new Map<number, number[]>();
+    const renumbered: number[] = [];
+    for (const i of inserted) {
+      const keep = kept.has(i);
+      if (!keep && sessions[i].messages.some((m) => m.id !== null)) renumbered.push(i);
+      ids.set(
+        i,
+        sessions[i].messages.map((m) => (keep && m.id !== null ? m.id : ++highest)),
+      );
+      await pacer.pace();
+    }
+    return { ids, renumbered, highest };
   }
 
   /**
@@ -239,37 +326,18 @@ export class ImportService {
 
   private async insertMessages(
     manager: EntityManager,
-    messages: (ImportedMessage & { sessionId: string })[],
-    ids: 'kept' | 'new',
+    messages: ImportedRow[],
     pacer: Pacer,
   ): Promise<void> {
     let done = 0;
     for (const size of rowsPerStatement(messages.length)) {
-      const rows = messages.slice(done, done + size).map((m) => ({
-        id: m.id,
-        session_id: m.sessionId,
-        timestamp: m.timestamp,
-        role: m.role,
-        content: m.content,
-        metadata: m.metadata,
-      }));
+      const rows = messages.slice(done, done + size);
       done += size;
-      await this.messages.insertMany(manager, rows, ids === 'kept');
+      // PostgreSQL only: ids looked up as free were inserted meanwhile by a concurrent import.
+      if ((await this.messages.insertMany(manager, rows)) === 'id taken') {
+        throw retry('a concurrent import stored messages under the same ids');
+      }
       await pacer.pace();
     }
-  }
-
-  /**
-   * PostgreSQL: if `ids` may be kept (see `keepable`), moves the id sequence past the highest of
-   * them, so appends running alongside the import never draw an id the import is about to insert,
-   * and answers true; otherwise leaves the sequence alone (locked until this short transaction
-   * commits, so reading and moving it is one atomic step).
-   */
-  private async reserveIds(manager: EntityManager, ids: number[]): Promise<boolean> {
-    const issued = await this.messages.lockIdSequence(manager);
-    if (!keepable(ids, issued)) return false;
-    const highest = ids.reduce((max, id) => Math.max(max, id), 0);
-    await this.messages.moveIdSequence(manager, highest);
-    return true;
   }
 }

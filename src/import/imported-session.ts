@@ -4,13 +4,16 @@ import { validateSync } from 'class-validator';
 import { createHash, createHmac } from 'node:crypto';
 import { importedTimeProblem, isPlainObject } from '../common/fields/json-bounds';
 import { parseIsoTimestamp } from '../common/fields/timestamps';
-import type { MessageRole } from '../messages/chat-message.entity';
-import { CreateChatMessageDto } from '../messages/dto/chat-message.dto';
+import type { MessageRole, MessageStatus } from '../messages/chat-message.entity';
+import { RestoredMessageFieldsDto } from '../messages/dto/chat-message.dto';
 import { RestoredSessionFieldsDto } from '../sessions/dto/session.dto';
 import { Session } from '../sessions/session.entity';
 import type { ImportProblems } from './import-problems';
 import type { Pacer } from './pacer';
-/** A message ready to insert; `id` is the exported id (kept when free), null for a new one. */
+/**
+ * A message ready to insert. `id` is the file's id (kept when free, see ImportService), null for a
+ * new one; `parent` is the index of its parent among its session's messages, null for a root.
+ */
 export interface ImportedMessage {
   id: number | null;
   timestamp: number;
@@ -18,16 +21,48 @@ export interface ImportedMessage {
   content: string;
   /** Serialized JSON object, as stored. */
   metadata: string | null;
+  parent: number | null;
+  status: MessageStatus;
+  /** Serialized, as stored. */
+  generation: string | null;
 }
 
 /**
- * A session ready to insert: `message_count` and `last_updated_at` agree with its messages; its
- * messages' parents and its current message are set once they are stored (ImportService).
+ * A session ready to insert: `message_count` and `last_updated_at` agree with its messages. Its
+ * `current_message_id` is set once its messages have their ids (ImportService), from `current`.
  */
 export interface ImportedSession {
   /** The session as it will be stored, before it is given its owner. */
   session: Omit<Session, 'owner_id'>;
+  /** In file order, the order new ids are given in. */
   messages: ImportedMessage[];
+  /**
+   * `tree`: each message's `parent` is set. `chain` (an export older than v1.2, without parent
+   * links): each message follows the one before it in (timestamp, id) order, once the ids are
+   * known, as the v1.2 upgrade chained the messages stored before it.
+   */
+  shape: 'tree' | 'chain';
+  /** The index of the current message; `newest`: the last in (timestamp, id) order; null: none. */
+  current: number | 'newest' | null;
+}
+
+/** The indices of `parents` (each an index or null for a root) with every parent before its children. */
+export function parentsFirst(parents: (number | null)[]): number[] {
+  const children = new Map<number | null, number[]>();
+  for (const [i, parent] of parents.entries()) {
+    const list = children.get(parent);
+    if (list) list.push(i);
+    else children.set(parent, [i]);
+  }
+  const order: number[] = [];
+  const stack = [...(children.get(null) ?? [])].reverse();
+  while (stack.length > 0) {
+    const i = stack.pop()!;
+    order.push(i);
+    const below = children.get(i);
+    if (below) for (let c = below.length - 1; c >= 0; c--) stack.push(below[c]);
+  }
+  return order;
 }
 
 /** Where in the file a value is, for problem reports: a JSON path, or an NDJSON line. */
@@ -74,9 +109,6 @@ const SESSION_FIELDS = new Set([
   'message_count',
   'archived',
   'pinned',
-  // v1.2's fields, which our exports carry: accepted, not restored yet. The import chains each
-  // session's messages in (timestamp, id) order and makes its newest message the current one, as
-  // the upgrade migration did to the messages stored before v1.2.
   'current_message_id',
   'forked_from',
   'expires_at',
@@ -193,7 +225,17 @@ export async function readExportedSession(
   const lastUpdatedAt = check.timestamp(s.last_updated_at, 'session.last_updated_at');
   const fields = check.fields(
     RestoredSessionFieldsDto,
-    given(s, ['name', 'llm_model_name', 'rag_document_ids', 'metadata_tags', 'archived', 'pinned']),
+    given(s, [
+      'name',
+      'llm_model_name',
+      'rag_document_ids',
+      'metadata_tags',
+      'archived',
+      'pinned',
+      'expires_at',
+      'current_message_id',
+      'forked_from',
+    ]),
     'session',
   );
   if (
@@ -204,6 +246,8 @@ export async function readExportedSession(
   }
 
   const messages: ImportedMessage[] = [];
+  /** Each message's parent as the file names it: an id, null for a root, undefined if not given. */
+  const parentIds: (number | null | undefined)[] = [];
   if (!Array.isArray(value.messages)) {
     check.fail('messages', 'must be an array of messages');
   } else {
@@ -211,12 +255,17 @@ export async function readExportedSession(
     // file past the reported problems is not checked further.
     for (const [i, m] of (value.messages as unknown[]).entries()) {
       const message = readMessage(m, `messages[${i}]`, id, check);
-      if (message) messages.push(message);
+      if (message) {
+        messages.push(message.message);
+        parentIds.push(message.parentId);
+      }
       if (problems.full) break;
       await pacer.pace();
     }
   }
   if (problems.count > before || id === undefined || !fields) return undefined;
+  const tree = await readTree(messages, parentIds, fields.current_message_id, check, pacer);
+  if (!tree) return undefined;
 
   const newest = messages.reduce((max, m) => Math.max(max, m.timestamp), -Infinity);
   return {
@@ -233,11 +282,84 @@ export async function readExportedSession(
       archived: fields.archived === true,
       pinned: fields.pinned === true,
       current_message_id: null,
-      forked_from: null,
-      expires_at: null,
+      forked_from: fields.forked_from ?? null,
+      expires_at:
+        typeof fields.expires_at === 'string' ? parseIsoTimestamp(fields.expires_at) : null,
     },
     messages,
+    ...tree,
   };
+}
+
+/**
+ * The session's tree from the parent ids the file gives (ids of messages of the same session in
+ * the file): each message's parent as an index, and the current message's. A file without any
+ * parent_id (older than v1.2) is a chain; one that gives some must give every one. A parent that
+ * is not in the session, parent links in a cycle, or a current_message_id that is not a message of
+ * the session (or null while there are messages) is a problem.
+ */
+async function readTree(
+  messages: ImportedMessage[],
+  parentIds: (number | null | undefined)[],
+  currentId: number | null | undefined,
+  check: Checker,
+  pacer: Pacer,
+): Promise<Pick<ImportedSession, 'shape' | 'current'> | undefined> {
+  const at = new Map<number, number>();
+  for (const [i, m] of messages.entries()) if (m.id !== null) at.set(m.id, i);
+  let ok = true;
+  const fail = (path: string, message: string) => {
+    ok = false;
+    check.fail(path, message);
+  };
+
+  const shape = parentIds.every((p) => p === undefined) ? 'chain' : 'tree';
+  if (shape === 'tree') {
+    for (const [i, parentId] of parentIds.entries()) {
+      if (parentId === undefined) {
+        fail(
+          `messages[${i}].parent_id`,
+          'must be given (a message id of this session, or null for a root): other messages of the session give theirs',
+        );
+      } else if (parentId !== null) {
+        const parent = at.get(parentId);
+        if (parent === undefined) {
+          fail(
+            `messages[${i}].parent_id`,
+            `names message ${parentId}, which is not a message of this session in the file`,
+          );
+        } else messages[i].parent = parent;
+      }
+      await pacer.pace();
+    }
+    if (ok) {
+      // Every message reached from a root is in the tree; the others' links go round in a cycle.
+      const reached = new Set(parentsFirst(messages.map((m) => m.parent)));
+      let stray = messages.findIndex((_, i) => !reached.has(i));
+      if (stray >= 0) {
+        // Up from a message no root reaches, as many steps as there are messages: into the cycle.
+        for (let step = 0; step < messages.length; step++) stray = messages[stray].parent!;
+        fail(
+          `messages[${stray}].parent_id`,
+          `names message ${parentIds[stray]}, which descends from this message: the parent links form a cycle`,
+        );
+      }
+    }
+  }
+
+  let current: ImportedSession['current'] = messages.length > 0 ? 'newest' : null;
+  if (currentId === null && messages.length > 0) {
+    fail('session.current_message_id', 'must be a message of this session: it has messages');
+  } else if (typeof currentId === 'number') {
+    const index = at.get(currentId);
+    if (index === undefined) {
+      fail(
+        'session.current_message_id',
+        `names message ${currentId}, which is not a message of this session in the file`,
+      );
+    } else current = index;
+  }
+  return ok ? { shape, current } : undefined;
 }
 
 /** The fields of `value` among `names` that it has (a field left out is left out of the check too). */
@@ -247,12 +369,15 @@ function given(value: Record<string, unknown>, names: string[]): Record<string, 
   return fields;
 }
 
+/** A message's content may be empty only where a generated reply stopped before any text came. */
+const MAY_BE_EMPTY = new Set<unknown>(['in_progress', 'cancelled', 'failed']);
+
 function readMessage(
   value: unknown,
   path: string,
   sessionId: string | undefined,
   check: Checker,
-): ImportedMessage | undefined {
+): { message: ImportedMessage; parentId: number | null | undefined } | undefined {
   if (!isPlainObject(value)) return check.fail(path, 'must be a message object');
   check.unknownFields(value, MESSAGE_FIELDS, path);
   let id: number | null = null;
@@ -267,18 +392,30 @@ function readMessage(
     check.fail(`${path}.session_id`, "must be the session's id");
   }
   const timestamp = check.timestamp(value.timestamp, `${path}.timestamp`);
+  const emptyReply = value.content === '' && MAY_BE_EMPTY.has(value.status);
   const fields = check.fields(
-    CreateChatMessageDto,
-    given(value, ['content', 'role', 'metadata']),
+    RestoredMessageFieldsDto,
+    {
+      ...given(value, ['content', 'role', 'metadata', 'parent_id', 'status', 'generation']),
+      // The one exception to POST's content rule (see the contract's v1.2 fields).
+      ...(emptyReply ? { content: 'x' } : {}),
+    },
     path,
   );
   if (timestamp === undefined || !fields) return undefined;
   return {
-    id,
-    timestamp,
-    role: fields.role ?? 'user',
-    content: fields.content,
-    metadata: toMetadataText(fields.metadata),
+    message: {
+      id,
+      timestamp,
+      role: fields.role ?? 'user',
+      content: emptyReply ? '' : fields.content,
+      metadata: toMetadataText(fields.metadata),
+      parent: null,
+      // Nothing generates an imported reply any more: it is stored as cancelled, its text kept.
+      status: fields.status === 'in_progress' ? 'cancelled' : (fields.status ?? 'complete'),
+      generation: toMetadataText(fields.generation),
+    },
+    parentId: fields.parent_id,
   };
 }
 

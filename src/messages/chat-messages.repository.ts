@@ -155,15 +155,26 @@ export interface ContentSearch {
   limit: number;
 }
 
-/** A message as an import writes it; `id` only where it keeps its ids. */
+/** A message as an import writes it: with its id and its parent's (see ImportService). */
 export interface ImportedRow {
-  id: number | null;
+  id: number;
   session_id: string;
   timestamp: number;
+  parent_id: number | null;
   role: MessageRole;
   content: string;
   /** Already JSON text. */
   metadata: string | null;
+  status: MessageStatus;
+  /** Already JSON text. */
+  generation: string | null;
+}
+
+/** Whether `error` is a message id that is taken (a concurrent import inserted it first). */
+function isIdTaken(error: unknown): boolean {
+  if (!(error instanceof QueryFailedError)) return false;
+  const cause = error.driverError as { code?: string };
+  return cause.code === '23505' || cause.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
 /**
@@ -394,44 +405,6 @@ export class ChatMessagesRepository {
   }
 
   /**
-   * Chains the messages of the sessions among `ids` (at most `capacity`, padded with NULLs) in
-   * (timestamp, id) order, each message's parent the one before it, in one statement, as the
-   * upgrade migration did to the messages stored before v1.2; returns each session's newest
-   * message, which the caller makes its current one.
-   */
-  async chain(
-    manager: EntityManager,
-    ids: string[],
-    capacity: number,
-  ): Promise<Map<string, number>> {
-    const list = Array<string>(capacity).fill('?').join(', ');
-    const padding = Array<null>(capacity - ids.length).fill(null);
-    const chain = this.statement(`chain:${capacity}`, () =>
-      this.db.sql(
-        `UPDATE "chat_messages" SET "parent_id" = c."previous"
-         FROM (SELECT "id", LAG("id") OVER (PARTITION BY "session_id" ORDER BY "timestamp", "id") AS "previous"
-               FROM "chat_messages" WHERE "session_id" IN (${list})) c
-         WHERE "chat_messages"."id" = c."id" AND c."previous" IS NOT NULL`,
-      ),
-    );
-    await queryRows(manager, chain, [...ids, ...padding]);
-    const newest = this.statement(`newest:${capacity}`, () =>
-      this.db.sql(
-        `SELECT "session_id", "id" FROM (
-           SELECT "session_id", "id", ROW_NUMBER() OVER (
-             PARTITION BY "session_id" ORDER BY "timestamp" DESC, "id" DESC) AS "n"
-           FROM "chat_messages" WHERE "session_id" IN (${list})) r
-         WHERE "n" = 1`,
-      ),
-    );
-    const rows = await queryRows<{ session_id: string; id: number | string }>(manager, newest, [
-      ...ids,
-      ...padding,
-    ]);
-    return new Map(rows.map((row) => [row.session_id, Number(row.id)]));
-  }
-
-  /**
    * A page's outline (see OUTLINE_COLUMNS): the session's rows past `bounds`, in (timestamp, id)
    * order `direction`, each inlined where it weighs at most `inline` bytes. The caller checked the
    * owner.
@@ -592,24 +565,49 @@ export class ChatMessagesRepository {
   }
 
   /**
-   * Inserts the rows in one statement (one per row count and kind, built once): with their own ids,
-   * or with new ones when `id` is null in every row.
+   * Inserts the rows in one statement (one per row count, built once), each with its id and its
+   * parent's: a parent must be stored before its children or in the same statement. `'id taken'`
+   * (and the caller's transaction to roll back) when another writer stored one of the ids first.
    */
-  async insertMany(manager: EntityManager, rows: ImportedRow[], withIds: boolean): Promise<void> {
-    const count = withIds ? 6 : 5;
-    const sql = this.statement(`insert:${withIds}:${rows.length}`, () => {
-      const row = `(${Array<string>(count).fill('?').join(', ')})`;
+  async insertMany(manager: EntityManager, rows: ImportedRow[]): Promise<'id taken' | undefined> {
+    const sql = this.statement(`insert:${rows.length}`, () => {
+      const row = `(${placeholders(9)})`;
       return this.db.sql(
-        `INSERT INTO "chat_messages" (${withIds ? '"id", ' : ''}"session_id", "timestamp", "role", "content", "metadata")
+        `INSERT INTO "chat_messages" ("id", "session_id", "timestamp", "parent_id", "role", "content", "metadata", "status", "generation")
          VALUES ${Array<string>(rows.length).fill(row).join(', ')}`,
       );
     });
     const params: unknown[] = [];
     for (const m of rows) {
-      if (withIds) params.push(m.id);
-      params.push(m.session_id, m.timestamp, m.role, m.content, m.metadata);
+      params.push(m.id, m.session_id, m.timestamp, m.parent_id, m.role, m.content, m.metadata);
+      params.push(m.status, m.generation);
     }
-    await manager.query(sql, params);
+    try {
+      await manager.query(sql, params);
+    } catch (error) {
+      if (isIdTaken(error)) return 'id taken';
+      throw error;
+    }
+    return undefined;
+  }
+
+  /** Those of `ids` that are messages now (of any session, any owner). */
+  async existingIds(manager: EntityManager, ids: number[]): Promise<Set<number>> {
+    const found = new Set<number>();
+    for (let i = 0; i < ids.length; i += ID_LIST_MAX) {
+      const part = ids.slice(i, i + ID_LIST_MAX);
+      const rows = await queryRows<{ id: number | string }>(
+        manager,
+        this.statement(`existing:${part.length}`, () =>
+          this.db.sql(
+            `SELECT "id" FROM "chat_messages" WHERE "id" IN (${placeholders(part.length)})`,
+          ),
+        ),
+        part,
+      );
+      for (const row of rows) found.add(Number(row.id));
+    }
+    return found;
   }
 
   /** SQLite: the highest message id ever issued (AUTOINCREMENT never goes below it). */

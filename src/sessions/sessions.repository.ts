@@ -385,33 +385,6 @@ export class SessionsRepository {
     await queryRows(manager, this.sql.setCurrent, [messageId, id]);
   }
 
-  /**
-   * Sets the current message of each session in `current` (session id → message id) in one
-   * statement: one per `capacity`, padded with NULLs, which match no session.
-   */
-  async setCurrentMany(
-    manager: EntityManager,
-    current: Map<string, number>,
-    capacity: number,
-  ): Promise<void> {
-    if (current.size === 0) return;
-    const sql = this.statement(`current:${capacity}`, () =>
-      this.db.sql(
-        `UPDATE "sessions" SET "current_message_id" = CASE "id"
-           ${Array<string>(capacity).fill('WHEN ? THEN CAST(? AS BIGINT)').join(' ')} END
-         WHERE "id" IN (${Array<string>(capacity).fill('?').join(', ')})`,
-      ),
-    );
-    const pairs = [...current];
-    const padding = Array<null>(capacity - pairs.length).fill(null);
-    await queryRows(manager, sql, [
-      ...pairs.flat(),
-      ...padding.flatMap(() => [null, null]),
-      ...pairs.map(([id]) => id),
-      ...padding,
-    ]);
-  }
-
   async messageCount(manager: EntityManager, owner: string, id: string): Promise<number | null> {
     const [row] = await queryRows<{ message_count: number | string }>(
       manager,

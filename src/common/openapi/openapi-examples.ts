@@ -114,6 +114,7 @@ export const SUCCESS_EXAMPLES: Record<string, Record<string, unknown>> = {
       skipped: 0,
       sessions: [EXAMPLE_SESSION_ID],
       message_ids: 'kept',
+      renumbered_sessions: [],
     },
   },
   'GET /health/live': { 'application/json': { status: 'ok' } },

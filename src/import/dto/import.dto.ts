@@ -19,8 +19,11 @@ export class ImportResultDto {
   /** The ids of the file's sessions in file order, imported or skipped: the session's own id (a ChatGPT conversation's is derived from its id), or, where another owner has that id, an id derived from it and the caller, the same on every import of the file. */
   sessions: string[];
 
-  /** `kept`: every imported message has the id the file gave it (trivially so when the file gave none, as in ChatGPT conversations). `renumbered`: the file's message ids were not all new to this database, or lay too far above its highest id (more than one per message plus 1,000,000), so every imported message got a new id; each session's order is unchanged. Skipped sessions' messages do not count. */
+  /** `kept`: every imported message has the id the file gave it (trivially so when the file gave none, as in ChatGPT conversations). `renumbered`: the messages of at least one imported session got new ids (see `renumbered_sessions`). Skipped sessions' messages do not count. */
   message_ids: 'kept' | 'renumbered';
+
+  /** The imported sessions (by their id, as in `sessions`) whose messages got new ids: one of the ids the file gave them is a message already, or lies too far above the highest id issued (more than one per message plus 1,000,000). Their order, parent links and `current_message_id` follow the new ids. Empty when every id was kept. */
+  renumbered_sessions: string[];
 }
 
 class ChatGptAuthorDto {
@@ -81,11 +84,11 @@ export class ChatGptConversationDto {
 
   update_time?: number | null;
 
-  /** Node id → node: the tree of every branch of the conversation. */
+  /** Node id → node: the tree of every branch of the conversation, all imported (a skipped node's children attach to its nearest kept ancestor). */
   @ApiProperty({ additionalProperties: { $ref: '#/components/schemas/ChatGptNodeDto' } })
   mapping: Record<string, ChatGptNodeDto>;
 
-  /** The last node of the branch to import (it and its ancestors). */
+  /** The node the user was on: it, or its nearest ancestor that is imported, becomes `current_message_id`. Every node of `mapping` with text is imported, with the tree's shape. */
   current_node: string;
 
   /** Archives the imported session when true. */

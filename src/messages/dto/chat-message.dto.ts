@@ -29,8 +29,10 @@ import { LimitQuery, SkipQuery, toInteger } from '../../common/pagination/pagina
 import { StorableText } from '../../common/fields/json-bounds';
 import { RawJson } from '../../common/problems/validation.pipe';
 import { isoTimestamp } from '../../common/fields/timestamps';
+import { IsGeneration } from '../../common/fields/tree-fields';
 import {
   ChatMessage,
+  type Generation,
   MESSAGE_ROLES,
   MESSAGE_STATUSES,
   type MessageRole,
@@ -72,6 +74,18 @@ export class CreateChatMessageDto {
   @Min(1, { message: 'parent_id must be a message id (an integer) or null' })
   @Max(MESSAGE_ID_MAX, { message: 'parent_id must be a message id (an integer) or null' })
   readonly parent_id?: number | null;
+}
+
+/** A message's fields as an import restores them: POST's rules, and the fields generated replies carry. */
+export class RestoredMessageFieldsDto extends CreateChatMessageDto {
+  @ValidateIf((_, value) => value !== undefined)
+  @IsIn(MESSAGE_STATUSES, { message: `status must be one of ${MESSAGE_STATUSES.join(', ')}` })
+  readonly status?: MessageStatus;
+
+  @IsOptional()
+  @RawJson()
+  @IsGeneration()
+  readonly generation?: Generation | null;
 }
 
 const messageCursor = (param: string) =>

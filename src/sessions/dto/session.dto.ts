@@ -33,8 +33,9 @@ import {
 import { ApiDeclarationOrder, NULL_SCHEMA } from '../../common/openapi/openapi';
 import { LimitQuery, SkipQuery } from '../../common/pagination/pagination';
 import { IsFutureTimestamp, isoTimestamp } from '../../common/fields/timestamps';
+import { IsForkedFrom } from '../../common/fields/tree-fields';
 import { RawJson } from '../../common/problems/validation.pipe';
-import { Session } from '../session.entity';
+import { type ForkedFrom, Session } from '../session.entity';
 
 const trim = Transform(({ value }: { value: unknown }) =>
   typeof value === 'string' ? value.trim() : value,
@@ -105,10 +106,22 @@ export class CreateSessionDto {
 
 export const LLM_MODEL_NAME_MAX = 200;
 
+const FORK_MESSAGE_RULE = 'message_id must be a message id of this session (an integer)';
+const CURRENT_MESSAGE_RULE = 'current_message_id must be a message id of this session (an integer)';
+
+/** `current_message_id` as PATCH and an import take it: a message id (which message, the service checks). */
+const IsCurrentMessageId = () =>
+  applyDecorators(
+    IsInt({ message: CURRENT_MESSAGE_RULE }),
+    Min(1, { message: CURRENT_MESSAGE_RULE }),
+    Max(MESSAGE_ID_MAX, { message: CURRENT_MESSAGE_RULE }),
+  );
+
 /**
- * A session's fields as an import restores them: the API's rules for the fields a client may set,
- * and the same kind of rule for `llm_model_name`, which the server sets (DEFAULT_MODEL_NAME is held
- * to it as well), so whatever the service stores passes its own import again.
+ * A session's fields as an import restores them: the API's rules for the fields a client may set
+ * (`expires_at` too: in the future, as on POST), the same kind of rule for `llm_model_name`, which
+ * the server sets (DEFAULT_MODEL_NAME is held to it as well), and the tree's fields the server
+ * keeps, so whatever the service stores passes its own import again.
  */
 export class RestoredSessionFieldsDto extends CreateSessionDto {
   @IsOptional()
@@ -118,10 +131,16 @@ export class RestoredSessionFieldsDto extends CreateSessionDto {
     message: `llm_model_name must be 1 to ${LLM_MODEL_NAME_MAX} characters long`,
   })
   readonly llm_model_name?: string | null;
-}
 
-const FORK_MESSAGE_RULE = 'message_id must be a message id of this session (an integer)';
-const CURRENT_MESSAGE_RULE = 'current_message_id must be a message id of this session (an integer)';
+  @ValidateIf((_, value) => value !== undefined && value !== null)
+  @IsCurrentMessageId()
+  readonly current_message_id?: number | null;
+
+  @IsOptional()
+  @RawJson()
+  @IsForkedFrom()
+  readonly forked_from?: ForkedFrom | null;
+}
 
 /**
  * PATCH: a field left out is unchanged, a field given replaces the old value whole (tags too),
@@ -133,9 +152,7 @@ export class UpdateSessionDto extends PartialType(CreateSessionDto, {
   /** Switch branch: a message of this session. The session's current message becomes the newest leaf under it, following the newest child (by timestamp, then id) at every level; the answer names the leaf stored. Not nullable. */
   @ApiProperty({ type: 'integer', required: false, example: 3 })
   @ValidateIf((_, value) => value !== undefined)
-  @IsInt({ message: CURRENT_MESSAGE_RULE })
-  @Min(1, { message: CURRENT_MESSAGE_RULE })
-  @Max(MESSAGE_ID_MAX, { message: CURRENT_MESSAGE_RULE })
+  @IsCurrentMessageId()
   readonly current_message_id?: number;
 }
 
