@@ -44,13 +44,14 @@ export class ExportService {
    */
   async session(owner: string, id: string, format: ExportFormat): Promise<ExportStream> {
     if (format === 'markdown') {
-      const { session, branch } = await this.db.read(async (m) => {
+      // One snapshot: a message deleted between the reads cannot cut the branch short.
+      const { session, branch } = await this.db.readSnapshot(async (m) => {
         const session = await this.sessions.findOwned(m, owner, id);
         if (!session) throw sessionNotFound(id);
         const leaf = session.current_message_id;
         const path =
-          leaf === null ? [] : await this.messages.path(m, id, leaf, session.message_count);
-        return { session, branch: (path ?? []).map((entry) => entry.id) };
+          leaf === null ? null : await this.messages.path(m, id, leaf, session.message_count);
+        return { session, branch: path?.entries.map((entry) => entry.id) ?? [] };
       });
       return {
         contentType: 'text/markdown; charset=utf-8',
