@@ -398,7 +398,10 @@ async function seedPostgres(
  */
 async function recountSessions(databaseUrl: string): Promise<void> {
   const dataSource = await new DataSource({
-    ...buildDataSourceOptions(validateEnv({ DATABASE_URL: databaseUrl })),
+    // Statements over every row of a large store: no statement timeout.
+    ...buildDataSourceOptions(
+      validateEnv({ DATABASE_URL: databaseUrl, DB_STATEMENT_TIMEOUT_MS: '0' }),
+    ),
     entities,
   }).initialize();
   try {

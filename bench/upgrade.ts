@@ -128,7 +128,8 @@ async function run(tmp: string): Promise<number> {
     progress,
   );
   const source = new DataSource({
-    ...buildDataSourceOptions(validateEnv({ DATABASE_URL: url })),
+    // The migration lifts the statement timeout itself; the checks after it read every row.
+    ...buildDataSourceOptions(validateEnv({ DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: '0' })),
     entities,
     migrationsRun: false,
   });

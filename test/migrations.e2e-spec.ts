@@ -223,6 +223,45 @@ describe('Migrations (e2e)', () => {
       }
     });
 
+    // PostgreSQL only: SQLite has no statement timeout.
+    (onPostgres ? it : it.skip)(
+      'upgrades a store whose statements take longer than DB_STATEMENT_TIMEOUT_MS',
+      async () => {
+        const db = await databaseAtMigration(url, upToTrees - 1);
+        const n = 100_000;
+        await db.query(
+          `INSERT INTO "sessions" ("id", "name", "created_at", "last_updated_at", "message_count")
+           VALUES ('${chained}', 'long', 0, ${n}, ${n})`,
+        );
+        await db.query(
+          `INSERT INTO "session_counts" ("owner_id", "archived", "pinned", "n") VALUES ('local', false, false, 1)`,
+        );
+        await db.query(
+          `INSERT INTO "chat_messages" ("session_id", "timestamp", "role", "content")
+           SELECT '${chained}', g, 'user', 'message ' || g FROM generate_series(1, ${n}) g`,
+        );
+        await db.destroy();
+        // Start-up runs the migration; chaining 100,000 messages takes far more than 50 ms.
+        const t = await createTestApp({ DATABASE_URL: url, DB_STATEMENT_TIMEOUT_MS: '50' });
+        const session = await request(t.http).get(`/api/v1/sessions/${chained}`);
+        await t.close();
+        const after = await databaseAtMigration(url, upToTrees);
+        try {
+          const [chain] = await after.query(
+            `SELECT COUNT(*) FILTER (WHERE "parent_id" IS NULL) AS "roots", MAX("id") AS "newest"
+             FROM "chat_messages"`,
+          );
+          expect({ roots: Number(chain.roots), current: session.body.current_message_id }).toEqual({
+            roots: 1,
+            current: Number(chain.newest),
+          });
+        } finally {
+          await after.destroy();
+        }
+      },
+      60_000,
+    );
+
     it('reverts to the v1.1 tables with their data and search index, and applies again', async () => {
       await seedV11();
       const db = await databaseAtMigration(url, upToTrees);

@@ -1,4 +1,5 @@
 import { MigrationInterface, QueryRunner, Table, TableForeignKey, TableIndex } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 /**
  * The v1 schema: the original design's `sessions` and `chat_messages` tables. Written with TypeORM's
@@ -8,6 +9,7 @@ export class CreateSessionsAndMessages1795557600000 implements MigrationInterfac
   name = 'CreateSessionsAndMessages1795557600000';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     const postgres = queryRunner.connection.driver.options.type === 'postgres';
     // Ids compare byte by byte on both databases (ORDER BY id, cursors), whatever the server locale.
     const binary = postgres ? { collation: 'C' } : {};
@@ -75,6 +77,7 @@ export class CreateSessionsAndMessages1795557600000 implements MigrationInterfac
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.dropTable('chat_messages');
     await queryRunner.dropTable('sessions');
   }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { MigrationInterface, QueryRunner, Table, TableIndex } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 /**
  * v1.1 sessions: `metadata_tags`, `archived`, `pinned`; an index for the default (unarchived) list;
@@ -11,6 +12,7 @@ export class SessionTagsArchivePin1795564800000 implements MigrationInterface {
   name = 'SessionTagsArchivePin1795564800000';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.query(`ALTER TABLE "sessions" ADD COLUMN "metadata_tags" text`);
     await queryRunner.query(
       `ALTER TABLE "sessions" ADD COLUMN "archived" boolean NOT NULL DEFAULT false`,
@@ -42,6 +44,7 @@ export class SessionTagsArchivePin1795564800000 implements MigrationInterface {
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.dropTable('settings');
     await queryRunner.dropIndex('sessions', 'idx_sessions_archived_recency');
     await queryRunner.dropColumn('sessions', 'pinned');

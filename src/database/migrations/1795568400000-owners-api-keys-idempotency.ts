@@ -1,4 +1,5 @@
 import { MigrationInterface, QueryRunner, Table, TableIndex } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 /**
  * Owners, API keys and idempotency records. Every session gets an owner; sessions created before
@@ -9,6 +10,7 @@ export class OwnersApiKeysIdempotency1795568400000 implements MigrationInterface
   name = 'OwnersApiKeysIdempotency1795568400000';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     const postgres = queryRunner.connection.driver.options.type === 'postgres';
     const binary = postgres ? ' COLLATE "C"' : '';
     await queryRunner.query(
@@ -63,6 +65,7 @@ export class OwnersApiKeysIdempotency1795568400000 implements MigrationInterface
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.dropTable('idempotency_keys');
     await queryRunner.dropTable('api_keys');
     await queryRunner.dropIndex('sessions', 'idx_sessions_owner_archived_recency');

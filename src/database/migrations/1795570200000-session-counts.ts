@@ -1,4 +1,5 @@
 import { MigrationInterface, QueryRunner, Table } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 /**
  * How many sessions each owner has, per (archived, pinned): the list's X-Total-Count becomes a sum
@@ -9,6 +10,7 @@ export class SessionCounts1795570200000 implements MigrationInterface {
   name = 'SessionCounts1795570200000';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     const postgres = queryRunner.connection.driver.options.type === 'postgres';
     await queryRunner.createTable(
       new Table({
@@ -35,6 +37,7 @@ export class SessionCounts1795570200000 implements MigrationInterface {
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.dropTable('session_counts');
   }
 }

@@ -1,4 +1,5 @@
 import { MigrationInterface, QueryRunner } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 /**
  * Full-text search over message contents and session names, indexing every existing row.
@@ -28,12 +29,14 @@ export class SearchIndex1795575600000 implements MigrationInterface {
   name = 'SearchIndex1795575600000';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     if (queryRunner.connection.driver.options.type === 'postgres')
       await this.upPostgres(queryRunner);
     else await this.upSqlite(queryRunner);
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     if (queryRunner.connection.driver.options.type === 'postgres') {
       for (const [table, column] of [
         ['chat_messages', 'search'],

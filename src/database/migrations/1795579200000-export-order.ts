@@ -1,4 +1,5 @@
 import { MigrationInterface, QueryRunner, TableIndex } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 /**
  * The bulk export walks an owner's sessions in id order, filtered by `archived` or not: these
@@ -9,6 +10,7 @@ export class ExportOrder1795579200000 implements MigrationInterface {
   name = 'ExportOrder1795579200000';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.createIndices('sessions', [
       new TableIndex({
         name: 'idx_sessions_owner_archived_id',
@@ -19,6 +21,7 @@ export class ExportOrder1795579200000 implements MigrationInterface {
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.dropIndex('sessions', 'idx_sessions_owner_id');
     await queryRunner.dropIndex('sessions', 'idx_sessions_owner_archived_id');
   }

@@ -1,4 +1,5 @@
 import { MigrationInterface, QueryRunner, TableIndex } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 /**
  * The pinned filter (`?pinned=true|false`, with or without `archived`) gets indexes of its own:
@@ -8,6 +9,7 @@ export class PinnedIndexes1795579200001 implements MigrationInterface {
   name = 'PinnedIndexes1795579200001';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.createIndices('sessions', [
       new TableIndex({
         name: 'idx_sessions_owner_archived_pinned_recency',
@@ -21,6 +23,7 @@ export class PinnedIndexes1795579200001 implements MigrationInterface {
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.dropIndex('sessions', 'idx_sessions_owner_pinned_recency');
     await queryRunner.dropIndex('sessions', 'idx_sessions_owner_archived_pinned_recency');
   }

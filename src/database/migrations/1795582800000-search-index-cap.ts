@@ -1,4 +1,5 @@
 import { MigrationInterface, QueryRunner } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 /**
  * PostgreSQL indexes at most the first 200,000 code points of a text's folded form, so that every
@@ -38,6 +39,7 @@ export class SearchIndexCap1795582800000 implements MigrationInterface {
   name = 'SearchIndexCap1795582800000';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     if (queryRunner.connection.driver.options.type !== 'postgres') return;
     // Cut before the punctuation pass, which maps one code point to one space: the same text, less work.
     await queryRunner.query(
@@ -49,6 +51,7 @@ export class SearchIndexCap1795582800000 implements MigrationInterface {
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     if (queryRunner.connection.driver.options.type !== 'postgres') return;
     await queryRunner.query(
       searchVector(

@@ -1,4 +1,5 @@
 import { MigrationInterface, QueryRunner, TableIndex } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 /**
  * Idempotency records by owner, newest first: each keyed write keeps its owner's records under
@@ -8,6 +9,7 @@ export class IdempotencyOwnerIndex1795582800001 implements MigrationInterface {
   name = 'IdempotencyOwnerIndex1795582800001';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.createIndex(
       'idempotency_keys',
       new TableIndex({
@@ -18,6 +20,7 @@ export class IdempotencyOwnerIndex1795582800001 implements MigrationInterface {
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     await queryRunner.dropIndex('idempotency_keys', 'idx_idempotency_keys_owner_created');
   }
 }

@@ -1,4 +1,5 @@
 import { MigrationInterface, QueryRunner } from 'typeorm';
+import { withoutStatementTimeout } from './unbounded';
 
 const STATUSES = `'complete', 'in_progress', 'cancelled', 'failed'`;
 const STATUS_CHECK = `CONSTRAINT "chk_chat_messages_status" CHECK ("status" IN (${STATUSES}))`;
@@ -50,6 +51,7 @@ export class ConversationTrees1795586400000 implements MigrationInterface {
   name = 'ConversationTrees1795586400000';
 
   public async up(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     const postgres = queryRunner.connection.driver.options.type === 'postgres';
     if (postgres) await this.upPostgresMessages(queryRunner);
     else await this.upSqliteMessages(queryRunner);
@@ -68,6 +70,7 @@ export class ConversationTrees1795586400000 implements MigrationInterface {
   }
 
   public async down(queryRunner: QueryRunner): Promise<void> {
+    await withoutStatementTimeout(queryRunner);
     const postgres = queryRunner.connection.driver.options.type === 'postgres';
     await queryRunner.query(`DROP INDEX "idx_sessions_expires_at"`);
     // Plain DROP COLUMN (SQLite 3.35+), not TypeORM's dropColumn, which rebuilds the table on
