@@ -1,9 +1,7 @@
 import { DataSource } from 'typeorm';
-import { validateEnv } from '../src/config/env.validation';
-import { buildDataSourceOptions } from '../src/database/database.options';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { callJson, type JsonReply } from './helpers/http';
-import { startServer } from './helpers/server-process';
+import { serversOn, startServer } from './helpers/server-process';
 
 /**
  * Two real server processes on one PostgreSQL database (SQLite is single-process by design):
@@ -18,14 +16,7 @@ import { startServer } from './helpers/server-process';
 
     beforeAll(async () => {
       url = await freshDatabaseUrl('multi');
-      // Started together: their migrations take turns through the advisory lock.
-      servers = await Promise.all([
-        startServer({ DATABASE_URL: url }),
-        startServer({ DATABASE_URL: url }),
-      ]);
-      db = await new DataSource(
-        buildDataSourceOptions(validateEnv({ DATABASE_URL: url })),
-      ).initialize();
+      ({ servers, db } = await serversOn(url, 2));
     }, 60_000);
     afterAll(async () => {
       await db?.destroy();

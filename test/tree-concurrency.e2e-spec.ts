@@ -1,11 +1,9 @@
 import { DataSource } from 'typeorm';
 import { seededRandom } from '../bench/random';
-import { validateEnv } from '../src/config/env.validation';
-import { buildDataSourceOptions } from '../src/database/database.options';
 import { messageAt, type MessageBody, messagesOf, SESSIONS, type SessionBody } from './helpers/api';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { invariantViolations, readerOf, treeViolations } from './helpers/invariants';
-import { type RunningServer, startServer } from './helpers/server-process';
+import { type RunningServer, serversOn } from './helpers/server-process';
 
 interface Reply {
   status: number;
@@ -61,14 +59,7 @@ describe(`Conversation trees under concurrency (e2e, ${onPostgres ? 'two process
   const base = (k: number) => servers[k % servers.length].base;
 
   beforeAll(async () => {
-    const url = await freshDatabaseUrl('trees');
-    // Started together: their migrations take turns through the advisory lock.
-    servers = await Promise.all(
-      Array.from({ length: onPostgres ? 2 : 1 }, () => startServer({ DATABASE_URL: url })),
-    );
-    db = await new DataSource(
-      buildDataSourceOptions(validateEnv({ DATABASE_URL: url })),
-    ).initialize();
+    ({ servers, db } = await serversOn(await freshDatabaseUrl('trees'), onPostgres ? 2 : 1));
   }, 60_000);
   afterAll(async () => {
     await db?.destroy();

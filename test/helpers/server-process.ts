@@ -2,6 +2,9 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { DataSource } from 'typeorm';
+import { validateEnv } from '../../src/config/env.validation';
+import { buildDataSourceOptions } from '../../src/database/database.options';
 
 export const MAIN = join(__dirname, '..', '..', 'dist', 'main.js');
 
@@ -165,4 +168,21 @@ export async function killServers(): Promise<void> {
       return exited;
     }),
   );
+}
+
+/**
+ * `count` servers on the database `url`, started together (on PostgreSQL their migrations take
+ * turns through the advisory lock), and a connection of the test's own to look at what they store.
+ */
+export async function serversOn(
+  url: string,
+  count: number,
+): Promise<{ servers: RunningServer[]; db: DataSource }> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => startServer({ DATABASE_URL: url })),
+  );
+  const db = await new DataSource(
+    buildDataSourceOptions(validateEnv({ DATABASE_URL: url })),
+  ).initialize();
+  return { servers, db };
 }
