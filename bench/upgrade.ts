@@ -4,9 +4,9 @@
  *
  * 1. Seeds a database as bench:large does (seed-large.ts), then reverts the conversation-trees
  *    migration: the v1.1 tables, holding every seeded message.
- * 2. Starts a probe process, which every 50 ms reads a page of one session's messages and writes a
- *    message the way a v1.1 server does (a row and its session's count, in one transaction), on a
- *    connection of its own, each with a 120 s wait for locks.
+ * 2. Starts two probe processes: one reads a page of one session's messages every 50 ms, the other
+ *    writes a message there the way a v1.1 server does (a row and its session's count, in one
+ *    transaction), each on a connection of its own with a 120 s wait for locks.
  * 3. Runs the pending migration, as `npm run migration:run` or a starting server would, and times
  *    it; then prints the probe's longest waits and checks what the migration made.
  *
@@ -34,7 +34,7 @@ const PROBE_TEXT = 'written during the upgrade';
  * hold it up. It prints one JSON line when told to stop (a line on stdin).
  */
 const PROBE = `
-const [url, sessionId] = process.argv.slice(1);
+const [url, sessionId, mode] = process.argv.slice(1);
 const waits = { read: [], write: [] };
 const errors = [];
 let stop = false;
@@ -67,10 +67,9 @@ async function main() {
   }
   console.error('probe ready');
   while (!stop) {
-    for (const [kind, run] of [['read', read], ['write', write]]) {
-      const t0 = performance.now();
-      try { await run(); record(kind, t0); } catch (error) { errors.push(kind + ': ' + error.message); }
-    }
+    const run = mode === 'read' ? read : write;
+    const t0 = performance.now();
+    try { await run(); record(mode, t0); } catch (error) { errors.push(mode + ': ' + error.message); }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   await close();
@@ -84,8 +83,8 @@ interface ProbeResult {
   errors: string[];
 }
 
-function startProbe(url: string, sessionId: string) {
-  const child = spawn(process.execPath, ['-e', PROBE, url, sessionId], {
+function startProbe(url: string, sessionId: string, mode: 'read' | 'write') {
+  const child = spawn(process.execPath, ['-e', PROBE, url, sessionId, mode], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -140,15 +139,21 @@ async function run(tmp: string): Promise<number> {
     const [busiest] = await source.query<{ id: string }[]>(
       `SELECT "id" FROM "sessions" ORDER BY "message_count" DESC LIMIT 1`,
     );
-    const probe = startProbe(url, busiest.id);
-    await probe.ready;
+    // A reader and a writer, each a process of its own: a write waiting for a lock holds up its
+    // process (SQLite's driver waits synchronously), and must not hide how reads fare meanwhile.
+    const probes = [startProbe(url, busiest.id, 'read'), startProbe(url, busiest.id, 'write')];
+    await Promise.all(probes.map((p) => p.ready));
     // The probe's waits before the migration starts, as a baseline.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     progress('running the migration');
     const t0 = performance.now();
     const ran = await source.runMigrations({ transaction: 'each' });
     const seconds = (performance.now() - t0) / 1000;
-    const probed = await probe.stop();
+    const [reads, writes] = await Promise.all(probes.map((p) => p.stop()));
+    const probed = {
+      waits: { read: reads.waits.read, write: writes.waits.write },
+      errors: [...reads.errors, ...writes.errors],
+    };
 
     const [check] = await source.query<Record<string, number | string>[]>(
       `SELECT (SELECT COUNT(*) FROM "chat_messages") AS "messages",
