@@ -246,10 +246,12 @@ export class MessagesService {
 
   /**
    * A branch listing (`?branch=current` or `?branch={message_id}`): the path from the root to that
-   * message, paged like a plain listing, each message with its siblings. One recursive statement
-   * reads the path's ids (a primary-key probe per message), one the siblings of the page's
-   * messages, one the page's sizes; then the rows are read whole or, for a page of more than
-   * CHUNK_BYTES, streamed a chunk at a time, as `list` does. The next page's link names the branch
+   * message, paged like a plain listing, each message with its siblings. The path comes from the
+   * session's tree read whole (which also gives the siblings) or, for a session of more than
+   * SHAPE_MAX messages, from a recursive statement (the siblings then by a statement of their own;
+   * see ChatMessagesRepository.path); one statement reads the page's outline, its rows inlined
+   * where they are small; a page of more than CHUNK_BYTES is read again and streamed a chunk at a
+   * time, as `list` does. The next page's link names the branch
    * by its last message, so paging stays on the same branch if the current one moves meanwhile.
    * The statements read one snapshot (DatabaseService.readSnapshot): read one by one, a DELETE of
    * the current message committing between the read of the session and of the path made
