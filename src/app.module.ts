@@ -14,6 +14,7 @@ import { HealthModule } from './health/health.module';
 import { IdempotencyModule } from './idempotency/idempotency.module';
 import { ImportModule } from './import/import.module';
 import { MessagesModule } from './messages/messages.module';
+import { RepliesModule } from './replies/replies.module';
 import { SearchModule } from './search/search.module';
 import { SessionsModule } from './sessions/sessions.module';
 
@@ -40,6 +41,7 @@ export class AppModule {
         IdempotencyModule,
         SessionsModule,
         MessagesModule,
+        RepliesModule,
         SearchModule,
         ExportModule,
         ImportModule,

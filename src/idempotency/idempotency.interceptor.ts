@@ -5,7 +5,7 @@ import {
   NestInterceptor,
   UnprocessableEntityException,
 } from '@nestjs/common';
-import { Reflector } from '@nestjs/core';
+import { ModuleRef, Reflector } from '@nestjs/core';
 import type { Response } from 'express';
 import { createHash } from 'node:crypto';
 import { lastValueFrom, Observable, of } from 'rxjs';
@@ -21,6 +21,9 @@ import {
 } from './idempotency.service';
 
 export const IDEMPOTENT_RESPONSE = Symbol('idempotentResponse');
+export const IDEMPOTENT_REFRESH = Symbol('idempotentRefresh');
+/** The body a replay sends, from the stored one (see Idempotent). */
+export type Refresh = (stored: unknown, req: OwnedRequest, modules: ModuleRef) => Promise<unknown>;
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 const VALID_KEY = /^[\x20-\x7e]{1,255}$/;
 
@@ -37,11 +40,16 @@ export class IdempotencyInterceptor implements NestInterceptor {
   constructor(
     private readonly idempotency: IdempotencyService,
     private readonly reflector: Reflector,
+    private readonly modules: ModuleRef,
   ) {}
 
   async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
     const serialize = this.reflector.get<((result: unknown) => unknown) | undefined>(
       IDEMPOTENT_RESPONSE,
+      context.getHandler(),
+    );
+    const refresh = this.reflector.get<Refresh | undefined>(
+      IDEMPOTENT_REFRESH,
       context.getHandler(),
     );
     const req = context.switchToHttp().getRequest<OwnedRequest>();
@@ -72,26 +80,36 @@ export class IdempotencyInterceptor implements NestInterceptor {
     this.inFlight.add(id);
     try {
       const stored = await this.idempotency.lookup(scope);
-      if (stored) return of(this.replay(res, scope, stored));
+      if (stored) return of(await this.replay(res, scope, stored, req, refresh));
       const hooks = this.idempotency.hooks(scope, serialize);
       return of(await offerWriteHooks(hooks, () => lastValueFrom(next.handle())));
     } catch (error) {
-      if (error instanceof AlreadyAnswered) return of(this.replay(res, scope, error.stored));
+      if (error instanceof AlreadyAnswered) {
+        return of(await this.replay(res, scope, error.stored, req, refresh));
+      }
       throw error;
     } finally {
       this.inFlight.delete(id);
     }
   }
 
-  private replay(res: Response, scope: IdempotencyScope, stored: StoredResponse): unknown {
+  private async replay(
+    res: Response,
+    scope: IdempotencyScope,
+    stored: StoredResponse,
+    req: OwnedRequest,
+    refresh: Refresh | undefined,
+  ): Promise<unknown> {
     if (stored.requestHash !== scope.requestHash) {
       throw new UnprocessableEntityException(
         'This Idempotency-Key was already used with a different request body.',
       );
     }
+    const body = JSON.parse(stored.body) as unknown;
+    const sent = refresh ? await refresh(body, req, this.modules) : body;
     res.setHeader('Idempotent-Replayed', 'true');
     res.status(stored.status);
-    return JSON.parse(stored.body) as unknown;
+    return sent;
   }
 }
 

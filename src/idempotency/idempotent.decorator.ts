@@ -3,17 +3,25 @@ import { ApiHeader } from '@nestjs/swagger';
 import { ApiProblems } from '../common/problems/problem.dto';
 import {
   IDEMPOTENCY_HEADER,
+  IDEMPOTENT_REFRESH,
   IDEMPOTENT_RESPONSE,
   IdempotencyInterceptor,
+  type Refresh,
 } from './idempotency.interceptor';
 
 /**
  * Makes a POST honour `Idempotency-Key`. `serialize` turns the service's write result into the
  * response body (the same mapping the handler returns), so the stored response is the one sent.
+ * `refresh`, if given, turns the stored body into the one a replay sends: for a resource that
+ * changes after the write (a reply that goes on generating), its state now.
  */
-export function Idempotent<T>(serialize: (result: T) => unknown): MethodDecorator {
+export function Idempotent<T>(
+  serialize: (result: T) => unknown,
+  refresh?: Refresh,
+): MethodDecorator {
   return applyDecorators(
     SetMetadata(IDEMPOTENT_RESPONSE, serialize),
+    SetMetadata(IDEMPOTENT_REFRESH, refresh),
     UseInterceptors(IdempotencyInterceptor),
     ApiHeader({
       name: IDEMPOTENCY_HEADER,

@@ -28,6 +28,7 @@ export interface Generation {
 @Index('idx_chat_messages_session_order', ['session_id', 'timestamp', 'id'])
 @Index('uq_chat_messages_session_id', ['session_id', 'id'], { unique: true })
 @Index('idx_chat_messages_session_parent', ['session_id', 'parent_id', 'timestamp', 'id'])
+@Index('idx_chat_messages_in_progress', ['progress_at'], { where: `"status" = 'in_progress'` })
 @Check('chk_chat_messages_role', `"role" IN ('user', 'assistant', 'system')`)
 @Check('chk_chat_messages_status', `"status" IN ('complete', 'in_progress', 'cancelled', 'failed')`)
 @ForeignKey(() => ChatMessage, ['session_id', 'parent_id'], ['session_id', 'id'], {
@@ -69,4 +70,11 @@ export class ChatMessage {
 
   @Column({ type: 'simple-json', nullable: true })
   generation: Generation | null;
+
+  /**
+   * An `in_progress` reply's last sign of life (epoch ms): when its process last stored its text or
+   * said it is still generating. Not part of the API.
+   */
+  @Column({ type: 'bigint', nullable: true, transformer: bigintNumber, select: false })
+  progress_at?: number | null;
 }

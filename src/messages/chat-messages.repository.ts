@@ -94,6 +94,12 @@ export interface OutlineEntry {
   message: ChatMessage | null;
 }
 
+/** What an append writes: a posted message (`complete`), or a reply starting (`in_progress`). */
+export type AppendedMessage = Pick<
+  ChatMessage,
+  'session_id' | 'role' | 'content' | 'metadata' | 'status' | 'generation'
+>;
+
 /** What an append stored: the new message's id (as the driver returned it), time and parent. */
 export interface AppendedRow {
   id: number | string;
@@ -195,6 +201,7 @@ function isIdTaken(error: unknown): boolean {
 export class ChatMessagesRepository {
   private readonly sql: Record<
     | 'insert'
+    | 'parentStatus'
     | 'touch'
     | 'setCurrent'
     | 'append'
@@ -219,17 +226,20 @@ export class ChatMessagesRepository {
     this.ownedSession = rule.ownedSession;
     this.sql = {
       insert: db.sql(
-        `INSERT INTO "chat_messages" ("session_id", "timestamp", "parent_id", "role", "content", "metadata")
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING "id"`,
+        `INSERT INTO "chat_messages" ("session_id", "timestamp", "parent_id", "role", "content", "metadata", "status", "generation", "progress_at")
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING "id"`,
+      ),
+      parentStatus: db.sql(
+        `SELECT "status" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
       ),
       touch: db.sql(touchSession(rule)),
       setCurrent: db.sql(SET_CURRENT_MESSAGE),
       // The parent: the one given (a flag says whether it was), else the current message before.
       append: db.sql(
         `WITH ${touchSessionCtes(rule)}
-         INSERT INTO "chat_messages" ("id", "session_id", "timestamp", "parent_id", "role", "content", "metadata")
+         INSERT INTO "chat_messages" ("id", "session_id", "timestamp", "parent_id", "role", "content", "metadata", "status", "generation", "progress_at")
          SELECT "message_id", "id", "last_updated_at",
-           CASE WHEN CAST(? AS BOOLEAN) THEN CAST(? AS BIGINT) ELSE "previous_id" END, ?, ?, ?
+           CASE WHEN CAST(? AS BOOLEAN) THEN CAST(? AS BIGINT) ELSE "previous_id" END, ?, ?, ?, ?, ?, ?
          FROM "touched" RETURNING "id", "timestamp", "parent_id"`,
       ),
       position: db.sql(
@@ -292,14 +302,18 @@ export class ChatMessagesRepository {
   async append(
     manager: EntityManager,
     owner: string,
-    message: Pick<ChatMessage, 'session_id' | 'role' | 'content' | 'metadata'>,
+    message: AppendedMessage,
     parent: { given: boolean; id: number | null },
     now: number,
-  ): Promise<AppendedRow | 'unknown parent' | null> {
+  ): Promise<AppendedRow | 'unknown parent' | 'parent in progress' | null> {
+    const reply = message.status === 'in_progress';
     const values = [
       message.role,
       message.content,
       message.metadata === null ? null : JSON.stringify(message.metadata),
+      message.status,
+      message.generation === null ? null : JSON.stringify(message.generation),
+      reply ? now : null,
     ];
     try {
       if (!this.db.isSqlite) {
@@ -312,7 +326,7 @@ export class ChatMessagesRepository {
           this.sql.append,
           // The session id comes from the touched row, not as a parameter: PostgreSQL would type it
           // as the column (varchar(36)) and refuse a longer id from the path even when no row matched.
-          [...touchCteParams(owner, message.session_id, now), parent.given, parent.id, ...values],
+          [...touchCteParams(owner, message.session_id, now, parent), parent.given, parent.id, ...values],
         );
         return row
           ? {
@@ -329,6 +343,13 @@ export class ChatMessagesRepository {
       if (!touched) return null;
       const timestamp = Number(touched.last_updated_at);
       const parentId = parent.given ? parent.id : touched.current_message_id;
+      if (parentId !== null) {
+        const [row] = await queryRows<{ status: MessageStatus }>(manager, this.sql.parentStatus, [
+          parentId,
+          message.session_id,
+        ]);
+        if (row?.status === 'in_progress') return 'parent in progress';
+      }
       const [inserted] = await queryRows<{ id: number }>(manager, this.sql.insert, [
         message.session_id,
         timestamp,
@@ -906,6 +927,140 @@ export class ChatMessagesRepository {
       ids.push(Number(row.id));
     }
     return ids;
+  }
+
+  /** Sets the `generation` of message `id` (a reply just stored, in the caller's transaction). */
+  async setGeneration(manager: EntityManager, id: number, generation: Generation): Promise<void> {
+    await queryRows(
+      manager,
+      this.statement('setGeneration', () =>
+        this.db.sql(`UPDATE "chat_messages" SET "generation" = ? WHERE "id" = ?`),
+      ),
+      [JSON.stringify(generation), id],
+    );
+  }
+
+  /** Message `id`, whoever owns it: for the process generating it, which owns the reply. */
+  async find(manager: EntityManager, id: number): Promise<ChatMessage | null> {
+    const [row] = await queryRows<MessageRow>(
+      manager,
+      this.statement('find', () =>
+        this.db.sql(`SELECT ${COLUMNS} FROM "chat_messages" WHERE "id" = ?`),
+      ),
+      [id],
+    );
+    return row ? fromRow(row) : null;
+  }
+
+  /**
+   * Stores the text of replies in progress and their sign of life (`progress_at`), in the caller's
+   * transaction: one statement per reply. The ids of those still in progress; a reply left out
+   * was cancelled, deleted, or marked failed by another process meanwhile, and nothing was written
+   * for it.
+   */
+  async saveProgress(
+    manager: EntityManager,
+    replies: { id: number; content: string }[],
+    now: number,
+  ): Promise<Set<number>> {
+    const sql = this.statement('saveProgress', () =>
+      this.db.sql(
+        `UPDATE "chat_messages" SET "content" = ?, "progress_at" = ?
+         WHERE "id" = ? AND "status" = 'in_progress' RETURNING "id"`,
+      ),
+    );
+    const live = new Set<number>();
+    for (const reply of replies) {
+      const [row] = await queryRows<{ id: number | string }>(manager, sql, [
+        reply.content,
+        now,
+        reply.id,
+      ]);
+      if (row) live.add(reply.id);
+    }
+    return live;
+  }
+
+  /** `progress_at` of replies in progress whose text has not changed: a sign of life only. */
+  async heartbeat(manager: EntityManager, ids: number[], now: number): Promise<Set<number>> {
+    const rows = await this.byIdLists(ids, (part) =>
+      queryRows<{ id: number | string }>(
+        manager,
+        this.statement(`heartbeat:${part.length}`, () =>
+          this.db.sql(
+            `UPDATE "chat_messages" SET "progress_at" = ?
+             WHERE "status" = 'in_progress' AND "id" IN (${placeholders(part.length)}) RETURNING "id"`,
+          ),
+        ),
+        [now, ...part],
+      ),
+    );
+    return new Set(rows.map((row) => Number(row.id)));
+  }
+
+  /**
+   * Ends a reply in progress: its final text (null: the text stored, e.g. a cancel from a process
+   * that does not generate it), status and generation. The message as stored, or null (nothing
+   * written) if it is no longer in progress: cancelled, deleted, or marked failed meanwhile.
+   */
+  async endReply(
+    manager: EntityManager,
+    id: number,
+    end: { content: string | null } & Pick<ChatMessage, 'status' | 'generation'>,
+  ): Promise<ChatMessage | null> {
+    const [row] = await queryRows<MessageRow>(
+      manager,
+      this.statement('endReply', () =>
+        this.db.sql(
+          `UPDATE "chat_messages" SET "content" = COALESCE(?, "content"), "status" = ?, "generation" = ?, "progress_at" = NULL
+           WHERE "id" = ? AND "status" = 'in_progress' RETURNING ${COLUMNS}`,
+        ),
+      ),
+      [end.content, end.status, JSON.stringify(end.generation), id],
+    );
+    return row ? fromRow(row) : null;
+  }
+
+  /**
+   * Replies in progress whose last sign of life is older than `before` (every one, given null): the
+   * ones a dead process left (see GenerationManager). Read through idx_chat_messages_in_progress.
+   */
+  async stalledReplies(manager: EntityManager, before: number | null): Promise<ChatMessage[]> {
+    const rows = await queryRows<MessageRow>(
+      manager,
+      this.statement(`stalled:${before === null}`, () =>
+        this.db.sql(
+          `SELECT ${COLUMNS} FROM "chat_messages" WHERE "status" = 'in_progress'
+           ${before === null ? '' : 'AND "progress_at" < ?'}`,
+        ),
+      ),
+      before === null ? [] : [before],
+    );
+    return rows.map(fromRow);
+  }
+
+  /**
+   * Marks a stalled reply `failed` with its stored text, unless it showed a sign of life since it
+   * was found (`progress_at` moved past `before`) or ended. The message as stored, or null.
+   */
+  async failStalled(
+    manager: EntityManager,
+    id: number,
+    generation: Generation,
+    before: number | null,
+  ): Promise<ChatMessage | null> {
+    const [row] = await queryRows<MessageRow>(
+      manager,
+      this.statement(`failStalled:${before === null}`, () =>
+        this.db.sql(
+          `UPDATE "chat_messages" SET "status" = 'failed', "generation" = ?, "progress_at" = NULL
+           WHERE "id" = ? AND "status" = 'in_progress'
+           ${before === null ? '' : 'AND "progress_at" < ?'} RETURNING ${COLUMNS}`,
+        ),
+      ),
+      before === null ? [JSON.stringify(generation), id] : [JSON.stringify(generation), id, before],
+    );
+    return row ? fromRow(row) : null;
   }
 
   private statement(key: string, build: () => string): string {

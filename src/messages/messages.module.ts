@@ -8,6 +8,6 @@ import { MessagesService } from './messages.service';
   imports: [SessionsModule],
   controllers: [MessagesController],
   providers: [MessagesService],
-  exports: [SessionsModule],
+  exports: [SessionsModule, MessagesService],
 })
 export class MessagesModule {}

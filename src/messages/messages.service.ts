@@ -12,6 +12,7 @@ import { messageNotInSession } from './message-problems';
 import {
   type BranchEntry,
   ChatMessagesRepository,
+  type AppendedMessage,
   type KeyBound,
   type OutlineEntry,
 } from './chat-messages.repository';
@@ -57,6 +58,12 @@ function branchPage(
       ? ordered.slice(Math.max(0, to - query.limit), to)
       : ordered.slice(from + (query.skip ?? 0), to).slice(0, query.limit);
   return { page, full: page.length === query.limit };
+}
+
+function parentInProgress(): ConflictException {
+  return new ConflictException(
+    'The parent message is a reply still being generated: wait for it to end, or cancel it.',
+  );
 }
 
 function messageNotFound(sessionId: string, messageId: string): NotFoundException {
@@ -120,30 +127,57 @@ export class MessagesService {
    * within the contract's format is refused (409) with nothing written.
    *
    * The parent: `parent_id` omitted → the current message; null → a new root; otherwise a message of
-   * this session, which the database's foreign key checks (400 naming `parent_id` if it is not).
+   * this session, which the database's foreign key checks (400 naming `parent_id` if it is not); a
+   * parent that is a reply still being generated is refused (409).
    */
   append(owner: string, sessionId: string, dto: CreateChatMessageDto): Promise<ChatMessage> {
-    const fields: Pick<ChatMessage, 'session_id' | 'role' | 'content' | 'metadata'> = {
-      session_id: sessionId,
-      role: dto.role ?? 'user',
-      content: dto.content,
-      metadata: dto.metadata ?? null,
-    };
-    const parent = { given: dto.parent_id !== undefined, id: dto.parent_id ?? null };
+    return this.store(
+      owner,
+      {
+        session_id: sessionId,
+        role: dto.role ?? 'user',
+        content: dto.content,
+        metadata: dto.metadata ?? null,
+        status: 'complete',
+        generation: null,
+      },
+      { given: dto.parent_id !== undefined, id: dto.parent_id ?? null },
+    );
+  }
+
+  /**
+   * `append`'s write, shared with replies (RepliesService), which store an `in_progress` assistant
+   * message the same way and run `check` on it before commit (so in a transaction: `check` may
+   * refuse the reply, e.g. an empty prompt, and nothing is written).
+   */
+  store(
+    owner: string,
+    fields: AppendedMessage,
+    parent: { given: boolean; id: number | null },
+    check?: (manager: EntityManager, stored: ChatMessage) => Promise<void>,
+  ): Promise<ChatMessage> {
+    const sessionId = fields.session_id;
     const hooks = claimWriteHooks();
-    return this.db.writeStatement(async (manager) => {
+    const work = async (manager: EntityManager): Promise<ChatMessage> => {
       const stored = await this.messages.append(manager, owner, fields, parent, Date.now());
       if (stored === 'unknown parent') {
         throw messageNotInSession('parent_id', parent.id);
       }
+      if (stored === 'parent in progress') throw parentInProgress();
       if (!stored) {
-        // The touch moved no row: no such session of the owner's, or its time is at the end of the
-        // format. Only the latter, still true now, is a 409 (the session may have appeared since).
+        // The touch moved no row: no such session of the owner's, its time is at the end of the
+        // format, or (PostgreSQL) the parent is a reply in progress. Only those two, still true
+        // now, are a 409 (the session may have appeared since, or the reply ended).
         const session = await this.sessions.findOwned(manager, owner, sessionId);
         if (session && session.last_updated_at >= TIME_FORMAT_MAX_MS) {
           throw new ConflictException(
             `Session '${sessionId}' was last active at a time after the year 9999: no later message can be stamped.`,
           );
+        }
+        const parentId = parent.given ? parent.id : (session?.current_message_id ?? null);
+        if (session && parentId !== null) {
+          const message = await this.messages.findOwned(manager, owner, sessionId, parentId);
+          if (message?.status === 'in_progress') throw parentInProgress();
         }
         throw sessionNotFound(sessionId);
       }
@@ -161,15 +195,16 @@ export class MessagesService {
         }
         throw new Error(`Message ids are exhausted: the database issued ${stored.id}`);
       }
-      return {
+      const message: ChatMessage = {
         id,
         timestamp: stored.timestamp,
         ...fields,
         parent_id: stored.parent_id,
-        status: 'complete' as const,
-        generation: null,
       };
-    }, hooks);
+      await check?.(manager, message);
+      return message;
+    };
+    return check ? this.db.write(work, hooks) : this.db.writeStatement(work, hooks);
   }
 
   /**

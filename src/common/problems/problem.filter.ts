@@ -65,6 +65,17 @@ function detailOf(exception: HttpException): string {
   return typeof message === 'string' ? message : exception.message;
 }
 
+/**
+ * Members a problem adds to the standard ones (RFC 9457 §3.2), given by the exception as
+ * `{ message, extras }` (e.g. a failed reply's `message_id`).
+ */
+function extrasOf(exception: HttpException): Record<string, unknown> {
+  const body = exception.getResponse();
+  if (typeof body !== 'object' || body === null) return {};
+  const extras = (body as { extras?: unknown }).extras;
+  return typeof extras === 'object' && extras !== null ? (extras as Record<string, unknown>) : {};
+}
+
 /** Turns every error into the contract's problem document; logs the unexpected ones with their stack. */
 @Catch()
 export class ProblemFilter implements ExceptionFilter {
@@ -86,7 +97,7 @@ export class ProblemFilter implements ExceptionFilter {
       let detail = detailOf(exception);
       // Nest's answer for an unknown route repeats the whole URL; query strings carry user text.
       if (detail === `Cannot ${req.method} ${req.url}`) detail = `Cannot ${req.method} ${instance}`;
-      sendProblem(res, problem(status, detail, instance, errors));
+      sendProblem(res, { ...problem(status, detail, instance, errors), ...extrasOf(exception) });
       return;
     }
     const failure = databaseFailure(exception);

@@ -8,6 +8,7 @@ import { PinnedIndexes1795579200001 } from './1795579200001-pinned-indexes';
 import { SearchIndexCap1795582800000 } from './1795582800000-search-index-cap';
 import { IdempotencyOwnerIndex1795582800001 } from './1795582800001-idempotency-owner-index';
 import { ConversationTrees1795586400000 } from './1795586400000-conversation-trees';
+import { ReplyProgress1795593600000 } from './1795593600000-reply-progress';
 
 /** Every migration, oldest first. Listed explicitly so the app, the CLI and the tests run the same set. */
 export const migrations = [
@@ -21,4 +22,5 @@ export const migrations = [
   SearchIndexCap1795582800000,
   IdempotencyOwnerIndex1795582800001,
   ConversationTrees1795586400000,
+  ReplyProgress1795593600000,
 ];

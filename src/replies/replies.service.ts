@@ -1,0 +1,246 @@
+import {
+  ConflictException,
+  Injectable,
+  NotFoundException,
+} from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
+import type { EntityManager } from 'typeorm';
+import type { Env } from '../config/env.validation';
+import { ValidationProblemException } from '../common/problems/validation.pipe';
+import { DatabaseService } from '../database/database.service';
+import { ChatMessage } from '../messages/chat-message.entity';
+import { ChatMessagesRepository } from '../messages/chat-messages.repository';
+import { MessagesService } from '../messages/messages.service';
+import { SessionsRepository } from '../sessions/sessions.repository';
+import { sessionNotFound } from '../sessions/sessions.service';
+import { CreateReplyDto } from './dto/reply.dto';
+import { GenerationManager, type LiveReply } from './generation-manager';
+import { type CompletionRequest } from './llm-client';
+import { type PromptMessage, selectPrompt } from './prompt';
+import { ReplyEvents } from './reply-events';
+
+/** Path messages read per statement while looking for the prompt's window, newest first. */
+const PROMPT_CHUNK = 200;
+/** A stream not served from this process's memory reads the stored reply at least this often. */
+const POLL_MS = 1000;
+
+/** What a stream shows of a reply at one moment. */
+export interface ReplyView {
+  content: string;
+  /** The message as it ended (with its final status), once it has. */
+  ended: ChatMessage | null;
+}
+
+/**
+ * A reply as a stream follows it: from this process's memory while it generates it, else from the
+ * database (on notice from the generating process, and every POLL_MS).
+ */
+export interface ReplySource {
+  view(): Promise<ReplyView>;
+  /** Calls `onChange` when the reply may have changed; returns the unsubscribe. */
+  watch(onChange: () => void): () => void;
+}
+
+function messageNotFound(sessionId: string, id: string): NotFoundException {
+  return new NotFoundException(`Message with ID '${id}' not found in session '${sessionId}'.`);
+}
+
+function parseMessageId(text: string): number | null {
+  return /^\d{1,15}$/.test(text) ? Number(text) : null;
+}
+
+@Injectable()
+export class RepliesService {
+  private readonly contextMessages: number;
+
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly sessions: SessionsRepository,
+    private readonly messages: ChatMessagesRepository,
+    private readonly posting: MessagesService,
+    private readonly manager: GenerationManager,
+    private readonly events: ReplyEvents,
+    config: ConfigService<Env, true>,
+  ) {
+    this.contextMessages = config.get('LLM_CONTEXT_MESSAGES', { infer: true });
+  }
+
+  /**
+   * Stores an `in_progress` assistant reply under the parent (as a posted message: 400 for a parent
+   * not of this session, 409 for a parent still being generated; it becomes the current message)
+   * and starts generating it. The prompt is read in the same transaction, so a reply with nothing
+   * to send (an empty path) is refused with nothing written.
+   */
+  async start(owner: string, sessionId: string, dto: CreateReplyDto): Promise<LiveReply> {
+    let prompt: PromptMessage[] = [];
+    let model = '';
+    const message = await this.posting.store(
+      owner,
+      {
+        session_id: sessionId,
+        role: 'assistant',
+        content: '',
+        metadata: null,
+        status: 'in_progress',
+        generation: null,
+      },
+      { given: dto.parent_id !== undefined, id: dto.parent_id ?? null },
+      async (manager, stored) => {
+        const session = await this.sessions.findOwned(manager, owner, sessionId);
+        if (!session) throw sessionNotFound(sessionId);
+        prompt =
+          stored.parent_id === null
+            ? []
+            : await this.prompt(manager, owner, sessionId, stored.parent_id, session.message_count);
+        if (prompt.length === 0) {
+          throw new ValidationProblemException([
+            {
+              field: 'parent_id',
+              message:
+                'a reply needs a message to answer: the path up to its parent holds none (a complete or cancelled message with text)',
+            },
+          ]);
+        }
+        model = dto.model ?? session.llm_model_name ?? '';
+        if (model === '') {
+          throw new ValidationProblemException([
+            {
+              field: 'model',
+              message: "no model to ask: give model, or set the session's llm_model_name",
+            },
+          ]);
+        }
+        stored.generation = { model, finish_reason: null, usage: null, error: null };
+        await this.messages.setGeneration(manager, stored.id, stored.generation);
+      },
+    );
+    const request: CompletionRequest = {
+      model,
+      messages: prompt,
+      ...(dto.temperature === undefined ? {} : { temperature: dto.temperature }),
+      ...(dto.max_tokens === undefined ? {} : { max_tokens: dto.max_tokens }),
+    };
+    return this.manager.start(message, request);
+  }
+
+  /**
+   * The prompt for a reply under `parentId`: selectPrompt over the path from the root, read from its
+   * newest end a chunk at a time until the window is full, plus the path's first system message.
+   */
+  private async prompt(
+    manager: EntityManager,
+    owner: string,
+    sessionId: string,
+    parentId: number,
+    messageCount: number,
+  ): Promise<PromptMessage[]> {
+    const branch = await this.messages.path(manager, sessionId, parentId, messageCount);
+    if (!branch) return [];
+    const ids = branch.entries.map((entry) => entry.id);
+    const eligible = (m: ChatMessage) =>
+      (m.status === 'complete' || m.status === 'cancelled') && m.content !== '';
+    let tail: ChatMessage[] = [];
+    let from = ids.length;
+    while (from > 0 && tail.filter(eligible).length < this.contextMessages) {
+      const start = Math.max(0, from - PROMPT_CHUNK);
+      tail = [...(await this.messages.byIds(manager, owner, sessionId, ids.slice(start, from))), ...tail];
+      from = start;
+    }
+    // The path's first system message, if the window left it out.
+    let head: ChatMessage[] = [];
+    for (let at = 0; at < from && head.length === 0; at += PROMPT_CHUNK) {
+      const chunk = await this.messages.byIds(
+        manager,
+        owner,
+        sessionId,
+        ids.slice(at, Math.min(from, at + PROMPT_CHUNK)),
+      );
+      head = chunk.filter((m) => m.role === 'system' && eligible(m)).slice(0, 1);
+    }
+    return selectPrompt([...head, ...tail], this.contextMessages);
+  }
+
+  /**
+   * Cancels the owner's reply: the text so far kept, status `cancelled`. Whichever process
+   * generates it, it stops within SAVE_EVERY_MS (see GenerationManager.save). 409 if the message is
+   * not in progress.
+   */
+  async cancel(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
+    const message = await this.owned(owner, sessionId, messageId);
+    const ours = await this.manager.cancel(message.id);
+    if (ours) return ours;
+    if (ours === undefined && message.status === 'in_progress') {
+      const generation = message.generation ?? {
+        model: '',
+        finish_reason: null,
+        usage: null,
+        error: null,
+      };
+      const cancelled = await this.db.write(async (manager) => {
+        const stored = await this.messages.endReply(manager, message.id, {
+          content: null,
+          status: 'cancelled',
+          generation: { ...generation, finish_reason: null, error: null },
+        });
+        if (stored) await this.events.notify(manager, [message.id]);
+        return stored;
+      });
+      if (cancelled) return cancelled;
+    }
+    throw new ConflictException(
+      `Message ${message.id} is not a reply in progress: there is nothing to cancel.`,
+    );
+  }
+
+  /** The owner's message, or 404. */
+  async owned(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
+    const id = parseMessageId(messageId);
+    const message =
+      id === null
+        ? null
+        : await this.db.read((manager) => this.messages.findOwned(manager, owner, sessionId, id));
+    if (!message) throw messageNotFound(sessionId, messageId);
+    return message;
+  }
+
+  /** What a stream of the owner's message follows (see ReplySource). */
+  source(owner: string, message: ChatMessage): ReplySource {
+    const live = this.manager.get(message.id);
+    if (live) return liveSource(live);
+    return {
+      view: async () => {
+        const now = await this.db.read((manager) =>
+          this.messages.findOwned(manager, owner, message.session_id, message.id),
+        );
+        // Deleted: the stream ends as cancelled.
+        if (!now) return { content: '', ended: { ...message, status: 'cancelled' } };
+        return { content: now.content, ended: now.status === 'in_progress' ? null : now };
+      },
+      watch: (onChange) => {
+        const unsubscribe = this.events.subscribe(message.id, onChange);
+        const timer = setInterval(onChange, POLL_MS);
+        return () => {
+          unsubscribe();
+          clearInterval(timer);
+        };
+      },
+    };
+  }
+}
+
+/** A reply this process generates, followed in memory. */
+export function liveSource(live: LiveReply): ReplySource {
+  return {
+    view: () => {
+      const end = live.end;
+      if (!end) return Promise.resolve({ content: live.content, ended: null });
+      if (end.message) return Promise.resolve({ content: end.message.content, ended: end.message });
+      // Deleted while it was generated: the stream ends as cancelled, with the text it had.
+      return Promise.resolve({
+        content: live.content,
+        ended: { ...live.message, content: live.content, status: 'cancelled' as const },
+      });
+    },
+    watch: (onChange) => live.watch(onChange),
+  };
+}
