@@ -23,7 +23,43 @@ describe('validateEnv', () => {
       BEHIND_HTTPS: false,
       RETENTION_DAYS: 0,
       RETENTION_SWEEP_INTERVAL_MS: 60_000,
+      LLM_BASE_URL: '',
+      LLM_API_KEY: '',
+      LLM_TIMEOUT_MS: 120_000,
+      LLM_CONTEXT_MESSAGES: 50,
     });
+  });
+
+  it('reads the language model variables', () => {
+    expect(
+      validateEnv({
+        LLM_BASE_URL: 'http://127.0.0.1:11434/v1',
+        LLM_API_KEY: 'sk-test-123',
+        LLM_TIMEOUT_MS: '1000',
+        LLM_CONTEXT_MESSAGES: '10000',
+      }),
+    ).toMatchObject({
+      LLM_BASE_URL: 'http://127.0.0.1:11434/v1',
+      LLM_API_KEY: 'sk-test-123',
+      LLM_TIMEOUT_MS: 1000,
+      LLM_CONTEXT_MESSAGES: 10_000,
+    });
+    expect(validateEnv({ LLM_BASE_URL: 'https://api.openai.com/v1' }).LLM_BASE_URL).toBe(
+      'https://api.openai.com/v1',
+    );
+    expect(validateEnv({ LLM_TIMEOUT_MS: '3600000' }).LLM_TIMEOUT_MS).toBe(3_600_000);
+    expect(validateEnv({ LLM_CONTEXT_MESSAGES: '1' }).LLM_CONTEXT_MESSAGES).toBe(1);
+  });
+
+  it.each([
+    ['LLM_BASE_URL', 'htps://user:hunter2@llm.example/v1'],
+    ['LLM_API_KEY', 'sk-hunter2 with spaces'],
+    ['LLM_API_KEY', 'sk-\nhunter2'],
+  ])('refuses a bad %s without echoing it', (name, value) => {
+    expect(() => validateEnv({ [name]: value })).toThrow(
+      new RegExp(`^Invalid configuration: ${name} [^\\n]*$`),
+    );
+    expect(() => validateEnv({ [name]: value })).not.toThrow(/hunter2/);
   });
 
   it('reads RETENTION_DAYS as a non-negative integer', () => {
@@ -103,6 +139,18 @@ describe('validateEnv', () => {
     ['RETENTION_DAYS', '1.5'],
     ['RETENTION_DAYS', 'forever'],
     ['RETENTION_SWEEP_INTERVAL_MS', '-5'],
+    ['LLM_BASE_URL', 'ftp://llm.example/v1'],
+    ['LLM_BASE_URL', '127.0.0.1:11434/v1'],
+    ['LLM_BASE_URL', 'http://'],
+    ['LLM_BASE_URL', 'not a url'],
+    ['LLM_API_KEY', 'sk-\u0000'],
+    ['LLM_API_KEY', 'sk-1 2'],
+    ['LLM_TIMEOUT_MS', '999'],
+    ['LLM_TIMEOUT_MS', '3600001'],
+    ['LLM_TIMEOUT_MS', '1.5e3'],
+    ['LLM_CONTEXT_MESSAGES', '0'],
+    ['LLM_CONTEXT_MESSAGES', '10001'],
+    ['LLM_CONTEXT_MESSAGES', 'all'],
   ])('refuses %s=%s with one line naming the variable', (name, value) => {
     let error: unknown;
     try {

@@ -30,6 +30,12 @@ export interface Env {
   BEHIND_HTTPS: boolean;
   RETENTION_DAYS: number;
   RETENTION_SWEEP_INTERVAL_MS: number;
+  /** Empty: replies are off. */
+  LLM_BASE_URL: string;
+  /** Empty: no Authorization header. Never part of a message or a log line. */
+  LLM_API_KEY: string;
+  LLM_TIMEOUT_MS: number;
+  LLM_CONTEXT_MESSAGES: number;
 }
 
 /** Raised for a bad environment value; its message is the one line printed before exiting. */
@@ -82,6 +88,15 @@ function flag(env: Record<string, unknown>, name: string, fallback: boolean): bo
   return value === 'true';
 }
 
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 export function parseDatabaseUrl(url: string): DatabaseTarget {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
@@ -131,6 +146,19 @@ export function validateEnv(env: Record<string, unknown>): Env {
   if (redisUrl !== '' && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) {
     throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL (got '${redisUrl}')`);
   }
+  const llmBaseUrl = text(env, 'LLM_BASE_URL', '');
+  if (llmBaseUrl !== '' && !isHttpUrl(llmBaseUrl)) {
+    // Not echoed: a base URL may carry credentials (https://user:secret@host/v1).
+    throw new ConfigError(
+      'LLM_BASE_URL',
+      'must be an http:// or https:// URL (e.g. http://127.0.0.1:11434/v1)',
+    );
+  }
+  const llmApiKey = text(env, 'LLM_API_KEY', '');
+  // Never echoed. A header value refused by fetch would put the key in fetch's own error message.
+  if (!/^[\x21-\x7e]*$/.test(llmApiKey)) {
+    throw new ConfigError('LLM_API_KEY', 'must be printable ASCII without spaces');
+  }
   const defaultModelName = text(env, 'DEFAULT_MODEL_NAME', 'default');
   // Sessions carry it as llm_model_name, which their export must bring back through the import.
   if (!length(defaultModelName, 1, LLM_MODEL_NAME_MAX) || !isStorableText(defaultModelName)) {
@@ -171,5 +199,9 @@ export function validateEnv(env: Record<string, unknown>): Env {
     RETENTION_DAYS: integer(env, 'RETENTION_DAYS', 0, 0, 100_000),
     // 0 stops the sweep: expired sessions stay hidden, their rows stay until a process sweeps.
     RETENTION_SWEEP_INTERVAL_MS: integer(env, 'RETENTION_SWEEP_INTERVAL_MS', 60_000, 0, 86_400_000),
+    LLM_BASE_URL: llmBaseUrl,
+    LLM_API_KEY: llmApiKey,
+    LLM_TIMEOUT_MS: integer(env, 'LLM_TIMEOUT_MS', 120_000, 1000, 3_600_000),
+    LLM_CONTEXT_MESSAGES: integer(env, 'LLM_CONTEXT_MESSAGES', 50, 1, 10_000),
   };
 }
