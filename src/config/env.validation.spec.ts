@@ -53,6 +53,8 @@ describe('validateEnv', () => {
 
   it.each([
     ['LLM_BASE_URL', 'htps://user:hunter2@llm.example/v1'],
+    ['LLM_BASE_URL', 'https://user:hunter2@llm.example/v1'],
+    ['LLM_BASE_URL', 'https://hunter2@llm.example/v1'],
     ['LLM_API_KEY', 'sk-hunter2 with spaces'],
     ['LLM_API_KEY', 'sk-\nhunter2'],
   ])('refuses a bad %s without echoing it', (name, value) => {

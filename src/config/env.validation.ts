@@ -88,12 +88,14 @@ function flag(env: Record<string, unknown>, name: string, fallback: boolean): bo
   return value === 'true';
 }
 
-function isHttpUrl(value: string): boolean {
+function httpUrl(value: string): URL | null {
   try {
     const url = new URL(value);
-    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== ''
+      ? url
+      : null;
   } catch {
-    return false;
+    return null;
   }
 }
 
@@ -147,12 +149,22 @@ export function validateEnv(env: Record<string, unknown>): Env {
     throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL (got '${redisUrl}')`);
   }
   const llmBaseUrl = text(env, 'LLM_BASE_URL', '');
-  if (llmBaseUrl !== '' && !isHttpUrl(llmBaseUrl)) {
+  if (llmBaseUrl !== '') {
+    const url = httpUrl(llmBaseUrl);
     // Not echoed: a base URL may carry credentials (https://user:secret@host/v1).
-    throw new ConfigError(
-      'LLM_BASE_URL',
-      'must be an http:// or https:// URL (e.g. http://127.0.0.1:11434/v1)',
-    );
+    if (!url) {
+      throw new ConfigError(
+        'LLM_BASE_URL',
+        'must be an http:// or https:// URL (e.g. http://127.0.0.1:11434/v1)',
+      );
+    }
+    // fetch refuses every request to a URL with credentials in it.
+    if (url.username !== '' || url.password !== '') {
+      throw new ConfigError(
+        'LLM_BASE_URL',
+        'must not contain a user name or password (the key goes in LLM_API_KEY)',
+      );
+    }
   }
   const llmApiKey = text(env, 'LLM_API_KEY', '');
   // Never echoed. A header value refused by fetch would put the key in fetch's own error message.

@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
  *   then `gate.open()`. `delayMs` between chunks; then a chunk with `finishReason` (default 'stop',
  *   `null` for none); then a usage chunk when the request asked for it (`stream_options.include_usage`)
  *   or `usage` is given (`false`: never), with `choices: []`, or `choices: null` as vLLM sends with
- *   `usageChoices: 'null'`; then `data: [DONE]` unless `done: false`. `dropAfter: n` destroys the
+ *   `usageChoices: 'null'`; then `data: [DONE]` unless `done: false`. `dropAfter: n` closes the
  *   socket after n content pieces. `model` overrides the request's model in the chunks.
  * - `{ status, body? }`: that status with a JSON body (default: an OpenAI-style error object), e.g. an
  *   HTTP error, or a 200 non-stream `chat.completion` where SSE was expected.
@@ -255,7 +255,8 @@ export async function startFakeLlm(): Promise<FakeLlm> {
       open++;
       const drop = () => {
         dropped = true;
-        res.socket?.destroy();
+        // end(), not destroy(): what was written still goes out before the connection closes.
+        res.socket?.end();
       };
       res.on('close', () => {
         open--;
