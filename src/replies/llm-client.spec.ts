@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { ConfigService } from '@nestjs/config';
+import { type Env, validateEnv } from '../config/env.validation';
 import {
   completion,
   completionChunk,
@@ -69,8 +70,15 @@ describe('LlmClient', () => {
   it('is configured by a base URL', () => {
     expect(client.configured).toBe(true);
     expect(new LlmClient({ baseUrl: '' }).configured).toBe(false);
-    const config = new ConfigService({ LLM_BASE_URL: fake.baseUrl, LLM_API_KEY: '' });
-    expect(new LlmClient(config).configured).toBe(true);
+    expect(new LlmClient(new ConfigService<Env, true>(validateEnv({}))).configured).toBe(false);
+  });
+
+  it('reads LLM_BASE_URL and LLM_API_KEY from the configuration', async () => {
+    const env = validateEnv({ LLM_BASE_URL: fake.baseUrl, LLM_API_KEY: 'sk-from-env' });
+    fake.next({ stream: ['x'] });
+    const { error } = await run(new LlmClient(new ConfigService<Env, true>(env)));
+    expect(error).toBeUndefined();
+    expect(fake.requests[0].headers.authorization).toBe('Bearer sk-from-env');
   });
 
   describe('a stream that finishes', () => {
