@@ -431,6 +431,17 @@ describe('LlmClient', () => {
       gate.open();
     });
 
+    it('a server that goes away while hanging → refused, not a hang', async () => {
+      const doomed = await startFakeLlm();
+      doomed.setDefault({ hang: 'headers' });
+      const result = run(new LlmClient({ baseUrl: doomed.baseUrl }));
+      await doomed.receivedRequests(1);
+      expect(doomed.openStreams).toBe(1);
+      await doomed.close();
+      const { error } = await result;
+      expect(error?.kind).toBe('refused');
+    });
+
     it('a finished stream leaves no connection open on the fake', async () => {
       fake.next({ stream: ['a'] });
       await run(client);

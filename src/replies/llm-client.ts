@@ -247,6 +247,7 @@ function readChunk(chunk: unknown): ParsedChunk {
   if (choices !== undefined && choices !== null && !Array.isArray(choices)) {
     throw new LlmError('malformed', 'the model server sent a chunk whose choices is not a list');
   }
+  // One choice: `n` is never asked for.
   const first: unknown = Array.isArray(choices) ? choices[0] : undefined;
   const choice =
     typeof first === 'object' && first !== null ? (first as Record<string, unknown>) : {};
