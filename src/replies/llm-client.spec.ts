@@ -213,6 +213,15 @@ describe('LlmClient', () => {
       expect(fake.requests[0].body).toMatchObject({ temperature: 0, max_tokens: 64 });
     });
 
+    it('gets what a function script derives from the request (an echo)', async () => {
+      fake.next((request) => {
+        const { messages } = request.body as { messages: Array<{ content: string }> };
+        return { stream: [`echo: ${messages.at(-1)?.content}`] };
+      });
+      const { events } = await run(client);
+      expect(deltas(events)).toEqual(['echo: hi']);
+    });
+
     it('sends the key as a Bearer token', async () => {
       fake.next({ stream: ['x'] });
       await run(client);
