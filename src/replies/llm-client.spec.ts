@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { ConfigService } from '@nestjs/config';
+import { type Env, validateEnv } from '../config/env.validation';
 import {
   completion,
   completionChunk,
@@ -69,8 +70,15 @@ describe('LlmClient', () => {
   it('is configured by a base URL', () => {
     expect(client.configured).toBe(true);
     expect(new LlmClient({ baseUrl: '' }).configured).toBe(false);
-    const config = new ConfigService({ LLM_BASE_URL: fake.baseUrl, LLM_API_KEY: '' });
-    expect(new LlmClient(config).configured).toBe(true);
+    expect(new LlmClient(new ConfigService<Env, true>(validateEnv({}))).configured).toBe(false);
+  });
+
+  it('reads LLM_BASE_URL and LLM_API_KEY from the configuration', async () => {
+    const env = validateEnv({ LLM_BASE_URL: fake.baseUrl, LLM_API_KEY: 'sk-from-env' });
+    fake.next({ stream: ['x'] });
+    const { error } = await run(new LlmClient(new ConfigService<Env, true>(env)));
+    expect(error).toBeUndefined();
+    expect(fake.requests[0].headers.authorization).toBe('Bearer sk-from-env');
   });
 
   describe('a stream that finishes', () => {
@@ -203,6 +211,15 @@ describe('LlmClient', () => {
       fake.next({ stream: ['x'] });
       await run(client, undefined, { ...REQUEST, temperature: 0, max_tokens: 64 });
       expect(fake.requests[0].body).toMatchObject({ temperature: 0, max_tokens: 64 });
+    });
+
+    it('gets what a function script derives from the request (an echo)', async () => {
+      fake.next((request) => {
+        const { messages } = request.body as { messages: Array<{ content: string }> };
+        return { stream: [`echo: ${messages.at(-1)?.content}`] };
+      });
+      const { events } = await run(client);
+      expect(deltas(events)).toEqual(['echo: hi']);
     });
 
     it('sends the key as a Bearer token', async () => {
@@ -421,6 +438,17 @@ describe('LlmClient', () => {
       await fake.requests[0].closed;
       expect(fake.requests[0].aborted).toBe(true);
       gate.open();
+    });
+
+    it('a server that goes away while hanging → refused, not a hang', async () => {
+      const doomed = await startFakeLlm();
+      doomed.setDefault({ hang: 'headers' });
+      const result = run(new LlmClient({ baseUrl: doomed.baseUrl }));
+      await doomed.receivedRequests(1);
+      expect(doomed.openStreams).toBe(1);
+      await doomed.close();
+      const { error } = await result;
+      expect(error?.kind).toBe('refused');
     });
 
     it('a finished stream leaves no connection open on the fake', async () => {

@@ -174,11 +174,12 @@ export class LlmClient {
       );
     }
     if (error instanceof APIError) {
+      const { status } = error as APIError;
       const text = this.clean(error.message.replace(/^\d{3} /, ''), UPSTREAM_MESSAGE_MAX);
       // No status: an `{"error": …}` event inside a stream that had started with 200.
-      return error.status === undefined
+      return status === undefined
         ? new LlmError('http', `the model server reported an error: ${text}`)
-        : new LlmError('http', `the model server answered ${error.status}: ${text}`, error.status);
+        : new LlmError('http', `the model server answered ${status}: ${text}`, status);
     }
     if (error instanceof SyntaxError) {
       return new LlmError('malformed', 'the model server sent an event that is not JSON');
@@ -246,6 +247,7 @@ function readChunk(chunk: unknown): ParsedChunk {
   if (choices !== undefined && choices !== null && !Array.isArray(choices)) {
     throw new LlmError('malformed', 'the model server sent a chunk whose choices is not a list');
   }
+  // One choice: `n` is never asked for.
   const first: unknown = Array.isArray(choices) ? choices[0] : undefined;
   const choice =
     typeof first === 'object' && first !== null ? (first as Record<string, unknown>) : {};
