@@ -88,7 +88,14 @@ async function main(): Promise<void> {
       await messages.append(
         m,
         OWNER,
-        { session_id: chat, role: 'user', content: `message ${i} `.repeat(8), metadata: null, status: 'complete', generation: null },
+        {
+          session_id: chat,
+          role: 'user',
+          content: `message ${i} `.repeat(8),
+          metadata: null,
+          status: 'complete',
+          generation: null,
+        },
         { given: false, id: null },
         Date.now(),
       );
@@ -117,7 +124,14 @@ async function main(): Promise<void> {
       await messages.append(
         m,
         OWNER,
-        { session_id: target, role: 'user', content: 'hello', metadata: { n: 1 }, status: 'complete', generation: null },
+        {
+          session_id: target,
+          role: 'user',
+          content: 'hello',
+          metadata: { n: 1 },
+          status: 'complete',
+          generation: null,
+        },
         { given: false, id: null },
         Date.now(),
       );

@@ -326,7 +326,12 @@ export class ChatMessagesRepository {
           this.sql.append,
           // The session id comes from the touched row, not as a parameter: PostgreSQL would type it
           // as the column (varchar(36)) and refuse a longer id from the path even when no row matched.
-          [...touchCteParams(owner, message.session_id, now, parent), parent.given, parent.id, ...values],
+          [
+            ...touchCteParams(owner, message.session_id, now, parent),
+            parent.given,
+            parent.id,
+            ...values,
+          ],
         );
         return row
           ? {

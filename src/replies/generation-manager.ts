@@ -186,7 +186,11 @@ export class GenerationManager implements OnApplicationBootstrap, BeforeApplicat
       if (reason === 'cancelled') status = 'cancelled';
       else {
         status = 'failed';
-        generation = { ...generation, finish_reason: null, error: describe(error, reason, this.timeoutMs) };
+        generation = {
+          ...generation,
+          finish_reason: null,
+          error: describe(error, reason, this.timeoutMs),
+        };
       }
       if (reason === undefined || reason === 'timeout') {
         this.logger.warn(`Reply ${reply.message.id} failed: ${generation.error}`);
@@ -299,7 +303,8 @@ export class GenerationManager implements OnApplicationBootstrap, BeforeApplicat
 
 /** The one line `generation.error` says about a failed reply: no keys, no stack. */
 function describe(error: unknown, reason: StopReason | undefined, timeoutMs: number): string {
-  if (reason === 'timeout') return `the model did not finish within ${timeoutMs} ms (LLM_TIMEOUT_MS)`;
+  if (reason === 'timeout')
+    return `the model did not finish within ${timeoutMs} ms (LLM_TIMEOUT_MS)`;
   if (reason === 'shutdown') return INTERRUPTED;
   if (error instanceof LlmError) return error.message;
   return 'the model server answered in a way this service cannot read';

@@ -24,7 +24,6 @@ import {
   ApiOperation,
   ApiParam,
   ApiProduces,
-  ApiQuery,
   ApiResponse,
   ApiTags,
   getSchemaPath,
@@ -37,7 +36,7 @@ import { ValidationProblemException } from '../common/problems/validation.pipe';
 import { Idempotent } from '../idempotency/idempotent.decorator';
 import { ChatMessage } from '../messages/chat-message.entity';
 import { ChatMessageDto, mapChatMessage } from '../messages/dto/chat-message.dto';
-import { CreateReplyDto } from './dto/reply.dto';
+import { CreateReplyDto, StreamQueryDto } from './dto/reply.dto';
 import { LlmClient } from './llm-client';
 import { RepliesService } from './replies.service';
 import { sseResponse } from './sse';
@@ -130,7 +129,9 @@ export class RepliesController {
     }
     const end = await reply.ended;
     if (!end.message) {
-      throw new NotFoundException(`The reply ${reply.message.id} was deleted while it was generated.`);
+      throw new NotFoundException(
+        `The reply ${reply.message.id} was deleted while it was generated.`,
+      );
     }
     if (end.message.status === 'failed') throw new ReplyFailedException(end.message, end.timedOut);
     if (end.message.status === 'cancelled') res.status(200);
@@ -144,7 +145,6 @@ export class RepliesController {
       'From the offset given by `Last-Event-ID` (or `?offset=`, default 0): one `delta` with the text after it, then live deltas while the reply is in progress, then `done`. For a message that is not in progress: the rest as one delta (none when nothing is left), then `done`. Any process of a deployment can serve it.',
   })
   @ApiParam({ name: 'message_id', type: 'integer' })
-  @ApiQuery({ name: 'offset', required: false, type: 'integer', minimum: 0 })
   @ApiHeader({ name: 'Last-Event-ID', required: false, description: 'As `offset`; wins over it.' })
   @ApiProduces('text/event-stream')
   @ApiOkResponse({ description: EVENTS_DESCRIPTION, schema: { type: 'string' } })
@@ -153,11 +153,11 @@ export class RepliesController {
     @Owner() owner: string,
     @Param('id') id: string,
     @Param('message_id') messageId: string,
-    @Query('offset') offset: string | undefined,
+    @Query() query: StreamQueryDto,
     @Req() req: Request,
     @Res({ passthrough: true }) res: Response,
   ): Promise<StreamableFile> {
-    const from = offsetOf(req, typeof offset === 'string' ? offset : undefined);
+    const from = offsetOf(req, query.offset);
     const message = await this.replies.owned(owner, id, messageId);
     if (message.status !== 'in_progress' && from > message.content.length) {
       throw new ValidationProblemException([

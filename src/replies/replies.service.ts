@@ -1,8 +1,4 @@
-import {
-  ConflictException,
-  Injectable,
-  NotFoundException,
-} from '@nestjs/common';
+import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { EntityManager } from 'typeorm';
 import type { Env } from '../config/env.validation';
@@ -143,7 +139,10 @@ export class RepliesService {
     let from = ids.length;
     while (from > 0 && tail.filter(eligible).length < this.contextMessages) {
       const start = Math.max(0, from - PROMPT_CHUNK);
-      tail = [...(await this.messages.byIds(manager, owner, sessionId, ids.slice(start, from))), ...tail];
+      tail = [
+        ...(await this.messages.byIds(manager, owner, sessionId, ids.slice(start, from))),
+        ...tail,
+      ];
       from = start;
     }
     // The path's first system message, if the window left it out.

@@ -82,7 +82,11 @@ export interface SseOptions {
  * The response body of a reply stream (see replyEvents), with its headers set on `res`: no
  * caching and no buffering by proxies (nginx reads X-Accel-Buffering); Nest pipes it to the client.
  */
-export function sseResponse(res: Response, source: ReplySource, options: SseOptions): StreamableFile {
+export function sseResponse(
+  res: Response,
+  source: ReplySource,
+  options: SseOptions,
+): StreamableFile {
   const closed = new AbortController();
   res.on('close', () => closed.abort());
   res.status(200).set({ 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' });

@@ -129,7 +129,9 @@ const validation = (field: string, message: string) => ({
   errors: [{ field, message }],
 });
 
-type ProblemText = Pick<Problem, 'detail' | 'errors'>;
+type ProblemText = Pick<Problem, 'detail' | 'errors'> & { extras?: Record<string, unknown> };
+
+const messageNotFound = `Message with ID '3' not found in session '${EXAMPLE_SESSION_ID}'.`;
 
 /** The wording of each status, for every operation that answers it. */
 const PROBLEMS: Record<number, ProblemText> = {
@@ -177,11 +179,36 @@ const OPERATION_PROBLEMS: Record<string, Record<number, ProblemText>> = {
   'GET /api/v1/sessions/{id}/messages': {
     400: validation('before', 'before names message 999, which is not in this session'),
   },
-  'GET /api/v1/sessions/{id}/messages/{message_id}': {
-    404: { detail: `Message with ID '3' not found in session '${EXAMPLE_SESSION_ID}'.` },
+  'GET /api/v1/sessions/{id}/messages/{message_id}': { 404: { detail: messageNotFound } },
+  'DELETE /api/v1/sessions/{id}/messages/{message_id}': { 404: { detail: messageNotFound } },
+  'POST /api/v1/sessions/{id}/replies': {
+    400: validation('temperature', 'temperature must be a number from 0 to 2'),
+    409: {
+      detail:
+        'The parent message is a reply still being generated: wait for it to end, or cancel it.',
+    },
+    502: {
+      detail:
+        'The model failed: the model server answered 500: upstream exploded. The failed reply is stored as message 4.',
+      extras: { message_id: 4 },
+    },
+    503: {
+      detail:
+        'Replies from a language model are off: set LLM_BASE_URL to an OpenAI-compatible API (e.g. http://127.0.0.1:11434/v1 for Ollama) and restart the service.',
+    },
+    504: {
+      detail:
+        'The model failed: the model did not finish within 120000 ms (LLM_TIMEOUT_MS). The failed reply is stored as message 4.',
+      extras: { message_id: 4 },
+    },
   },
-  'DELETE /api/v1/sessions/{id}/messages/{message_id}': {
-    404: { detail: `Message with ID '3' not found in session '${EXAMPLE_SESSION_ID}'.` },
+  'GET /api/v1/sessions/{id}/messages/{message_id}/stream': {
+    400: validation('offset', 'offset must be a non-negative integer'),
+    404: { detail: messageNotFound },
+  },
+  'POST /api/v1/sessions/{id}/messages/{message_id}/cancel': {
+    404: { detail: messageNotFound },
+    409: { detail: 'Message 3 is not a reply in progress: there is nothing to cancel.' },
   },
   'GET /api/v1/search': {
     400: validation('q', 'q must be 1 to 500 characters long (after trimming)'),
@@ -236,5 +263,6 @@ export function problemExample(operation: string, status: number): Problem {
     detail: text.detail,
     instance: examplePath(operation.slice(operation.indexOf(' ') + 1)),
     ...(text.errors ? { errors: text.errors } : {}),
+    ...text.extras,
   };
 }

@@ -5,6 +5,7 @@ import {
   IsOptional,
   IsString,
   Length,
+  Matches,
   Max,
   Min,
   ValidateIf,
@@ -25,7 +26,12 @@ export class CreateReplyDto {
   readonly parent_id?: number | null;
 
   /** The model to ask. Omitted: the session's `llm_model_name`. */
-  @ApiProperty({ required: false, minLength: 1, maxLength: LLM_MODEL_NAME_MAX, example: 'llama3.2' })
+  @ApiProperty({
+    required: false,
+    minLength: 1,
+    maxLength: LLM_MODEL_NAME_MAX,
+    example: 'llama3.2',
+  })
   @IsOptional()
   @IsString()
   @StorableText()
@@ -52,4 +58,13 @@ export class CreateReplyDto {
   @Min(1, { message: 'max_tokens must be an integer from 1 to 32768' })
   @Max(32768, { message: 'max_tokens must be an integer from 1 to 32768' })
   readonly max_tokens?: number;
+}
+
+/** `GET …/messages/{message_id}/stream`. */
+export class StreamQueryDto {
+  /** Where to start in the reply's text (UTF-16 code units); `Last-Event-ID` wins over it. */
+  @ApiProperty({ required: false, type: 'integer', minimum: 0, example: 0 })
+  @IsOptional()
+  @Matches(/^\d{1,15}$/, { message: 'offset must be a non-negative integer' })
+  readonly offset?: string;
 }

@@ -1,0 +1,417 @@
+import request from 'supertest';
+import {
+  createSession,
+  type MessageBody,
+  messageAt,
+  messagesOf,
+  postMessage,
+  readSession,
+  SESSIONS,
+} from './helpers/api';
+import { invariantViolations } from './helpers/invariants';
+import { baseUrlOf, SseClient } from './helpers/sse';
+import { createTestApp, resetDatabase, type TestApp } from './helpers/test-app';
+import { type FakeLlm, startFakeLlm } from './support/fake-llm';
+
+const repliesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/replies`;
+const streamOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/stream`;
+const cancelOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/cancel`;
+
+/** Waits until `check` resolves true, polling. */
+async function eventually(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not true within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('Replies from a language model (e2e)', () => {
+  let fake: FakeLlm;
+  let t: TestApp;
+  let base: string;
+  let sessionId: string;
+
+  beforeAll(async () => {
+    fake = await startFakeLlm();
+    t = await createTestApp({ LLM_BASE_URL: fake.baseUrl, LLM_TIMEOUT_MS: '3000' });
+    await t.app.listen(0, '127.0.0.1');
+    base = baseUrlOf(t.http);
+  });
+  afterAll(async () => {
+    await t.close();
+    await fake.close();
+  });
+  beforeEach(async () => {
+    await resetDatabase(t.db);
+    fake.requests.length = 0;
+    fake.setDefault({ stream: ['Hello', ', ', 'world'] });
+    sessionId = (await createSession(t.http)).id;
+  });
+  afterEach(async () => {
+    expect(await invariantViolations(t.db, { messagesDeleted: true })).toEqual([]);
+  });
+
+  const ask = (body: object = {}, session = sessionId) =>
+    request(t.http).post(repliesOf(session)).send(body);
+  const message = async (id: number, session = sessionId) =>
+    (await request(t.http).get(messageAt(session, id)).expect(200)).body as MessageBody;
+
+  describe('POST …/replies as JSON', () => {
+    it('stores the complete reply as a child of the current message, which it becomes', async () => {
+      const question = await postMessage(t.http, sessionId, { content: 'Say hello' });
+      const res = await ask({ temperature: 0.5, max_tokens: 20 }).expect(201);
+      expect(res.body).toEqual({
+        id: expect.any(Number),
+        session_id: sessionId,
+        timestamp: expect.any(String),
+        role: 'assistant',
+        content: 'Hello, world',
+        metadata: null,
+        parent_id: question.id,
+        status: 'complete',
+        generation: {
+          model: 'default',
+          finish_reason: 'stop',
+          usage: { prompt_tokens: expect.any(Number), completion_tokens: expect.any(Number) },
+          error: null,
+        },
+      });
+      expect(await message(res.body.id)).toEqual(res.body);
+      expect((await readSession(t.http, sessionId)).current_message_id).toBe(res.body.id);
+      expect(fake.requests).toHaveLength(1);
+      expect(fake.requests[0].body).toMatchObject({
+        model: 'default',
+        stream: true,
+        temperature: 0.5,
+        max_tokens: 20,
+        messages: [{ role: 'user', content: 'Say hello' }],
+      });
+    });
+
+    it('sends the branch up to the parent as the prompt, and regenerating makes a sibling', async () => {
+      const system = await postMessage(t.http, sessionId, { role: 'system', content: 'Be brief' });
+      const q1 = await postMessage(t.http, sessionId, { content: 'First question' });
+      const a1 = (await ask().expect(201)).body as MessageBody;
+      // An edit of the first question: a sibling, so the old branch leaves the prompt.
+      const edit = await postMessage(t.http, sessionId, {
+        content: 'Edited question',
+        parent_id: system.id,
+      });
+      fake.next({ stream: ['Second'] });
+      const a2 = (await ask().expect(201)).body as MessageBody;
+      expect(a2.parent_id).toBe(edit.id);
+      expect(fake.requests[1].body).toMatchObject({
+        messages: [
+          { role: 'system', content: 'Be brief' },
+          { role: 'user', content: 'Edited question' },
+        ],
+      });
+      // Regenerate the first answer: a reply under its parent, beside it.
+      fake.next({ stream: ['Again'] });
+      const again = (await ask({ parent_id: q1.id, model: 'other-model' }).expect(201))
+        .body as MessageBody;
+      expect(again).toMatchObject({ parent_id: q1.id, content: 'Again' });
+      expect(fake.requests[2].body).toMatchObject({
+        model: 'other-model',
+        messages: [
+          { role: 'system', content: 'Be brief' },
+          { role: 'user', content: 'First question' },
+        ],
+      });
+      const branch = await request(t.http)
+        .get(`${messagesOf(sessionId)}?branch=current`)
+        .expect(200);
+      expect((branch.body as { id: number; sibling_ids: number[] }[]).at(-1)).toMatchObject({
+        id: again.id,
+        sibling_ids: [a1.id, again.id],
+      });
+    });
+
+    it('refuses a reply with nothing to answer (400 naming parent_id), writing nothing', async () => {
+      const res = await ask().expect(400);
+      expect(res.body.errors).toEqual([{ field: 'parent_id', message: expect.any(String) }]);
+      await ask({ parent_id: null }).expect(400);
+      expect((await readSession(t.http, sessionId)).message_count).toBe(0);
+      expect(fake.requests).toHaveLength(0);
+    });
+
+    it('validates the body and the parent as POST messages does', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      for (const body of [
+        { temperature: 3 },
+        { temperature: 'hot' },
+        { max_tokens: 0 },
+        { max_tokens: 40000 },
+        { model: '' },
+        { parent_id: 'x' },
+        { extra: 1 },
+      ]) {
+        await ask(body).expect(400);
+      }
+      const res = await ask({ parent_id: 999999 }).expect(400);
+      expect(res.body.errors).toEqual([{ field: 'parent_id', message: expect.any(String) }]);
+      await request(t.http)
+        .post(repliesOf('00000000-0000-4000-8000-000000000000'))
+        .send({})
+        .expect(404);
+      expect(fake.requests).toHaveLength(0);
+    });
+
+    it('answers 502 with the stored failed reply when the model fails, never a 500', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      const failures = [
+        { status: 500 },
+        { raw: ['data: {not json\n\n'] },
+        { stream: ['partial '], dropAfter: 1 },
+      ];
+      for (const script of failures) {
+        fake.next(script);
+        const res = await ask().expect(502);
+        expect(res.body).toMatchObject({ status: 502, message_id: expect.any(Number) });
+        const failed = await message(res.body.message_id as number);
+        expect(failed.status).toBe('failed');
+        expect(failed.generation).toMatchObject({ error: expect.any(String) });
+        expect((failed.generation as { error: string }).error).not.toMatch(/\n/);
+      }
+    });
+
+    it('answers 504 when the model takes longer than LLM_TIMEOUT_MS, keeping the text', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      fake.next({ stream: ['slow start', new Promise(() => undefined)] });
+      const res = await ask().expect(504);
+      const failed = await message(res.body.message_id as number);
+      expect(failed).toMatchObject({ status: 'failed', content: 'slow start' });
+      await eventually(async () => fake.requests[0].aborted);
+    });
+
+    it('answers 404 when the session is deleted meanwhile, and writes nothing after', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      const gate = fake.gate();
+      fake.next({ stream: ['a', gate.wait, 'b'] });
+      const pending = ask();
+      const replied = pending.then((res) => res);
+      await eventually(async () => fake.requests.length === 1);
+      await request(t.http).delete(`${SESSIONS}/${sessionId}`).expect(204);
+      gate.open();
+      expect((await replied).status).toBe(404);
+      await eventually(async () => fake.requests[0].aborted || fake.openStreams === 0);
+      expect(await readRows()).toBe(0);
+    });
+  });
+
+  async function readRows(): Promise<number> {
+    const [{ n }] = await t.db.read((m) => m.query(`SELECT COUNT(*) AS "n" FROM "chat_messages"`));
+    return Number(n);
+  }
+
+  describe('POST …/replies as server-sent events', () => {
+    it('streams message, deltas whose ids are the text length, then done', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      fake.next({ stream: ['Hel', 'lo ', 'wörld 🌍'], delayMs: 20 });
+      const sse = new SseClient(`${base}${repliesOf(sessionId)}`, { method: 'POST', body: {} });
+      await sse.ended;
+      expect(sse.status).toBe(200);
+      expect(sse.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+      expect(sse.headers['cache-control']).toMatch(/no-cache/);
+      expect(sse.headers['x-accel-buffering']).toBe('no');
+      const names = sse.events.map((e) => e.event);
+      expect(names[0]).toBe('message');
+      expect(names.at(-1)).toBe('done');
+      expect(names.slice(1, -1).every((n) => n === 'delta')).toBe(true);
+      expect(sse.events[0].data).toMatchObject({ status: 'in_progress', content: '' });
+      expect(sse.content).toBe('Hello wörld 🌍');
+      let length = 0;
+      for (const delta of sse.named('delta')) {
+        length += (delta.data as { content: string }).content.length;
+        expect(delta.id).toBe(String(length));
+      }
+      const done = sse.named('done')[0].data as MessageBody;
+      expect(done).toMatchObject({ status: 'complete', content: 'Hello wörld 🌍' });
+      expect(await message(done.id)).toEqual(done);
+    });
+
+    it('goes on generating when the client goes away; a resume gets the rest', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      const gate = fake.gate();
+      fake.next({ stream: ['one ', 'two ', gate.wait, 'three'] });
+      const sse = new SseClient(`${base}${repliesOf(sessionId)}`, { method: 'POST', body: {} });
+      await sse.until((c) => c.content === 'one two ');
+      const id = (sse.events[0].data as MessageBody).id;
+      const lastId = sse.named('delta').at(-1)!.id!;
+      sse.close();
+      await sse.ended;
+      gate.open();
+      await eventually(async () => (await message(id)).status === 'complete');
+      expect((await message(id)).content).toBe('one two three');
+
+      const resumed = new SseClient(`${base}${streamOf(sessionId, id)}`, {
+        headers: { 'Last-Event-ID': lastId },
+      });
+      await resumed.ended;
+      expect(resumed.events.map((e) => [e.event, e.id])).toEqual([
+        ['delta', '13'],
+        ['done', undefined],
+      ]);
+      expect(resumed.content).toBe('three');
+      const byQuery = new SseClient(`${base}${streamOf(sessionId, id)}?offset=4`);
+      await byQuery.ended;
+      expect(byQuery.content).toBe('two three');
+      const atEnd = new SseClient(`${base}${streamOf(sessionId, id)}?offset=13`);
+      await atEnd.ended;
+      expect(atEnd.events.map((e) => e.event)).toEqual(['done']);
+    });
+
+    it('lets a second client follow a reply live from where it joins', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      const gate = fake.gate();
+      fake.next({ stream: ['early ', gate.wait, 'late'] });
+      const first = new SseClient(`${base}${repliesOf(sessionId)}`, { method: 'POST', body: {} });
+      await first.until((c) => c.content === 'early ');
+      const id = (first.events[0].data as MessageBody).id;
+      const second = new SseClient(`${base}${streamOf(sessionId, id)}?offset=0`);
+      await second.until((c) => c.content === 'early ');
+      gate.open();
+      await Promise.all([first.ended, second.ended]);
+      expect(second.content).toBe('early late');
+      expect(second.named('done')[0].data).toMatchObject({ status: 'complete' });
+    });
+
+    it('refuses offsets that are not non-negative integers or past the end (400 naming offset)', async () => {
+      const posted = await postMessage(t.http, sessionId, { content: 'Four' });
+      for (const query of ['?offset=-1', '?offset=abc', '?offset=5']) {
+        const res = await request(t.http).get(`${streamOf(sessionId, posted.id)}${query}`);
+        expect(res.status).toBe(400);
+        expect(res.body.errors).toEqual([{ field: 'offset', message: expect.any(String) }]);
+      }
+      // A posted message streams as one delta and done.
+      const sse = new SseClient(`${base}${streamOf(sessionId, posted.id)}?offset=1`);
+      await sse.ended;
+      expect(sse.events.map((e) => [e.event, e.id])).toEqual([
+        ['delta', '4'],
+        ['done', undefined],
+      ]);
+      await request(t.http).get(streamOf(sessionId, 999999)).expect(404);
+    });
+  });
+
+  describe('cancel', () => {
+    it('stops the generation, keeps the text so far, and a second cancel is a 409', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      fake.next({ stream: ['kept ', new Promise(() => undefined)] });
+      const sse = new SseClient(`${base}${repliesOf(sessionId)}`, { method: 'POST', body: {} });
+      await sse.until((c) => c.content === 'kept ');
+      const id = (sse.events[0].data as MessageBody).id;
+      const cancelled = await request(t.http).post(cancelOf(sessionId, id)).expect(200);
+      expect(cancelled.body).toMatchObject({ id, status: 'cancelled', content: 'kept ' });
+      await sse.ended;
+      expect(sse.named('done')[0].data).toEqual(cancelled.body);
+      await eventually(async () => fake.requests[0].aborted);
+      await request(t.http).post(cancelOf(sessionId, id)).expect(409);
+      const posted = await postMessage(t.http, sessionId, { content: 'Again' });
+      await request(t.http).post(cancelOf(sessionId, posted.id)).expect(409);
+      await request(t.http).post(cancelOf(sessionId, 999999)).expect(404);
+    });
+
+    it('answers a JSON reply cancelled meanwhile with 200 and the cancelled message', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      fake.next({ stream: ['so far', new Promise(() => undefined)] });
+      const pending = ask().then((res) => res);
+      await eventually(async () => (await currentReply())?.content === 'so far');
+      const id = (await currentReply())!.id;
+      await request(t.http).post(cancelOf(sessionId, id)).expect(200);
+      const res = await pending;
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ id, status: 'cancelled', content: 'so far' });
+    });
+  });
+
+  async function currentReply(): Promise<MessageBody | undefined> {
+    const session = await readSession(t.http, sessionId);
+    if (session.current_message_id === null) return undefined;
+    const m = await message(session.current_message_id);
+    return m.role === 'assistant' ? m : undefined;
+  }
+
+  describe('a reply in progress', () => {
+    it('cannot be a parent (409) nor forked (409) until it ends', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      const gate = fake.gate();
+      fake.next({ stream: ['x', gate.wait] });
+      const pending = ask().then((res) => res);
+      await eventually(async () => (await currentReply()) !== undefined);
+      const reply = (await currentReply())!;
+      expect(reply.status).toBe('in_progress');
+      await request(t.http).post(messagesOf(sessionId)).send({ content: 'Too soon' }).expect(409);
+      await request(t.http)
+        .post(messagesOf(sessionId))
+        .send({ content: 'Too soon', parent_id: reply.id })
+        .expect(409);
+      await ask().expect(409);
+      await request(t.http)
+        .post(`${SESSIONS}/${sessionId}/fork`)
+        .send({ message_id: reply.id })
+        .expect(409);
+      gate.open();
+      expect((await pending).status).toBe(201);
+      await request(t.http).post(messagesOf(sessionId)).send({ content: 'Now' }).expect(201);
+    });
+
+    it('ends cancelled for a stream open when it is deleted, with nothing written after', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      const gate = fake.gate();
+      fake.next({ stream: ['gone ', gate.wait, 'never stored'] });
+      const sse = new SseClient(`${base}${repliesOf(sessionId)}`, { method: 'POST', body: {} });
+      await sse.until((c) => c.content === 'gone ');
+      const id = (sse.events[0].data as MessageBody).id;
+      await request(t.http).delete(messageAt(sessionId, id)).expect(204);
+      await sse.ended;
+      expect(sse.named('done')[0].data).toMatchObject({ id, status: 'cancelled' });
+      gate.open();
+      await eventually(async () => fake.requests[0].aborted || fake.openStreams === 0);
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      await request(t.http).get(messageAt(sessionId, id)).expect(404);
+      expect((await readSession(t.http, sessionId)).message_count).toBe(1);
+    });
+  });
+
+  describe('Idempotency-Key', () => {
+    it('replays the reply as it is now, as JSON, without asking the model again', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      const first = await ask().set('Idempotency-Key', 'reply-1').expect(201);
+      const again = await ask().set('Idempotency-Key', 'reply-1').expect(201);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.body).toEqual(first.body);
+      expect(fake.requests).toHaveLength(1);
+    });
+  });
+});
+
+describe('Replies without LLM_BASE_URL (e2e)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ LLM_BASE_URL: '' });
+  });
+  afterAll(() => t.close());
+
+  it('answers 503 naming LLM_BASE_URL before any other check; the rest works', async () => {
+    const session = await createSession(t.http);
+    const posted = await postMessage(t.http, session.id, { content: 'Hi' });
+    for (const body of [{}, { temperature: 'bad' }]) {
+      const res = await request(t.http).post(repliesOf(session.id)).send(body).expect(503);
+      expect(res.body).toMatchObject({
+        status: 503,
+        detail: expect.stringContaining('LLM_BASE_URL'),
+      });
+    }
+    await request(t.http)
+      .post(repliesOf('00000000-0000-4000-8000-000000000000'))
+      .send({})
+      .expect(503);
+    const sse = await request(t.http)
+      .get(`${streamOf(session.id, posted.id)}`)
+      .expect(200);
+    expect(sse.text).toContain('event: done');
+    await request(t.http).post(cancelOf(session.id, posted.id)).expect(409);
+  });
+});
