@@ -18,7 +18,7 @@ const streamOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}
 const cancelOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/cancel`;
 
 /** Waits until `check` resolves true, polling. */
-async function eventually(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+async function eventually(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`not true within ${ms} ms`);
@@ -182,7 +182,7 @@ describe('Replies from a language model (e2e)', () => {
       const res = await ask().expect(504);
       const failed = await message(res.body.message_id as number);
       expect(failed).toMatchObject({ status: 'failed', content: 'slow start' });
-      await eventually(async () => fake.requests[0].aborted);
+      await eventually(() => fake.requests[0].aborted);
     });
 
     it('answers 404 when the session is deleted meanwhile, and writes nothing after', async () => {
@@ -191,11 +191,11 @@ describe('Replies from a language model (e2e)', () => {
       fake.next({ stream: ['a', gate.wait, 'b'] });
       const pending = ask();
       const replied = pending.then((res) => res);
-      await eventually(async () => fake.requests.length === 1);
+      await eventually(() => fake.requests.length === 1);
       await request(t.http).delete(`${SESSIONS}/${sessionId}`).expect(204);
       gate.open();
       expect((await replied).status).toBe(404);
-      await eventually(async () => fake.requests[0].aborted || fake.openStreams === 0);
+      await eventually(() => fake.requests[0].aborted || fake.openStreams === 0);
       expect(await readRows()).toBe(0);
     });
   });
@@ -306,7 +306,7 @@ describe('Replies from a language model (e2e)', () => {
       expect(cancelled.body).toMatchObject({ id, status: 'cancelled', content: 'kept ' });
       await sse.ended;
       expect(sse.named('done')[0].data).toEqual(cancelled.body);
-      await eventually(async () => fake.requests[0].aborted);
+      await eventually(() => fake.requests[0].aborted);
       await request(t.http).post(cancelOf(sessionId, id)).expect(409);
       const posted = await postMessage(t.http, sessionId, { content: 'Again' });
       await request(t.http).post(cancelOf(sessionId, posted.id)).expect(409);
@@ -368,7 +368,7 @@ describe('Replies from a language model (e2e)', () => {
       await sse.ended;
       expect(sse.named('done')[0].data).toMatchObject({ id, status: 'cancelled' });
       gate.open();
-      await eventually(async () => fake.requests[0].aborted || fake.openStreams === 0);
+      await eventually(() => fake.requests[0].aborted || fake.openStreams === 0);
       await new Promise((resolve) => setTimeout(resolve, 700));
       await request(t.http).get(messageAt(sessionId, id)).expect(404);
       expect((await readSession(t.http, sessionId)).message_count).toBe(1);
