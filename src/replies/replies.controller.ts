@@ -85,6 +85,31 @@ function offsetOf(req: Request, query: string | undefined): number {
 const EVENTS_DESCRIPTION =
   'Server-sent events (`text/event-stream`): `message` (the new reply, `in_progress`; only on `POST …/replies`), then `delta` events `{"content": "<new text>"}` whose `id:` is the length of the reply\'s text (UTF-16 code units) after them, then `done` with the final message (`complete`, `cancelled` or `failed`). A `: keep-alive` comment goes out at least every 15 s while nothing else does.';
 
+const SSE_RESUME_EXAMPLE = [
+  'retry: 1000',
+  '',
+  'id: 24',
+  'event: delta',
+  'data: {"content":" the Jerónimos Monastery"}',
+  '',
+  'event: done',
+  'data: {"id":3,"session_id":"6f1c…","status":"complete","content":"Belém Tower, the Jerónimos Monastery", "…": "…"}',
+  '',
+].join('\n');
+
+const SSE_EXAMPLE = [
+  'retry: 1000',
+  '',
+  'event: message',
+  'data: {"id":3,"session_id":"6f1c…","role":"assistant","content":"","status":"in_progress", "…": "…"}',
+  '',
+  'id: 12',
+  'event: delta',
+  'data: {"content":"Belém Tower,"}',
+  '',
+  SSE_RESUME_EXAMPLE.slice('retry: 1000\n\n'.length),
+].join('\n');
+
 @ApiTags('replies')
 @ApiBearerAuth()
 @ApiProblems(401, 429)
@@ -103,13 +128,17 @@ export class RepliesController {
   @ApiProduces('application/json', 'text/event-stream')
   @ApiResponse({
     status: 201,
-    description: `JSON: the complete reply. With \`Accept: text/event-stream\`: 200 and ${EVENTS_DESCRIPTION}`,
+    description: 'JSON (no `Accept: text/event-stream`): the complete reply.',
+    type: ChatMessageDto,
+  })
+  @ApiResponse({
+    status: 200,
+    description: `With \`Accept: text/event-stream\`: ${EVENTS_DESCRIPTION} JSON: the reply, cancelled while the response waited.`,
     content: {
+      'text/event-stream': { schema: { type: 'string' }, example: SSE_EXAMPLE },
       'application/json': { schema: { $ref: getSchemaPath(ChatMessageDto) } },
-      'text/event-stream': { schema: { type: 'string' } },
     },
   })
-  @ApiOkResponse({ type: ChatMessageDto, description: 'JSON: the reply was cancelled meanwhile.' })
   @ApiProblems(404, 409, 502, 503, 504, ...BODY_PROBLEMS)
   @Idempotent(mapChatMessage, refreshReply)
   async create(
@@ -147,7 +176,11 @@ export class RepliesController {
   @ApiParam({ name: 'message_id', type: 'integer' })
   @ApiHeader({ name: 'Last-Event-ID', required: false, description: 'As `offset`; wins over it.' })
   @ApiProduces('text/event-stream')
-  @ApiOkResponse({ description: EVENTS_DESCRIPTION, schema: { type: 'string' } })
+  @ApiResponse({
+    status: 200,
+    description: EVENTS_DESCRIPTION,
+    content: { 'text/event-stream': { schema: { type: 'string' }, example: SSE_RESUME_EXAMPLE } },
+  })
   @ApiProblems(400, 404)
   async stream(
     @Owner() owner: string,
