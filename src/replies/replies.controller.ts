@@ -154,10 +154,12 @@ export class RepliesController {
         offset: 0,
         first: reply.message,
         map: mapChatMessage,
+        shutdown: this.replies.shutdown,
       });
     }
     const end = await reply.ended;
     if (!end.message) {
+      if ('error' in end) throw end.error;
       throw new NotFoundException(
         `The reply ${reply.message.id} was deleted while it was generated.`,
       );
@@ -203,6 +205,7 @@ export class RepliesController {
     return sseResponse(res, this.replies.source(owner, message), {
       offset: from,
       map: mapChatMessage,
+      shutdown: this.replies.shutdown,
     });
   }
 

@@ -191,6 +191,11 @@ export class RepliesService {
     );
   }
 
+  /** Aborted when the process shuts down, after its own replies have ended. */
+  get shutdown(): AbortSignal {
+    return this.manager.shutdown;
+  }
+
   /** The owner's message, or 404. */
   async owned(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
     const id = parseMessageId(messageId);
@@ -234,6 +239,11 @@ export function liveSource(live: LiveReply): ReplySource {
       const end = live.end;
       if (!end) return Promise.resolve({ content: live.content, ended: null });
       if (end.message) return Promise.resolve({ content: end.message.content, ended: end.message });
+      if ('error' in end) {
+        return Promise.reject(
+          end.error instanceof Error ? end.error : new Error(String(end.error)),
+        );
+      }
       // Deleted while it was generated: the stream ends as cancelled, with the text it had.
       return Promise.resolve({
         content: live.content,

@@ -74,6 +74,8 @@ async function* replyEvents(
 
 export interface SseOptions {
   offset: number;
+  /** Ends the stream (without `done`) when the process shuts down. */
+  shutdown: AbortSignal;
   first?: ChatMessage;
   map: (message: ChatMessage) => ChatMessageDto;
 }
@@ -89,9 +91,10 @@ export function sseResponse(
 ): StreamableFile {
   const closed = new AbortController();
   res.on('close', () => closed.abort());
+  const signal = AbortSignal.any([closed.signal, options.shutdown]);
   res.status(200).set({ 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' });
   res.socket?.setNoDelay(true);
-  const stream = Readable.from(replyEvents(source, options, closed.signal), {
+  const stream = Readable.from(replyEvents(source, options, signal), {
     objectMode: false,
     highWaterMark: 1,
   });
