@@ -11,6 +11,7 @@ import {
 } from '../sessions/sessions.repository';
 import { ChatMessage, Generation, MessageRole, MessageStatus } from './chat-message.entity';
 import { TreeShape } from './tree-shape';
+import { BUSY_PARENT_SQLSTATE } from '../database/migrations/1795593600000-reply-progress';
 
 /** A `chat_messages` row as the drivers return it (PostgreSQL returns BIGINT as text). */
 interface MessageRow {
@@ -121,6 +122,16 @@ function isParentViolation(error: unknown): boolean {
   );
 }
 
+/** Whether `error` is the reply-progress migration's trigger refusing an in-progress parent. */
+function isBusyParent(error: unknown): boolean {
+  if (!(error instanceof QueryFailedError)) return false;
+  const cause = error.driverError as { code?: string; message?: string };
+  return (
+    cause.code === BUSY_PARENT_SQLSTATE ||
+    (cause.code === 'SQLITE_CONSTRAINT_TRIGGER' && /reply in progress/.test(cause.message ?? ''))
+  );
+}
+
 /** A message on a branch: its id and its parent's. */
 export interface BranchEntry {
   id: number;
@@ -201,7 +212,6 @@ function isIdTaken(error: unknown): boolean {
 export class ChatMessagesRepository {
   private readonly sql: Record<
     | 'insert'
-    | 'parentStatus'
     | 'touch'
     | 'setCurrent'
     | 'append'
@@ -228,9 +238,6 @@ export class ChatMessagesRepository {
       insert: db.sql(
         `INSERT INTO "chat_messages" ("session_id", "timestamp", "parent_id", "role", "content", "metadata", "status", "generation", "progress_at")
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING "id"`,
-      ),
-      parentStatus: db.sql(
-        `SELECT "status" FROM "chat_messages" WHERE "id" = ? AND "session_id" = ?`,
       ),
       touch: db.sql(touchSession(rule)),
       setCurrent: db.sql(SET_CURRENT_MESSAGE),
@@ -326,12 +333,7 @@ export class ChatMessagesRepository {
           this.sql.append,
           // The session id comes from the touched row, not as a parameter: PostgreSQL would type it
           // as the column (varchar(36)) and refuse a longer id from the path even when no row matched.
-          [
-            ...touchCteParams(owner, message.session_id, now, parent),
-            parent.given,
-            parent.id,
-            ...values,
-          ],
+          [...touchCteParams(owner, message.session_id, now), parent.given, parent.id, ...values],
         );
         return row
           ? {
@@ -348,13 +350,6 @@ export class ChatMessagesRepository {
       if (!touched) return null;
       const timestamp = Number(touched.last_updated_at);
       const parentId = parent.given ? parent.id : touched.current_message_id;
-      if (parentId !== null) {
-        const [row] = await queryRows<{ status: MessageStatus }>(manager, this.sql.parentStatus, [
-          parentId,
-          message.session_id,
-        ]);
-        if (row?.status === 'in_progress') return 'parent in progress';
-      }
       const [inserted] = await queryRows<{ id: number }>(manager, this.sql.insert, [
         message.session_id,
         timestamp,
@@ -365,6 +360,7 @@ export class ChatMessagesRepository {
       return { id: inserted.id, timestamp, parent_id: parentId };
     } catch (error) {
       if (isParentViolation(error)) return 'unknown parent';
+      if (isBusyParent(error)) return 'parent in progress';
       throw error;
     }
   }

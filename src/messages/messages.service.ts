@@ -165,19 +165,13 @@ export class MessagesService {
       }
       if (stored === 'parent in progress') throw parentInProgress();
       if (!stored) {
-        // The touch moved no row: no such session of the owner's, its time is at the end of the
-        // format, or (PostgreSQL) the parent is a reply in progress. Only those two, still true
-        // now, are a 409 (the session may have appeared since, or the reply ended).
+        // The touch moved no row: no such session of the owner's, or its time is at the end of the
+        // format. Only the latter, still true now, is a 409 (the session may have appeared since).
         const session = await this.sessions.findOwned(manager, owner, sessionId);
         if (session && session.last_updated_at >= TIME_FORMAT_MAX_MS) {
           throw new ConflictException(
             `Session '${sessionId}' was last active at a time after the year 9999: no later message can be stamped.`,
           );
-        }
-        const parentId = parent.given ? parent.id : (session?.current_message_id ?? null);
-        if (session && parentId !== null) {
-          const message = await this.messages.findOwned(manager, owner, sessionId, parentId);
-          if (message?.status === 'in_progress') throw parentInProgress();
         }
         throw sessionNotFound(sessionId);
       }

@@ -137,17 +137,12 @@ export const SET_CURRENT_MESSAGE = `UPDATE "sessions" SET "current_message_id" =
  * (`message_id`) with the current message before (`previous_id`, the default parent). `locked`
  * reads that one under FOR UPDATE: the row as the last committed append left it, not as the
  * statement's snapshot saw it (an UPDATE's RETURNING has only the new values). The row stays locked
- * until commit, so appends to one session and a DELETE of it queue up behind each other. It
- * touches nothing either when the new message's parent (the one given, else the current message) is
- * a reply still being generated (the caller answers 409).
+ * until commit, so appends to one session and a DELETE of it queue up behind each other.
  * Parameters: `touchCteParams`.
  */
 export const touchSessionCtes = (rule: OwnerRule) => `"locked" AS (
     SELECT "id", "current_message_id" FROM "sessions"
-    WHERE ${rule.owned} AND "last_updated_at" < ? AND NOT EXISTS (
-      SELECT 1 FROM "chat_messages" p WHERE p."session_id" = "sessions"."id" AND p."status" = 'in_progress'
-        AND p."id" = CASE WHEN CAST(? AS BOOLEAN) THEN CAST(? AS BIGINT) ELSE "sessions"."current_message_id" END)
-    FOR UPDATE
+    WHERE ${rule.owned} AND "last_updated_at" < ? FOR UPDATE
   ), "touched" AS (
     UPDATE "sessions" s SET "message_count" = s."message_count" + 1,
       "last_updated_at" = CASE WHEN s."last_updated_at" + 1 > ? THEN s."last_updated_at" + 1 ELSE ? END,
@@ -157,12 +152,13 @@ export const touchSessionCtes = (rule: OwnerRule) => `"locked" AS (
       l."current_message_id" AS "previous_id"
   )`;
 
-export const touchCteParams = (
-  owner: string,
-  id: string,
-  now: number,
-  parent: { given: boolean; id: number | null },
-) => [id, owner, TIME_FORMAT_MAX_MS, parent.given, parent.id, now, now];
+export const touchCteParams = (owner: string, id: string, now: number) => [
+  id,
+  owner,
+  TIME_FORMAT_MAX_MS,
+  now,
+  now,
+];
 
 /** The list order: newest activity first; ties by newest creation, then id. Total and stable. */
 const ORDER = `ORDER BY "last_updated_at" DESC, "created_at" DESC, "id" DESC`;
