@@ -42,8 +42,8 @@ async function eventually(check: () => boolean | Promise<boolean>, ms = 10_000):
 /** Every row of both tables, in id order: what a refused request must leave as it was. */
 async function snapshot(t: TestApp): Promise<{ sessions: Row[]; messages: Row[] }> {
   return t.db.read(async (m) => ({
-    sessions: (await m.query('SELECT * FROM "sessions" ORDER BY "id"')) as Row[],
-    messages: (await m.query('SELECT * FROM "chat_messages" ORDER BY "id"')) as Row[],
+    sessions: await m.query<Row[]>('SELECT * FROM "sessions" ORDER BY "id"'),
+    messages: await m.query<Row[]>('SELECT * FROM "chat_messages" ORDER BY "id"'),
   }));
 }
 

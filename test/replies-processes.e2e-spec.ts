@@ -72,9 +72,9 @@ interface StoredReply {
 }
 
 async function storedReply(db: DataSource, id: number): Promise<StoredReply> {
-  const [row] = (await db.query(
+  const [row] = await db.query<Array<Record<string, unknown>>>(
     `SELECT "status", "content", "generation", "progress_at" FROM "chat_messages" WHERE "id" = ${Number(id)}`,
-  )) as Array<Record<string, unknown>>;
+  );
   const generation = row.generation;
   return {
     status: String(row.status),
