@@ -22,7 +22,8 @@ function event(name: string, data: unknown, id?: number): string {
  * Backpressure: the stream is pulled. A delta is made only when the client has taken the one
  * before, and carries all the text that arrived meanwhile, so a slow reader costs the server one
  * reply's text, which it keeps anyway, and no queue of deltas. A client that goes away ends the
- * stream (`signal`), never the reply.
+ * stream (`signal`), never the reply; so does a shutdown while another process generates the reply
+ * (ReplySource.stopped).
  */
 async function* replyEvents(
   source: ReplySource,
@@ -91,7 +92,8 @@ export function sseResponse(
   res.on('close', () => closed.abort());
   res.status(200).set({ 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' });
   res.socket?.setNoDelay(true);
-  const stream = Readable.from(replyEvents(source, options, closed.signal), {
+  const signal = source.stopped ? AbortSignal.any([closed.signal, source.stopped]) : closed.signal;
+  const stream = Readable.from(replyEvents(source, options, signal), {
     objectMode: false,
     highWaterMark: 1,
   });
