@@ -345,6 +345,11 @@ describe('Replies across server processes (e2e, built server)', () => {
     await sse.until((c) => c.content === 'partial text ');
     const id = (sse.events[0].data as MessageBody).id;
     const upstream = fake.requests.at(-1)!;
+    // And a JSON reply in another session, waiting for its end.
+    const otherSession = await sessionWithQuestion(server.base);
+    fake.next({ stream: ['waiting ', gate.wait, 'never'] });
+    const waiting = call(server.base, 'POST', repliesOf(otherSession), {});
+    await fake.receivedRequests(fake.requests.length + 1);
     // Not waiting for a store: the end is stored whatever the last progress save held.
     const stopping = Date.now();
     const exit = await server.stop();
@@ -352,6 +357,16 @@ describe('Replies across server processes (e2e, built server)', () => {
     expect(exit).toEqual({ code: 0, signal: null });
     expect(took).toBeLessThan(5000);
     expect(upstream.aborted).toBe(true);
+    // The JSON client was answered before the process went: its reply failed (502), stored.
+    const answered = await waiting;
+    expect(answered).toEqual({
+      status: 502,
+      body: expect.objectContaining({
+        status: 502,
+        message_id: expect.any(Number),
+        detail: expect.stringMatching(/interrupted/),
+      }),
+    });
     await sse.ended;
     // The stream was told how its reply ended before the process went.
     expect(sse.named('done').map((e) => e.data)).toEqual([
@@ -365,6 +380,11 @@ describe('Replies across server processes (e2e, built server)', () => {
       expect(stored).toMatchObject({
         status: 'failed',
         content: 'partial text ',
+        progress_at: null,
+        generation: { error: expect.stringMatching(/interrupted/) },
+      });
+      expect(await storedReply(db, answered.body.message_id as number)).toMatchObject({
+        status: 'failed',
         progress_at: null,
         generation: { error: expect.stringMatching(/interrupted/) },
       });
