@@ -32,7 +32,7 @@ export class CreateReplyDto {
     maxLength: LLM_MODEL_NAME_MAX,
     example: 'llama3.2',
   })
-  @IsOptional()
+  @ValidateIf((_, value) => value !== undefined)
   @IsString()
   @StorableText()
   @Length(1, LLM_MODEL_NAME_MAX, {
@@ -42,7 +42,7 @@ export class CreateReplyDto {
 
   /** Sampling temperature, 0–2, passed to the model. */
   @ApiProperty({ required: false, minimum: 0, maximum: 2, example: 0.7 })
-  @IsOptional()
+  @ValidateIf((_, value) => value !== undefined)
   @IsNumber(
     { allowNaN: false, allowInfinity: false },
     { message: 'temperature must be a number from 0 to 2' },
@@ -53,7 +53,7 @@ export class CreateReplyDto {
 
   /** The most tokens the model may generate, 1–32768. */
   @ApiProperty({ required: false, type: 'integer', minimum: 1, maximum: 32768, example: 512 })
-  @IsOptional()
+  @ValidateIf((_, value) => value !== undefined)
   @IsInt({ message: 'max_tokens must be an integer from 1 to 32768' })
   @Min(1, { message: 'max_tokens must be an integer from 1 to 32768' })
   @Max(32768, { message: 'max_tokens must be an integer from 1 to 32768' })
