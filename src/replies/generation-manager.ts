@@ -1,14 +1,20 @@
 import {
   BeforeApplicationShutdown,
+  HttpException,
+  HttpStatus,
   Injectable,
+  ServiceUnavailableException,
   Logger,
   OnApplicationBootstrap,
 } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { Env } from '../config/env.validation';
+import { toStorableText } from '../common/fields/json-bounds';
+import { StorableStream } from './storable-stream';
 import { DatabaseService } from '../database/database.service';
 import { ChatMessage, Generation } from '../messages/chat-message.entity';
 import { ChatMessagesRepository } from '../messages/chat-messages.repository';
+import { CONTENT_MAX_LENGTH } from '../messages/dto/chat-message.dto';
 import { LlmClient, LlmError, type CompletionRequest } from './llm-client';
 import { ReplyEvents } from './reply-events';
 
@@ -19,10 +25,18 @@ export const STALLED_AFTER_MS = 60_000;
 /** How often a process looks for such replies (PostgreSQL). */
 const STALLED_CHECK_MS = 15_000;
 
+/**
+ * Replies one process generates at once, for one owner and for all: each holds a request to the
+ * model server and its text. Beyond them a new reply is refused (429 for the owner, 503 for the
+ * process) before anything is stored.
+ */
+export const MAX_REPLIES_PER_OWNER = 128;
+export const MAX_REPLIES = 512;
+
 const INTERRUPTED = 'interrupted: the server generating this reply stopped before it ended';
 
 /** Why a generation was stopped before its model ended it. */
-type StopReason = 'cancelled' | 'elsewhere' | 'timeout' | 'shutdown';
+type StopReason = 'cancelled' | 'elsewhere' | 'timeout' | 'shutdown' | 'full';
 
 /** How a reply ended, as its waiters learn it: the message stored, or gone (deleted). */
 export type ReplyEnd =
@@ -91,6 +105,8 @@ export class LiveReply {
 export class GenerationManager implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('Replies');
   private readonly live = new Map<number, LiveReply>();
+  private readonly perOwner = new Map<string, number>();
+  private reserved = 0;
   readonly timeoutMs: number;
   private saveTimer: NodeJS.Timeout | undefined;
   private stalledTimer: NodeJS.Timeout | undefined;
@@ -108,14 +124,14 @@ export class GenerationManager implements OnApplicationBootstrap, BeforeApplicat
     config: ConfigService<Env, true>,
   ) {
     this.timeoutMs = config.get('LLM_TIMEOUT_MS', { infer: true });
+    events.handleCancels((id) => this.live.get(id)?.stop('cancelled'));
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    if (this.db.isSqlite) {
-      await this.failStalled(null);
-      return;
-    }
-    await this.failStalled(Date.now() - STALLED_AFTER_MS);
+    // SQLite serves one process: every reply in progress at start was left by the one before. Later
+    // (and on PostgreSQL always) only a reply without a sign of life for STALLED_AFTER_MS is: on
+    // SQLite one this process failed to end (its database write failed), never one it generates.
+    await this.failStalled(this.db.isSqlite ? null : Date.now() - STALLED_AFTER_MS);
     this.stalledTimer = setInterval(() => {
       this.failStalled(Date.now() - STALLED_AFTER_MS).catch((error: unknown) =>
         this.logger.warn(`Looking for interrupted replies failed: ${String(error)}`),
@@ -143,11 +159,49 @@ export class GenerationManager implements OnApplicationBootstrap, BeforeApplicat
   }
 
   /**
-   * Starts generating `message` (stored `in_progress`) from `request`; the generation runs on its
-   * own and ends the reply in the database. Returns at once.
+   * Takes a place for a new reply of `owner` (see MAX_REPLIES): `start` uses it, `release` gives it
+   * back if the reply is not started after all. Refused with 429 or 503 when none is left.
    */
-  start(message: ChatMessage, request: CompletionRequest): LiveReply {
+  reserve(owner: string): { release: () => void } {
+    const mine = this.perOwner.get(owner) ?? 0;
+    if (mine >= MAX_REPLIES_PER_OWNER) {
+      throw new HttpException(
+        `You have ${mine} replies being generated (at most ${MAX_REPLIES_PER_OWNER} at a time); retry when one has ended.`,
+        HttpStatus.TOO_MANY_REQUESTS,
+      );
+    }
+    if (this.reserved >= MAX_REPLIES) {
+      throw new ServiceUnavailableException(
+        `The server is generating ${this.reserved} replies already; retry shortly.`,
+      );
+    }
+    this.perOwner.set(owner, mine + 1);
+    this.reserved++;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.reserved--;
+        const left = (this.perOwner.get(owner) ?? 1) - 1;
+        if (left === 0) this.perOwner.delete(owner);
+        else this.perOwner.set(owner, left);
+      },
+    };
+  }
+
+  /**
+   * Starts generating `message` (stored `in_progress`) from `request`, in the place `slot` holds
+   * (given back when the reply ends); the generation runs on its own and ends the reply in the
+   * database. Returns at once.
+   */
+  start(
+    message: ChatMessage,
+    request: CompletionRequest,
+    slot: { release: () => void },
+  ): LiveReply {
     const reply = new LiveReply(message);
+    void reply.ended.then(slot.release);
     this.live.set(message.id, reply);
     if (this.stopped) reply.stop('shutdown');
     // From the start, so the sign of life is fresh even while the model is slow to begin.
@@ -172,12 +226,24 @@ export class GenerationManager implements OnApplicationBootstrap, BeforeApplicat
     const timer = setTimeout(() => reply.stop('timeout'), this.timeoutMs);
     let generation: Generation = { ...reply.message.generation!, error: null };
     let status: ChatMessage['status'] = 'complete';
+    const text = new StorableStream();
+    const add = (delta: string) => {
+      // A reply holds what a posted message may (CONTENT_MAX_LENGTH): a longer one ends there.
+      const room = CONTENT_MAX_LENGTH - reply.content.length;
+      if (delta.length > room) {
+        delta = toStorableText(delta.slice(0, room));
+        reply.stop('full');
+      }
+      if (delta === '') return;
+      reply.content += delta;
+      this.scheduleSave();
+      reply.changed();
+    };
     try {
       for await (const event of this.llm.stream(request, reply.abort.signal)) {
         if (event.type === 'delta') {
-          reply.content += event.content;
-          this.scheduleSave();
-          reply.changed();
+          add(text.take(event.content));
+          if (reply.stopReason === 'full') break;
         } else {
           generation = {
             model: event.model ?? generation.model,
@@ -187,10 +253,15 @@ export class GenerationManager implements OnApplicationBootstrap, BeforeApplicat
           };
         }
       }
-      if (reply.stopReason) throw new LlmError('aborted', 'stopped');
+      add(text.flush());
+      if (reply.stopReason === 'full') {
+        generation = { ...generation, finish_reason: 'length', usage: null, error: null };
+      } else if (reply.stopReason) throw new LlmError('aborted', 'stopped');
     } catch (error) {
       const reason = reply.stopReason;
-      if (reason === 'cancelled') status = 'cancelled';
+      if (reason === 'full') {
+        generation = { ...generation, finish_reason: 'length', usage: null, error: null };
+      } else if (reason === 'cancelled') status = 'cancelled';
       else {
         status = 'failed';
         generation = {

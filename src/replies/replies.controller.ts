@@ -72,7 +72,8 @@ const wantsEvents = (req: Request) => (req.headers.accept ?? '').includes('text/
 
 /** A client's offset into a reply's text: Last-Event-ID, else `?offset=`, else 0. */
 function offsetOf(req: Request, query: string | undefined): number {
-  const given = req.header('Last-Event-ID') ?? query;
+  // An empty Last-Event-ID is no id (as EventSource treats it).
+  const given = req.header('Last-Event-ID') || query;
   if (given === undefined) return 0;
   if (!/^\d{1,15}$/.test(given)) {
     throw new ValidationProblemException([

@@ -17,6 +17,8 @@ import { ReplyEvents } from './reply-events';
 
 /** Path messages read per statement while looking for the prompt's window, newest first. */
 const PROMPT_CHUNK = 200;
+/** How long a cancel waits for the process generating the reply to store it (PostgreSQL). */
+const CANCEL_WAIT_MS = 2000;
 /** A stream not served from this process's memory reads the stored reply at least this often. */
 const POLL_MS = 1000;
 
@@ -48,6 +50,7 @@ function parseMessageId(text: string): number | null {
 @Injectable()
 export class RepliesService {
   private readonly contextMessages: number;
+  private readonly followed = new Map<string, Followed>();
 
   constructor(
     private readonly db: DatabaseService,
@@ -68,6 +71,21 @@ export class RepliesService {
    * to send (an empty path) is refused with nothing written.
    */
   async start(owner: string, sessionId: string, dto: CreateReplyDto): Promise<LiveReply> {
+    const slot = this.manager.reserve(owner);
+    try {
+      return await this.store(owner, sessionId, dto, slot);
+    } catch (error) {
+      slot.release();
+      throw error;
+    }
+  }
+
+  private async store(
+    owner: string,
+    sessionId: string,
+    dto: CreateReplyDto,
+    slot: { release: () => void },
+  ): Promise<LiveReply> {
     let prompt: PromptMessage[] = [];
     let model = '';
     const message = await this.posting.store(
@@ -116,7 +134,7 @@ export class RepliesService {
       ...(dto.temperature === undefined ? {} : { temperature: dto.temperature }),
       ...(dto.max_tokens === undefined ? {} : { max_tokens: dto.max_tokens }),
     };
-    return this.manager.start(message, request);
+    return this.manager.start(message, request, slot);
   }
 
   /**
@@ -169,26 +187,61 @@ export class RepliesService {
     const ours = await this.manager.cancel(message.id);
     if (ours) return ours;
     if (ours === undefined && message.status === 'in_progress') {
-      const generation = message.generation ?? {
-        model: '',
-        finish_reason: null,
-        usage: null,
-        error: null,
-      };
-      const cancelled = await this.db.write(async (manager) => {
-        const stored = await this.messages.endReply(manager, message.id, {
-          content: null,
-          status: 'cancelled',
-          generation: { ...generation, finish_reason: null, error: null },
-        });
-        if (stored) await this.events.notify(manager, [message.id]);
-        return stored;
-      });
-      if (cancelled) return cancelled;
+      const ended = await this.cancelElsewhere(owner, message);
+      if (ended?.status === 'cancelled') return ended;
     }
     throw new ConflictException(
       `Message ${message.id} is not a reply in progress: there is nothing to cancel.`,
     );
+  }
+
+  /**
+   * Cancels a reply this process does not generate. On PostgreSQL the process that generates it is
+   * asked first (ReplyEvents): it stores the cancel with all the text it has, which its streams may
+   * have sent beyond what is stored. Only if the reply is still in progress after CANCEL_WAIT_MS
+   * (no process generates it: its owner died) is the cancel stored here, with the stored text. The
+   * message as it ended, or null if it is gone.
+   */
+  private async cancelElsewhere(owner: string, message: ChatMessage): Promise<ChatMessage | null> {
+    const read = () =>
+      this.db.read((manager) =>
+        this.messages.findOwned(manager, owner, message.session_id, message.id),
+      );
+    if (!this.db.isSqlite) {
+      await this.events.requestCancel(message.id);
+      const deadline = Date.now() + CANCEL_WAIT_MS;
+      while (Date.now() < deadline) {
+        await new Promise<void>((resolve) => {
+          const unsubscribe = this.events.subscribe(message.id, () => {
+            clearTimeout(timer);
+            unsubscribe();
+            resolve();
+          });
+          const timer = setTimeout(() => {
+            unsubscribe();
+            resolve();
+          }, 100);
+        });
+        const now = await read();
+        if (!now || now.status !== 'in_progress') return now;
+      }
+    }
+    const generation = message.generation ?? {
+      model: '',
+      finish_reason: null,
+      usage: null,
+      error: null,
+    };
+    const cancelled = await this.db.write(async (manager) => {
+      const stored = await this.messages.endReply(manager, message.id, {
+        content: null,
+        status: 'cancelled',
+        generation: { ...generation, finish_reason: null, error: null },
+      });
+      if (stored) await this.events.notify(manager, [message.id]);
+      return stored;
+    });
+    return cancelled ?? (await read());
   }
 
   /** Aborted when the process shuts down, after its own replies have ended. */
@@ -211,25 +264,69 @@ export class RepliesService {
   source(owner: string, message: ChatMessage): ReplySource {
     const live = this.manager.get(message.id);
     if (live) return liveSource(live);
+    return this.follow(owner, message);
+  }
+
+  /**
+   * A reply another process generates (or one that ended), read from the database. The streams of
+   * one reply in this process share one poll timer, one subscription to notices and one read at a
+   * time, so N streams on a reply cost what one does. A reply deleted meanwhile ends as cancelled
+   * with the last text read, which its streams have sent.
+   */
+  private follow(owner: string, message: ChatMessage): ReplySource {
+    const key = `${owner}\n${message.id}`;
+    let followed = this.followed.get(key);
+    if (!followed) {
+      const state: Followed = {
+        watchers: new Set(),
+        last: message,
+        reading: undefined,
+        stop: () => undefined,
+      };
+      const changed = () => {
+        for (const onChange of state.watchers) onChange();
+      };
+      const unsubscribe = this.events.subscribe(message.id, changed);
+      const timer = setInterval(changed, POLL_MS);
+      state.stop = () => {
+        unsubscribe();
+        clearInterval(timer);
+        this.followed.delete(key);
+      };
+      this.followed.set(key, state);
+      followed = state;
+    }
+    const state = followed;
+    const read = async (): Promise<ReplyView> => {
+      const now = await this.db.read((manager) =>
+        this.messages.findOwned(manager, owner, message.session_id, message.id),
+      );
+      if (!now) {
+        return { content: state.last.content, ended: { ...state.last, status: 'cancelled' } };
+      }
+      state.last = now;
+      return { content: now.content, ended: now.status === 'in_progress' ? null : now };
+    };
     return {
-      view: async () => {
-        const now = await this.db.read((manager) =>
-          this.messages.findOwned(manager, owner, message.session_id, message.id),
-        );
-        // Deleted: the stream ends as cancelled.
-        if (!now) return { content: '', ended: { ...message, status: 'cancelled' } };
-        return { content: now.content, ended: now.status === 'in_progress' ? null : now };
-      },
+      view: () => (state.reading ??= read().finally(() => (state.reading = undefined))),
       watch: (onChange) => {
-        const unsubscribe = this.events.subscribe(message.id, onChange);
-        const timer = setInterval(onChange, POLL_MS);
+        state.watchers.add(onChange);
         return () => {
-          unsubscribe();
-          clearInterval(timer);
+          state.watchers.delete(onChange);
+          if (state.watchers.size === 0) state.stop();
         };
       },
     };
   }
+}
+
+/** The streams of one reply this process follows from the database (see RepliesService.follow). */
+interface Followed {
+  watchers: Set<() => void>;
+  /** The message as last read. */
+  last: ChatMessage;
+  reading: Promise<ReplyView> | undefined;
+  stop: () => void;
 }
 
 /** A reply this process generates, followed in memory. */

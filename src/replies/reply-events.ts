@@ -6,6 +6,8 @@ import type { Env } from '../config/env.validation';
 import { DatabaseService } from '../database/database.service';
 
 const CHANNEL = 'chat_replies';
+/** Asks the process generating a reply to cancel it (see RepliesService.cancel). */
+const CANCELS = 'chat_reply_cancels';
 /** NOTIFY payloads must stay under 8,000 bytes: ids of at most 16 digits and a comma each. */
 const IDS_PER_NOTIFY = 400;
 const RECONNECT_MS = 1000;
@@ -25,6 +27,7 @@ const RECONNECT_MS = 1000;
 export class ReplyEvents implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('ReplyEvents');
   private readonly listeners = new Map<number, Set<() => void>>();
+  private onCancel: ((id: number) => void) | undefined;
   private client: Client | undefined;
   private stopped = false;
   private retry: NodeJS.Timeout | undefined;
@@ -57,6 +60,16 @@ export class ReplyEvents implements OnApplicationBootstrap, OnApplicationShutdow
     };
   }
 
+  /** Calls `handler` with each reply another process asks this one to cancel. */
+  handleCancels(handler: (id: number) => void): void {
+    this.onCancel = handler;
+  }
+
+  /** Asks whichever process generates reply `id` to cancel it (PostgreSQL). */
+  async requestCancel(id: number): Promise<void> {
+    await this.db.dataSource.query('SELECT pg_notify($1, $2)', [CANCELS, String(id)]);
+  }
+
   /** Queues notices for `ids` in the caller's transaction (sent when it commits). PostgreSQL only. */
   async notify(manager: EntityManager, ids: number[]): Promise<void> {
     if (this.db.isSqlite || ids.length === 0) return;
@@ -73,6 +86,10 @@ export class ReplyEvents implements OnApplicationBootstrap, OnApplicationShutdow
     if (database.type !== 'postgres' || this.stopped) return;
     const client = new Client({ connectionString: database.url });
     client.on('notification', (message) => {
+      if (message.channel === CANCELS) {
+        this.onCancel?.(Number(message.payload));
+        return;
+      }
       for (const id of (message.payload ?? '').split(',')) {
         for (const onChange of this.listeners.get(Number(id)) ?? []) onChange();
       }
@@ -86,6 +103,7 @@ export class ReplyEvents implements OnApplicationBootstrap, OnApplicationShutdow
     try {
       await client.connect();
       await client.query(`LISTEN ${CHANNEL}`);
+      await client.query(`LISTEN ${CANCELS}`);
       if (this.stopped) {
         await client.end();
         return;

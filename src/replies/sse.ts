@@ -39,18 +39,26 @@ async function* replyEvents(
   signal.addEventListener('abort', onAbort);
   try {
     yield options.first ? RETRY + event('message', options.map(options.first)) : RETRY;
+    // The keep-alive counts from the last thing sent, not from the last wake-up: a stream read
+    // from the database wakes every second with nothing new.
+    let lastSent = Date.now();
     let sent = options.offset;
     while (!signal.aborted) {
       if (!changed) {
-        const timedOut = await new Promise<boolean>((resolve) => {
-          const timer = setTimeout(() => resolve(true), KEEP_ALIVE_MS);
+        const idle = KEEP_ALIVE_MS - (Date.now() - lastSent);
+        if (idle <= 0) {
+          lastSent = Date.now();
+          yield ': keep-alive\n\n';
+          continue;
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, idle);
           wake = () => {
             clearTimeout(timer);
-            resolve(false);
+            resolve();
           };
         });
         wake = undefined;
-        if (timedOut && !changed) yield ': keep-alive\n\n';
         continue;
       }
       changed = false;
@@ -64,7 +72,10 @@ async function* replyEvents(
         yield out + event('done', options.map(view.ended));
         return;
       }
-      if (out) yield out;
+      if (out) {
+        lastSent = Date.now();
+        yield out;
+      }
     }
   } finally {
     unwatch();

@@ -133,6 +133,13 @@ export function isStorableText(text: string): boolean {
   return !text.includes('\u0000') && !LONE_SURROGATE.test(text);
 }
 
+const UNSTORABLE = new RegExp(`\u0000|${LONE_SURROGATE.source}`, 'g');
+
+/** `text` with what isStorableText refuses (U+0000, unpaired surrogates) turned into U+FFFD. */
+export function toStorableText(text: string): string {
+  return text.replace(UNSTORABLE, '\ufffd');
+}
+
 /**
  * Text columns refuse U+0000 (PostgreSQL cannot store it in text, and both databases must accept the
  * same input) and unpaired UTF-16 surrogates (not Unicode: UTF-8 storage would turn them into

@@ -15,6 +15,8 @@ import { withoutStatementTimeout } from './unbounded';
  *   meanwhile (say, a double-clicked "regenerate") was invisible to it and 27 of 40 racing appends
  *   got an in-progress parent. A PL/pgSQL function is VOLATILE, so its query takes a fresh snapshot
  *   after that wait. SQLite runs one write at a time; its trigger only keeps both databases alike.
+ *   Only a parent of the same session counts: another session's message is refused by the foreign
+ *   key (400), whatever its state, so the answer tells nothing about other sessions.
  */
 const BUSY_PARENT = 'the parent message is a reply in progress';
 export const BUSY_PARENT_SQLSTATE = 'CS409';
@@ -29,7 +31,8 @@ export class ReplyProgress1795593600000 implements MigrationInterface {
        WHERE "status" = 'in_progress'`,
     );
     const busy = `NEW."parent_id" IS NOT NULL AND EXISTS (
-      SELECT 1 FROM "chat_messages" p WHERE p."id" = NEW."parent_id" AND p."status" = 'in_progress')`;
+      SELECT 1 FROM "chat_messages" p WHERE p."id" = NEW."parent_id"
+        AND p."session_id" = NEW."session_id" AND p."status" = 'in_progress')`;
     if (queryRunner.connection.driver.options.type === 'postgres') {
       await queryRunner.query(
         `CREATE FUNCTION "chat_messages_refuse_busy_parent"() RETURNS trigger
