@@ -429,8 +429,9 @@ async function run(config: Config, tmp: string): Promise<number> {
   );
   progress('appends, idle again');
   const idleAgain = await appends(server, writeSession, config, failures, 'idle again');
-  const idleP99 = Math.max(idle.p99Ms, idleAgain.p99Ms);
-  const ratio = busy!.p99Ms / idleP99;
+  // Against each idle round; the verdict takes the worse of the two ratios.
+  const ratios = [idle, idleAgain].map((m) => busy!.p99Ms / m.p99Ms);
+  const worst = Math.max(...ratios);
   const row = (name: string, m: Measurement, extra: string) => [
     name,
     m.requestsPerSecond.toFixed(0),
@@ -440,19 +441,16 @@ async function run(config: Config, tmp: string): Promise<number> {
   ];
   console.log(
     alignedTable([
-      ['appends (POST …/messages)', 'req/s', 'p50', 'p99', 'p99 / idle p99'],
-      row('idle', idle, ''),
-      row(
-        `while ${config.busyStreams} replies stream`,
-        busy!,
-        `${ratio.toFixed(2)}× (target < ${TARGETS.appendP99Ratio}×: ${verdict(ratio < TARGETS.appendP99Ratio)})`,
-      ),
-      row('idle again', idleAgain, ''),
+      ['appends (POST …/messages)', 'req/s', 'p50', 'p99', 'streaming p99 / this p99'],
+      row('idle', idle, `${ratios[0].toFixed(2)}×`),
+      row(`while ${config.busyStreams} replies stream`, busy!, ''),
+      row('idle again', idleAgain, `${ratios[1].toFixed(2)}×`),
     ]),
   );
   console.log(
-    `(the ratio divides by the higher idle p99; ${background.complete}/${config.busyStreams} ` +
-      `streaming replies ended complete, ${background.chunks} chunks delivered)`,
+    `target: streaming p99 < ${TARGETS.appendP99Ratio}× idle p99: ${verdict(worst < TARGETS.appendP99Ratio)}; ` +
+      `${background.complete}/${config.busyStreams} streaming replies ended complete, ` +
+      `${background.chunks} chunks delivered`,
   );
   console.log(
     `\nserver peak RSS (VmHWM) over the whole run: ${formatMiB(peakRssMiB(server.child.pid))}`,
