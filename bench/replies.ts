@@ -458,6 +458,10 @@ async function run(config: Config, tmp: string): Promise<number> {
 
   await server.stop();
   await fake.close();
+  // LOG_LEVEL=warn: anything the server logged (a failed progress write, a failed reply) is news.
+  const logged = server.stderr().split('\n').filter(Boolean);
+  console.log(`server log (warnings and errors): ${logged.length} line(s)`);
+  for (const line of logged.slice(0, 10)) console.log(`  ${line.slice(0, 300)}`);
   if (failures.length > 0) {
     console.log(`\n${failures.length} problem(s):`);
     for (const failure of failures.slice(0, 20)) console.log(`  ${failure}`);
