@@ -329,6 +329,9 @@ async function run(config: Config, tmp: string): Promise<number> {
   const server = await startOurServer(databaseUrl, {
     env: { AUTH_MODE: 'none', LLM_BASE_URL: fake.baseUrl },
   });
+  // Nest's logger writes warnings to stdout and errors to stderr; the helper keeps only stderr.
+  let stdout = '';
+  server.child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   const streamChunks = config.seconds * (1000 / CHUNK_MS);
   const appendSeconds = config.warmup + config.duration;
   // Long enough to outlast the append rounds, which start once every reply has begun.
@@ -459,7 +462,7 @@ async function run(config: Config, tmp: string): Promise<number> {
   await server.stop();
   await fake.close();
   // LOG_LEVEL=warn: anything the server logged (a failed progress write, a failed reply) is news.
-  const logged = server.stderr().split('\n').filter(Boolean);
+  const logged = `${stdout}\n${server.stderr()}`.split('\n').filter(Boolean);
   console.log(`server log (warnings and errors): ${logged.length} line(s)`);
   for (const line of logged.slice(0, 10)) console.log(`  ${line.slice(0, 300)}`);
   if (failures.length > 0) {
