@@ -12,6 +12,7 @@ import { invariantViolations } from './helpers/invariants';
 import { baseUrlOf, SseClient } from './helpers/sse';
 import { createTestApp, resetDatabase, type TestApp } from './helpers/test-app';
 import { type FakeLlm, startFakeLlm } from './support/fake-llm';
+import { MAX_REPLIES_PER_OWNER } from '../src/replies/generation-manager';
 
 const repliesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/replies`;
 const streamOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/stream`;
@@ -174,6 +175,21 @@ describe('Replies from a language model (e2e)', () => {
         expect(failed.generation).toMatchObject({ error: expect.any(String) });
         expect((failed.generation as { error: string }).error).not.toMatch(/\n/);
       }
+    });
+
+    it('asks again once when the connection closes before any answer', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      fake.next({ reset: true });
+      fake.next({ stream: ['second ', 'try'] });
+      const res = await ask().expect(201);
+      expect(res.body).toMatchObject({ status: 'complete', content: 'second try' });
+      expect(fake.requests).toHaveLength(2);
+      // Twice in a row is a failure: one retry, not a loop.
+      fake.next({ reset: true });
+      fake.next({ reset: true });
+      const failed = await ask().expect(502);
+      expect(failed.body.detail).toMatch(/could not reach the model server/);
+      expect(fake.requests).toHaveLength(4);
     });
 
     it('answers 504 when the model takes longer than LLM_TIMEOUT_MS, keeping the text', async () => {
@@ -373,6 +389,95 @@ describe('Replies from a language model (e2e)', () => {
       await request(t.http).get(messageAt(sessionId, id)).expect(404);
       expect((await readSession(t.http, sessionId)).message_count).toBe(1);
     });
+  });
+
+  describe('what a model may send', () => {
+    it('stores U+0000 and lone surrogates as U+FFFD and joins a pair split across chunks', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      const emoji = '😀';
+      fake.next({ stream: ['a\u0000b', emoji[0], emoji[1], '\udc00c'] });
+      const res = await ask().expect(201);
+      expect(res.body).toMatchObject({ status: 'complete', content: 'a\ufffdb😀\ufffdc' });
+      // What is stored exports and imports again.
+      const exported = await request(t.http).get(`${SESSIONS}/${sessionId}/export`).expect(200);
+      await request(t.http).delete(`${SESSIONS}/${sessionId}`).expect(204);
+      await request(t.http).post('/api/v1/import').send(exported.body).expect(201);
+    });
+
+    it('ends a reply at 100,000 characters, complete with finish_reason length', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      // More than fits, then nothing: only a reply that stops its request at the limit completes.
+      fake.next({ stream: [...Array<string>(101).fill('x'.repeat(1000)), new Promise(() => {})] });
+      const res = await ask().expect(201);
+      expect(res.body).toMatchObject({
+        status: 'complete',
+        generation: { finish_reason: 'length', error: null },
+      });
+      expect((res.body as MessageBody).content).toHaveLength(100_000);
+      await eventually(() => fake.requests[0].aborted);
+    });
+  });
+
+  describe('racing appends', () => {
+    it('never stores a message under a reply in progress, however appends and replies race', async () => {
+      for (let round = 0; round < 5; round++) {
+        const session = (await createSession(t.http)).id;
+        await postMessage(t.http, session, { content: 'Hi' });
+        fake.requests.length = 0;
+        const gate = fake.gate();
+        fake.setDefault({ stream: ['held', gate.wait] });
+        const racing = Array.from({ length: 6 }, (_, i) =>
+          i % 2 === 0
+            ? ask({}, session).then((res) => res.status)
+            : request(t.http)
+                .post(messagesOf(session))
+                .send({ content: `racer ${i}` })
+                .then((res) => res.status),
+        );
+        await eventually(() => fake.requests.length >= 1);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        // While the reply that got in is held: it is the only one in progress, and no message (of
+        // the racers that got in before or after it) has it for a parent.
+        const [row] = await t.db.read((m) =>
+          m.query(`SELECT
+             (SELECT COUNT(*) FROM "chat_messages" WHERE "status" = 'in_progress') AS "busy",
+             (SELECT COUNT(*) FROM "chat_messages" c JOIN "chat_messages" p ON p."id" = c."parent_id"
+               WHERE p."status" = 'in_progress') AS "under"`),
+        );
+        expect([Number(row.busy), Number(row.under)]).toEqual([1, 0]);
+        gate.open();
+        const statuses = await Promise.all(racing);
+        expect(statuses.every((s) => s === 201 || s === 409)).toBe(true);
+        expect(statuses.filter((s) => s === 409).length).toBeGreaterThanOrEqual(2);
+        expect(fake.requests).toHaveLength(1);
+      }
+    });
+  });
+
+  describe('limits', () => {
+    it('refuses the 129th reply in progress of one owner with 429, storing nothing', async () => {
+      await postMessage(t.http, sessionId, { content: 'Hi' });
+      const gate = fake.gate();
+      fake.setDefault({ stream: ['held', gate.wait] });
+      const sessions = await Promise.all(
+        Array.from({ length: MAX_REPLIES_PER_OWNER }, async () => {
+          const id = (await createSession(t.http)).id;
+          await postMessage(t.http, id, { content: 'Hi' });
+          return id;
+        }),
+      );
+      const held = sessions.map(
+        (id) => new SseClient(`${base}${repliesOf(id)}`, { method: 'POST', body: {} }),
+      );
+      await Promise.all(held.map((c) => c.until((x) => x.content === 'held', 20_000)));
+      const count = (await readSession(t.http, sessionId)).message_count;
+      const refused = await ask().expect(429);
+      expect(refused.body.detail).toContain(String(MAX_REPLIES_PER_OWNER));
+      expect((await readSession(t.http, sessionId)).message_count).toBe(count);
+      gate.open();
+      await Promise.all(held.map((c) => c.ended));
+      await ask().expect(201);
+    }, 60_000);
   });
 
   describe('Idempotency-Key', () => {

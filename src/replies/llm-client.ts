@@ -123,8 +123,9 @@ export class LlmClient {
     let finishReason: string | null | undefined;
     let usage: LlmUsage | null = null;
     let model: string | null = null;
-    try {
-      const { data: stream, response } = await this.client.chat.completions
+    const client = this.client;
+    const ask = () =>
+      client.chat.completions
         .create(
           {
             model: request.model,
@@ -137,6 +138,17 @@ export class LlmClient {
           { signal },
         )
         .withResponse();
+    try {
+      // One retry, only when the connection failed before any answer: a kept-alive connection the
+      // model server closed (Node's and uvicorn's servers close idle ones after 5 s) can be picked
+      // just as it closes, and nothing of the reply has been sent. Seen under load by the bench:
+      // "other side closed" with no request reaching the server.
+      const { data: stream, response } = await ask().catch((error: unknown) => {
+        if (error instanceof APIConnectionError && !(error instanceof APIUserAbortError)) {
+          if (!signal.aborted) return ask();
+        }
+        throw error;
+      });
       if (/^application\/(.+\+)?json\b/i.test(response.headers.get('content-type') ?? '')) {
         stream.controller.abort();
         throw new LlmError(

@@ -25,6 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
  *   HTTP error, or a 200 non-stream `chat.completion` where SSE was expected.
  * - `{ raw: [...] }`: SSE headers, then each string written as-is (`delayMs` apart), then the end:
  *   garbage lines, truncated JSON.
+ * - `{ reset: true }` closes the connection before answering anything.
  * - `{ hang: 'headers' }` sends SSE headers then nothing; `{ hang: 'nothing' }` not even headers.
  *   Either lasts until the client goes away (or `close()`).
  * - a function of the recorded request returning (or resolving to) a script: echoes, or a gate
@@ -54,6 +55,7 @@ export type Script =
   | { status: number; body?: unknown }
   | { raw: readonly string[]; delayMs?: number }
   | { hang: 'headers' | 'nothing' }
+  | { reset: true }
   | ((request: RecordedRequest) => Script | Promise<Script>);
 
 export interface RecordedRequest {
@@ -166,6 +168,10 @@ async function play(
 ): Promise<void> {
   const gone = () => res.destroyed || res.writableEnded;
   if (typeof script === 'function') return play(await script(request), request, res, drop);
+  if ('reset' in script) {
+    drop(); // the connection closes before any answer, as a kept-alive one closing under a request
+    return;
+  }
   if ('hang' in script) {
     if (script.hang === 'headers') sseHeaders(res);
     return; // until the client or close() ends the connection
