@@ -174,7 +174,8 @@ describe('Replies across server processes (e2e, built server)', () => {
       await second.until((c) => c.content === 'keep this ');
       const secondId = (second.events[0].data as MessageBody).id;
       const upstream = fake.requests.at(-1)!;
-      await sleep(STORED_AFTER_MS);
+      // At once, before A stores the text (it does every 500 ms): A, asked by B, stores all it has,
+      // which its client has already shown.
       const asked = Date.now();
       const cancelled = await call(b.base, 'POST', cancelOf(sessionId, secondId));
       expect(cancelled.status).toBe(200);
@@ -183,7 +184,7 @@ describe('Replies across server processes (e2e, built server)', () => {
         status: 'cancelled',
         content: 'keep this ',
       });
-      // A notices at its next store (every 500 ms) and stops the upstream request.
+      // A, asked through a notice, stops the upstream request.
       await eventually(() => upstream.aborted, 3000);
       const abortedAfter = Date.now() - asked;
       console.log(`cancel on B → A's upstream request aborted after ${abortedAfter} ms`);
@@ -200,6 +201,24 @@ describe('Replies across server processes (e2e, built server)', () => {
         expect((await call(server.base, 'POST', cancelOf(sessionId, secondId))).status).toBe(409);
       }
     }, 60_000);
+
+    it("keeps B's stream of a reply A holds alive with a comment at least every 15 s", async () => {
+      const sessionId = await sessionWithQuestion(a.base);
+      const gate = fake.gate();
+      fake.next({ stream: ['held ', gate.wait, 'done'] });
+      const onA = new SseClient(`${a.base}${repliesOf(sessionId)}`, { method: 'POST', body: {} });
+      await onA.until((c) => c.content === 'held ');
+      const id = (onA.events[0].data as MessageBody).id;
+      const onB = new SseClient(`${b.base}${streamOf(sessionId, id)}`);
+      await onB.until((c) => c.content === 'held ');
+      const since = Date.now();
+      // B reads the stored reply every second; the keep-alive counts from the last thing sent.
+      await onB.until((c) => c.comments.includes('keep-alive'), 17_000);
+      expect(Date.now() - since).toBeLessThan(16_500);
+      gate.open();
+      await Promise.all([onA.ended, onB.ended]);
+      expect(onB.content).toBe('held done');
+    }, 40_000);
 
     it('never marks failed a reply whose owner process is alive: its progress time stays fresh while it waits for the model', async () => {
       const sessionId = await sessionWithQuestion(b.base);
