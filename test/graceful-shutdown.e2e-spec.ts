@@ -132,9 +132,16 @@ describe('Graceful shutdown (e2e, built server, SIGTERM)', () => {
         abandoned.destroy();
         await sleep(100);
         const exited = server.stop();
+        let exitedAt = Infinity;
+        void exited.then(() => (exitedAt = Date.now()));
         await sleep(300);
+        const releasedAt = Date.now();
         await blocker.query('ROLLBACK');
         expect(await exited).toEqual({ code: 0, signal: null });
+        // The handler can only finish once the lock is released: a process that waits for it
+        // exits after that. (PostgreSQL completes the orphaned INSERT even after the process is
+        // gone, so the row count below alone does not tell.)
+        expect(exitedAt).toBeGreaterThan(releasedAt);
         expect(server.stderr()).toBe('');
         const check = new Client({ connectionString: url });
         await check.connect();
