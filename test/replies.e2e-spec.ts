@@ -492,6 +492,77 @@ describe('Replies from a language model (e2e)', () => {
   });
 });
 
+describe('The prompt of a reply on a long branch (e2e)', () => {
+  let fake: FakeLlm;
+  let t: TestApp;
+  const WINDOW = 300;
+
+  beforeAll(async () => {
+    fake = await startFakeLlm();
+    fake.setDefault({ stream: ['ok'] });
+    t = await createTestApp({ LLM_BASE_URL: fake.baseUrl, LLM_CONTEXT_MESSAGES: String(WINDOW) });
+  });
+  afterAll(async () => {
+    await t.close();
+    await fake.close();
+  });
+
+  it('sends the newest LLM_CONTEXT_MESSAGES usable messages of the path, and its first system message', async () => {
+    // A 700-message chain (read in several chunks) behind an edit: a system message at the root,
+    // failed and empty replies along the way (never sent), and a sibling branch left out.
+    const sessionId = '00000000-0000-4000-8000-00000000a11e';
+    const base = Date.UTC(2026, 0, 1);
+    const messages = Array.from({ length: 700 }, (_, i) => {
+      const failed = i % 7 === 3;
+      return {
+        id: 5000 + i,
+        session_id: sessionId,
+        timestamp: new Date(base + i * 1000).toISOString(),
+        role: i === 0 ? 'system' : i % 2 ? 'user' : 'assistant',
+        content: i === 0 ? 'Be brief.' : failed ? '' : `message ${i}`,
+        metadata: null,
+        parent_id: i === 0 ? null : 5000 + i - 1,
+        status: failed ? 'failed' : 'complete',
+        generation: null,
+      };
+    });
+    messages.push({
+      ...messages[699],
+      id: 6000,
+      timestamp: new Date(base + 800_000).toISOString(),
+      content: 'off the branch',
+      parent_id: 5698,
+    });
+    const session = {
+      id: sessionId,
+      name: 'Long',
+      created_at: new Date(base).toISOString(),
+      last_updated_at: new Date(base + 800_000).toISOString(),
+      llm_model_name: 'default',
+      rag_document_ids: null,
+      metadata_tags: null,
+      message_count: messages.length,
+      archived: false,
+      pinned: false,
+      current_message_id: 5699,
+      forked_from: null,
+      expires_at: null,
+    };
+    await request(t.http).post('/api/v1/import').send({ session, messages }).expect(201);
+    const res = await request(t.http).post(repliesOf(sessionId)).send({}).expect(201);
+    expect(res.body).toMatchObject({ parent_id: 5699, content: 'ok' });
+
+    const usable = messages
+      .slice(0, 700)
+      .filter((m) => m.status === 'complete' && m.content !== '');
+    const expected = [usable[0], ...usable.slice(-WINDOW)].map(({ role, content }) => ({
+      role,
+      content,
+    }));
+    expect((fake.requests[0].body as { messages: unknown[] }).messages).toEqual(expected);
+  });
+});
+
 describe('Replies without LLM_BASE_URL (e2e)', () => {
   let t: TestApp;
   beforeAll(async () => {

@@ -24,7 +24,7 @@ function event(name: string, data: unknown, id?: number): string {
  * reply's text, which it keeps anyway, and no queue of deltas. A client that goes away ends the
  * stream (`signal`), never the reply.
  */
-async function* replyEvents(
+export async function* replyEvents(
   source: ReplySource,
   options: SseOptions,
   signal: AbortSignal,
