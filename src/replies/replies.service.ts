@@ -1,4 +1,4 @@
-import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, Injectable } from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import type { EntityManager } from 'typeorm';
 import type { Env } from '../config/env.validation';
@@ -37,14 +37,6 @@ export interface ReplySource {
   view(): Promise<ReplyView>;
   /** Calls `onChange` when the reply may have changed; returns the unsubscribe. */
   watch(onChange: () => void): () => void;
-}
-
-function messageNotFound(sessionId: string, id: string): NotFoundException {
-  return new NotFoundException(`Message with ID '${id}' not found in session '${sessionId}'.`);
-}
-
-function parseMessageId(text: string): number | null {
-  return /^\d{1,15}$/.test(text) ? Number(text) : null;
 }
 
 @Injectable()
@@ -249,15 +241,9 @@ export class RepliesService {
     return this.manager.shutdown;
   }
 
-  /** The owner's message, or 404. */
-  async owned(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
-    const id = parseMessageId(messageId);
-    const message =
-      id === null
-        ? null
-        : await this.db.read((manager) => this.messages.findOwned(manager, owner, sessionId, id));
-    if (!message) throw messageNotFound(sessionId, messageId);
-    return message;
+  /** The owner's message, or 404 (as `GET …/messages/{message_id}` answers). */
+  owned(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
+    return this.posting.get(owner, sessionId, messageId);
   }
 
   /** What a stream of the owner's message follows (see ReplySource). */

@@ -1,4 +1,9 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+} from '@nestjs/common';
 import { ConfigService } from '@nestjs/config';
 import { Client } from 'pg';
 import type { EntityManager } from 'typeorm';
@@ -24,7 +29,7 @@ const RECONNECT_MS = 1000;
  * stored progress every second regardless (RepliesService), and the connection is made again.
  */
 @Injectable()
-export class ReplyEvents implements OnApplicationBootstrap, OnApplicationShutdown {
+export class ReplyEvents implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('ReplyEvents');
   private readonly listeners = new Map<number, Set<() => void>>();
   private onCancel: ((id: number) => void) | undefined;
@@ -41,7 +46,8 @@ export class ReplyEvents implements OnApplicationBootstrap, OnApplicationShutdow
     if (!this.db.isSqlite) void this.listen();
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /** Before the database closes: a shutdown that fails there must not leave this connection open. */
+  async beforeApplicationShutdown(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retry);
     const client = this.client;
