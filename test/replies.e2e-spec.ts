@@ -13,6 +13,8 @@ import { baseUrlOf, SseClient } from './helpers/sse';
 import { createTestApp, resetDatabase, type TestApp } from './helpers/test-app';
 import { type FakeLlm, startFakeLlm } from './support/fake-llm';
 import { MAX_REPLIES_PER_OWNER } from '../src/replies/generation-manager';
+import { RepliesService } from '../src/replies/replies.service';
+import { LOCAL_OWNER } from '../src/auth/owner.decorator';
 
 const repliesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/replies`;
 const streamOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/stream`;
@@ -308,6 +310,26 @@ describe('Replies from a language model (e2e)', () => {
         ['done', undefined],
       ]);
       await request(t.http).get(streamOf(sessionId, 999999)).expect(404);
+    });
+  });
+
+  describe('streams read from the database', () => {
+    it('share a timer and a subscription only while a stream watches', async () => {
+      const posted = await postMessage(t.http, sessionId, { content: 'Stored' });
+      const replies = t.app.get(RepliesService);
+      const following = () => (replies as unknown as { followed: Map<string, unknown> }).followed;
+      const message = await replies.owned(LOCAL_OWNER, sessionId, String(posted.id));
+      const first = replies.source(LOCAL_OWNER, message);
+      const second = replies.source(LOCAL_OWNER, message);
+      // A source read but never watched (its client left before the stream started) holds nothing.
+      expect(await first.view()).toMatchObject({ content: 'Stored', ended: { id: posted.id } });
+      expect(following().size).toBe(0);
+      const stops = [first.watch(() => undefined), second.watch(() => undefined)];
+      expect(following().size).toBe(1);
+      stops[0]();
+      expect(following().size).toBe(1);
+      stops[1]();
+      expect(following().size).toBe(0);
     });
   });
 

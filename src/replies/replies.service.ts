@@ -256,62 +256,61 @@ export class RepliesService {
   /**
    * A reply another process generates (or one that ended), read from the database. The streams of
    * one reply in this process share one poll timer, one subscription to notices and one read at a
-   * time, so N streams on a reply cost what one does. A reply deleted meanwhile ends as cancelled
-   * with the last text read, which its streams have sent.
+   * time, so N streams on a reply cost what one does; the timer and the subscription exist while a
+   * stream watches (a stream that never started watching leaves nothing behind). A reply deleted
+   * meanwhile ends as cancelled with the last text the stream read, which it has sent.
    */
   private follow(owner: string, message: ChatMessage): ReplySource {
     const key = `${owner}\n${message.id}`;
-    let followed = this.followed.get(key);
-    if (!followed) {
-      const state: Followed = {
-        watchers: new Set(),
-        last: message,
-        reading: undefined,
-        stop: () => undefined,
-      };
-      const changed = () => {
-        for (const onChange of state.watchers) onChange();
-      };
-      const unsubscribe = this.events.subscribe(message.id, changed);
-      const timer = setInterval(changed, POLL_MS);
-      state.stop = () => {
-        unsubscribe();
-        clearInterval(timer);
-        this.followed.delete(key);
-      };
-      this.followed.set(key, state);
-      followed = state;
-    }
-    const state = followed;
-    const read = async (): Promise<ReplyView> => {
-      const now = await this.db.read((manager) =>
+    const read = () =>
+      this.db.read((manager) =>
         this.messages.findOwned(manager, owner, message.session_id, message.id),
       );
-      if (!now) {
-        return { content: state.last.content, ended: { ...state.last, status: 'cancelled' } };
-      }
-      state.last = now;
-      return { content: now.content, ended: now.status === 'in_progress' ? null : now };
-    };
+    let last = message;
     return {
-      view: () => (state.reading ??= read().finally(() => (state.reading = undefined))),
+      view: async () => {
+        const shared = this.followed.get(key);
+        const now = await (shared
+          ? (shared.reading ??= read().finally(() => (shared.reading = undefined)))
+          : read());
+        if (!now) return { content: last.content, ended: { ...last, status: 'cancelled' } };
+        last = now;
+        return { content: now.content, ended: now.status === 'in_progress' ? null : now };
+      },
       watch: (onChange) => {
-        state.watchers.add(onChange);
+        const shared = this.followed.get(key) ?? this.startFollowing(key, message.id);
+        shared.watchers.add(onChange);
         return () => {
-          state.watchers.delete(onChange);
-          if (state.watchers.size === 0) state.stop();
+          shared.watchers.delete(onChange);
+          if (shared.watchers.size === 0) shared.stop();
         };
       },
     };
+  }
+
+  /** The timer and the subscription the streams of reply `id` share (see follow). */
+  private startFollowing(key: string, id: number): Followed {
+    const shared: Followed = { watchers: new Set(), reading: undefined, stop: () => undefined };
+    const changed = () => {
+      for (const onChange of shared.watchers) onChange();
+    };
+    const unsubscribe = this.events.subscribe(id, changed);
+    const timer = setInterval(changed, POLL_MS);
+    shared.stop = () => {
+      unsubscribe();
+      clearInterval(timer);
+      this.followed.delete(key);
+    };
+    this.followed.set(key, shared);
+    return shared;
   }
 }
 
 /** The streams of one reply this process follows from the database (see RepliesService.follow). */
 interface Followed {
   watchers: Set<() => void>;
-  /** The message as last read. */
-  last: ChatMessage;
-  reading: Promise<ReplyView> | undefined;
+  /** The read in flight, which every stream of the reply waits for. */
+  reading: Promise<ChatMessage | null> | undefined;
   stop: () => void;
 }
 
