@@ -4,12 +4,16 @@ import { ApiKeysService } from '../src/auth/api-keys.service';
 import { isStorableText } from '../src/common/fields/json-bounds';
 import {
   bearer,
+  cancelOf,
+  eventually,
   type MessageBody,
   messageAt,
   messagesOf,
   notFound,
+  repliesOf,
   SESSIONS,
   sessionNotFound,
+  streamOf,
 } from './helpers/api';
 import { jsonObject, jsonValue, text } from './helpers/arbitraries';
 import { freePort } from './helpers/server-process';
@@ -25,19 +29,7 @@ import { type FakeLlm, startFakeLlm } from './support/fake-llm';
 const RUNS = Number(process.env.FUZZ_RUNS ?? 100);
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_202);
 
-const repliesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/replies`;
-const streamOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/stream`;
-const cancelOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/cancel`;
-
 type Row = Record<string, unknown>;
-
-async function eventually(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not true within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** Every row of both tables, in id order: what a refused request must leave as it was. */
 async function snapshot(t: TestApp): Promise<{ sessions: Row[]; messages: Row[] }> {

@@ -2,7 +2,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource } from 'typeorm';
 import { validateEnv } from '../src/config/env.validation';
 import { buildDataSourceOptions } from '../src/database/database.options';
-import type { MessageBody } from './helpers/api';
+import {
+  cancelOf,
+  eventually,
+  type MessageBody,
+  messageAt,
+  repliesOf,
+  SESSIONS,
+  streamOf,
+} from './helpers/api';
+import { callJson } from './helpers/http';
 import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
 import { type RunningServer, startServer } from './helpers/server-process';
 import { SseClient } from './helpers/sse';
@@ -14,48 +23,17 @@ import { type FakeLlm, startFakeLlm } from './support/fake-llm';
  * stopped (SIGTERM) mid-generation. The fake model server runs in this process, so its gates hold a
  * reply in progress for as long as a test needs.
  */
-const SESSIONS = '/api/v1/sessions';
-const repliesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/replies`;
-const messageAt = (sessionId: string, id: number) => `${SESSIONS}/${sessionId}/messages/${id}`;
-const streamOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/stream`;
-const cancelOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/cancel`;
-
 /** More than SAVE_EVERY_MS (500 ms): text received before this wait is stored. */
 const STORED_AFTER_MS = 700;
 
-type Json = Record<string, unknown>;
-
-async function call(
-  base: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: Json }> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? (JSON.parse(text) as Json) : {} };
-}
-
-async function eventually(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not true within ${ms} ms`);
-    await sleep(25);
-  }
-}
-
 /** A new session holding one question, through `base`. */
 async function sessionWithQuestion(base: string): Promise<string> {
-  const session = await call(base, 'POST', SESSIONS, {});
+  const session = await callJson(base, 'POST', SESSIONS, {});
   expect(session.status).toBe(201);
   const id = String(session.body.id);
-  expect((await call(base, 'POST', `${SESSIONS}/${id}/messages`, { content: 'Hi' })).status).toBe(
-    201,
-  );
+  expect(
+    (await callJson(base, 'POST', `${SESSIONS}/${id}/messages`, { content: 'Hi' })).status,
+  ).toBe(201);
   return id;
 }
 
@@ -177,7 +155,7 @@ describe('Replies across server processes (e2e, built server)', () => {
       // At once, before A stores the text (it does every 500 ms): A, asked by B, stores all it has,
       // which its client has already shown.
       const asked = Date.now();
-      const cancelled = await call(b.base, 'POST', cancelOf(sessionId, secondId));
+      const cancelled = await callJson(b.base, 'POST', cancelOf(sessionId, secondId));
       expect(cancelled.status).toBe(200);
       expect(cancelled.body).toMatchObject({
         id: secondId,
@@ -195,10 +173,12 @@ describe('Replies across server processes (e2e, built server)', () => {
       await sleep(STORED_AFTER_MS);
       // Nothing was written for it afterwards, on either side.
       for (const server of [a, b]) {
-        expect((await call(server.base, 'GET', messageAt(sessionId, secondId))).body).toEqual(
+        expect((await callJson(server.base, 'GET', messageAt(sessionId, secondId))).body).toEqual(
           cancelled.body,
         );
-        expect((await call(server.base, 'POST', cancelOf(sessionId, secondId))).status).toBe(409);
+        expect((await callJson(server.base, 'POST', cancelOf(sessionId, secondId))).status).toBe(
+          409,
+        );
       }
     }, 60_000);
 
@@ -242,7 +222,7 @@ describe('Replies across server processes (e2e, built server)', () => {
       }
       expect(seen.size).toBeGreaterThanOrEqual(4);
       // B reads it in progress too, and its own stream follows it to the end.
-      expect((await call(b.base, 'GET', messageAt(sessionId, id))).body).toMatchObject({
+      expect((await callJson(b.base, 'GET', messageAt(sessionId, id))).body).toMatchObject({
         status: 'in_progress',
       });
       const onB = new SseClient(`${b.base}${streamOf(sessionId, id)}`);
@@ -324,7 +304,7 @@ describe('Replies across server processes (e2e, built server)', () => {
       const again = await startServer(env(url));
       // Marked at start (SQLite: every reply in progress; PostgreSQL: the stalled ones), so the
       // first read already sees it.
-      const read = await call(again.base, 'GET', messageAt(sessionId, id));
+      const read = await callJson(again.base, 'GET', messageAt(sessionId, id));
       expect(read.status).toBe(200);
       expect(read.body).toMatchObject({
         id,
@@ -339,8 +319,8 @@ describe('Replies across server processes (e2e, built server)', () => {
       await resumed.ended;
       expect(resumed.events.map((e) => e.event)).toEqual(['delta', 'done']);
       expect(resumed.content).toBe('before ');
-      expect((await call(again.base, 'POST', cancelOf(sessionId, id))).status).toBe(409);
-      const retry = await call(again.base, 'POST', repliesOf(sessionId), {
+      expect((await callJson(again.base, 'POST', cancelOf(sessionId, id))).status).toBe(409);
+      const retry = await callJson(again.base, 'POST', repliesOf(sessionId), {
         parent_id: read.body.parent_id,
       });
       expect(retry.body).toMatchObject({ status: 'complete', content: 'default' });
@@ -367,7 +347,7 @@ describe('Replies across server processes (e2e, built server)', () => {
     // And a JSON reply in another session, waiting for its end.
     const otherSession = await sessionWithQuestion(server.base);
     fake.next({ stream: ['waiting ', gate.wait, 'never'] });
-    const waiting = call(server.base, 'POST', repliesOf(otherSession), {});
+    const waiting = callJson(server.base, 'POST', repliesOf(otherSession), {});
     await fake.receivedRequests(fake.requests.length + 1);
     // Not waiting for a store: the end is stored whatever the last progress save held.
     const stopping = Date.now();

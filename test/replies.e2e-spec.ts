@@ -1,12 +1,16 @@
 import request from 'supertest';
 import {
+  cancelOf,
   createSession,
+  eventually,
   type MessageBody,
   messageAt,
   messagesOf,
   postMessage,
   readSession,
+  repliesOf,
   SESSIONS,
+  streamOf,
 } from './helpers/api';
 import { invariantViolations } from './helpers/invariants';
 import { baseUrlOf, SseClient } from './helpers/sse';
@@ -15,19 +19,6 @@ import { type FakeLlm, startFakeLlm } from './support/fake-llm';
 import { MAX_REPLIES_PER_OWNER } from '../src/replies/generation-manager';
 import { RepliesService } from '../src/replies/replies.service';
 import { LOCAL_OWNER } from '../src/auth/owner.decorator';
-
-const repliesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/replies`;
-const streamOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/stream`;
-const cancelOf = (sessionId: string, id: number) => `${messageAt(sessionId, id)}/cancel`;
-
-/** Waits until `check` resolves true, polling. */
-async function eventually(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not true within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('Replies from a language model (e2e)', () => {
   let fake: FakeLlm;

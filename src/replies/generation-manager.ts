@@ -22,7 +22,7 @@ import { ReplyEvents } from './reply-events';
 export const SAVE_EVERY_MS = 500;
 /** A reply in progress with no sign of life for this long was left by a process that died. */
 export const STALLED_AFTER_MS = 60_000;
-/** How often a process looks for such replies (PostgreSQL). */
+/** How often a process looks for such replies. */
 const STALLED_CHECK_MS = 15_000;
 
 /**
@@ -96,8 +96,8 @@ export class LiveReply {
  *   or marked failed) is stopped and nothing more is written for it.
  * - On PostgreSQL each store sends a notice (ReplyEvents) to streams in other processes.
  * - Replies left `in_progress` by a process that died are marked `failed`: on SQLite (one process)
- *   all of them at start; on PostgreSQL by any process, once a reply has shown no sign of life for
- *   STALLED_AFTER_MS.
+ *   all of them at start; later, and on PostgreSQL by any process, once a reply has shown no sign of
+ *   life for STALLED_AFTER_MS.
  * - On shutdown the replies in progress are stopped and stored as `failed` (interrupted), with
  *   their text.
  */
@@ -254,27 +254,27 @@ export class GenerationManager implements OnApplicationBootstrap, BeforeApplicat
         }
       }
       add(text.flush());
-      if (reply.stopReason === 'full') {
-        generation = { ...generation, finish_reason: 'length', usage: null, error: null };
-      } else if (reply.stopReason) throw new LlmError('aborted', 'stopped');
+      if (reply.stopReason && reply.stopReason !== 'full') throw new LlmError('aborted', 'stopped');
     } catch (error) {
       const reason = reply.stopReason;
-      if (reason === 'full') {
-        generation = { ...generation, finish_reason: 'length', usage: null, error: null };
-      } else if (reason === 'cancelled') status = 'cancelled';
-      else {
+      if (reason === 'cancelled') status = 'cancelled';
+      else if (reason !== 'full') {
         status = 'failed';
         generation = {
           ...generation,
           finish_reason: null,
           error: describe(error, reason, this.timeoutMs),
         };
-      }
-      if (reason === undefined || reason === 'timeout') {
-        this.logger.warn(`Reply ${reply.message.id} failed: ${generation.error}`);
+        if (reason === undefined || reason === 'timeout') {
+          this.logger.warn(`Reply ${reply.message.id} failed: ${generation.error}`);
+        }
       }
     } finally {
       clearTimeout(timer);
+    }
+    // Stopped at CONTENT_MAX_LENGTH, however the request to the model ended.
+    if (reply.stopReason === 'full') {
+      generation = { ...generation, finish_reason: 'length', usage: null, error: null };
     }
     await this.end(reply, status, generation);
   }
@@ -294,15 +294,7 @@ export class GenerationManager implements OnApplicationBootstrap, BeforeApplicat
     let failure: unknown;
     try {
       if (reply.stopReason !== 'elsewhere') {
-        message = await this.db.write(async (manager) => {
-          const stored = await this.messages.endReply(manager, id, {
-            content: reply.content,
-            status,
-            generation,
-          });
-          if (stored) await this.events.notify(manager, [id]);
-          return stored;
-        });
+        message = await this.storeEnd(id, { content: reply.content, status, generation });
       }
       message ??= await this.db.read((manager) => this.messages.find(manager, id));
     } catch (error) {
@@ -317,6 +309,21 @@ export class GenerationManager implements OnApplicationBootstrap, BeforeApplicat
           : { message: null, ...(failure === undefined ? {} : { error: failure }) },
       );
     }
+  }
+
+  /**
+   * Ends reply `id` in the database (see ChatMessagesRepository.endReply) and tells streams in other
+   * processes. The message as stored, or null (nothing written) if it was no longer in progress.
+   */
+  storeEnd(
+    id: number,
+    end: { content: string | null } & Pick<ChatMessage, 'status' | 'generation'>,
+  ): Promise<ChatMessage | null> {
+    return this.db.write(async (manager) => {
+      const stored = await this.messages.endReply(manager, id, end);
+      if (stored) await this.events.notify(manager, [id]);
+      return stored;
+    });
   }
 
   private scheduleSave(): void {

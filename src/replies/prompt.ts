@@ -9,6 +9,11 @@ export interface PathMessage {
   status: 'complete' | 'in_progress' | 'cancelled' | 'failed';
 }
 
+/** Whether a message of the path may be sent: `complete` or `cancelled`, with text. */
+export function usableInPrompt(m: PathMessage): boolean {
+  return (m.status === 'complete' || m.status === 'cancelled') && m.content !== '';
+}
+
 /**
  * The prompt for a reply, as the contract selects it from `path` (root first, ending at the parent):
  * the messages that are `complete` or `cancelled` with non-empty content, the newest `window` of them,
@@ -17,9 +22,7 @@ export interface PathMessage {
  * Retrieved context (the session's `rag_document_ids`) will be added here.
  */
 export function selectPrompt(path: ReadonlyArray<PathMessage>, window: number): PromptMessage[] {
-  const eligible = path.filter(
-    (m) => (m.status === 'complete' || m.status === 'cancelled') && m.content !== '',
-  );
+  const eligible = path.filter(usableInPrompt);
   const start = Math.max(0, eligible.length - Math.max(0, window));
   const selected = eligible.slice(start);
   const system = eligible.findIndex((m) => m.role === 'system');

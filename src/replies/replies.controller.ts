@@ -38,9 +38,8 @@ import { ChatMessage } from '../messages/chat-message.entity';
 import { ChatMessageDto, mapChatMessage } from '../messages/dto/chat-message.dto';
 import { CreateReplyDto, StreamQueryDto } from './dto/reply.dto';
 import { LlmClient } from './llm-client';
-import { RepliesService } from './replies.service';
+import { liveSource, RepliesService } from './replies.service';
 import { sseResponse } from './sse';
-import { liveSource } from './replies.service';
 
 /** `POST …/replies` without LLM_BASE_URL: 503 before any other check of the request. */
 @Injectable()

@@ -12,7 +12,7 @@ import { sessionNotFound } from '../sessions/sessions.service';
 import { CreateReplyDto } from './dto/reply.dto';
 import { GenerationManager, type LiveReply } from './generation-manager';
 import { type CompletionRequest } from './llm-client';
-import { type PromptMessage, selectPrompt } from './prompt';
+import { type PromptMessage, selectPrompt, usableInPrompt } from './prompt';
 import { ReplyEvents } from './reply-events';
 
 /** Path messages read per statement while looking for the prompt's window, newest first. */
@@ -143,16 +143,14 @@ export class RepliesService {
     const branch = await this.messages.path(manager, sessionId, parentId, messageCount);
     if (!branch) return [];
     const ids = branch.entries.map((entry) => entry.id);
-    const eligible = (m: ChatMessage) =>
-      (m.status === 'complete' || m.status === 'cancelled') && m.content !== '';
     let tail: ChatMessage[] = [];
+    let usable = 0;
     let from = ids.length;
-    while (from > 0 && tail.filter(eligible).length < this.contextMessages) {
+    while (from > 0 && usable < this.contextMessages) {
       const start = Math.max(0, from - PROMPT_CHUNK);
-      tail = [
-        ...(await this.messages.byIds(manager, owner, sessionId, ids.slice(start, from))),
-        ...tail,
-      ];
+      const chunk = await this.messages.byIds(manager, owner, sessionId, ids.slice(start, from));
+      usable += chunk.filter(usableInPrompt).length;
+      tail = [...chunk, ...tail];
       from = start;
     }
     // The path's first system message, if the window left it out.
@@ -164,15 +162,14 @@ export class RepliesService {
         sessionId,
         ids.slice(at, Math.min(from, at + PROMPT_CHUNK)),
       );
-      head = chunk.filter((m) => m.role === 'system' && eligible(m)).slice(0, 1);
+      head = chunk.filter((m) => m.role === 'system' && usableInPrompt(m)).slice(0, 1);
     }
     return selectPrompt([...head, ...tail], this.contextMessages);
   }
 
   /**
-   * Cancels the owner's reply: the text so far kept, status `cancelled`. Whichever process
-   * generates it, it stops within SAVE_EVERY_MS (see GenerationManager.save). 409 if the message is
-   * not in progress.
+   * Cancels the owner's reply: the text so far kept, status `cancelled`, whichever process generates
+   * it (see cancelElsewhere). 409 if the message is not in progress.
    */
   async cancel(owner: string, sessionId: string, messageId: string): Promise<ChatMessage> {
     const message = await this.owned(owner, sessionId, messageId);
@@ -224,14 +221,10 @@ export class RepliesService {
       usage: null,
       error: null,
     };
-    const cancelled = await this.db.write(async (manager) => {
-      const stored = await this.messages.endReply(manager, message.id, {
-        content: null,
-        status: 'cancelled',
-        generation: { ...generation, finish_reason: null, error: null },
-      });
-      if (stored) await this.events.notify(manager, [message.id]);
-      return stored;
+    const cancelled = await this.manager.storeEnd(message.id, {
+      content: null,
+      status: 'cancelled',
+      generation: { ...generation, finish_reason: null, error: null },
     });
     return cancelled ?? (await read());
   }

@@ -14,6 +14,24 @@ export const SESSIONS = '/api/v1/sessions';
 export const messagesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/messages`;
 export const messageAt = (sessionId: string, messageId: number | string) =>
   `${messagesOf(sessionId)}/${messageId}`;
+/** v1.2 replies: a new reply, a message's stream, its cancel. */
+export const repliesOf = (sessionId: string) => `${SESSIONS}/${sessionId}/replies`;
+export const streamOf = (sessionId: string, messageId: number) =>
+  `${messageAt(sessionId, messageId)}/stream`;
+export const cancelOf = (sessionId: string, messageId: number) =>
+  `${messageAt(sessionId, messageId)}/cancel`;
+
+/** Waits until `check` holds (polled every 25 ms), or fails after `ms`. */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not true within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
 
 export interface SessionBody {
   id: string;

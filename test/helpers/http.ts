@@ -1,7 +1,12 @@
 /** A JSON reply: its status and parsed body (`{}` when empty). */
 export interface JsonReply {
   status: number;
-  body: { id?: number | string; session_id?: string; timestamp?: string; message_count?: number };
+  body: {
+    id?: number | string;
+    session_id?: string;
+    timestamp?: string;
+    message_count?: number;
+  } & Record<string, unknown>;
 }
 
 /** One request to a listening server with `fetch`: real sockets, so hundreds can be in flight. */
