@@ -7,6 +7,8 @@ export default tseslint.config(
   {
     ignores: [
       'dist/**',
+      'web/dist/**',
+      'web/src/api/schema.d.ts',
       'node_modules/**',
       'coverage/**',
       'data/**',

@@ -53,6 +53,28 @@ module.exports = {
       rootDir: 'src',
       testRegex: '.*\\.spec\\.ts$',
     },
+    {
+      // The chat page's logic (web/src/lib): plain functions, compiled for Node like the unit specs.
+      ...common,
+      moduleFileExtensions: ['js', 'json', 'ts', 'tsx'],
+      transform: {
+        '^.+\\.tsx?$': [
+          'ts-jest',
+          {
+            tsconfig: {
+              module: 'commonjs',
+              target: 'ES2022',
+              lib: ['ES2023', 'DOM'],
+              esModuleInterop: true,
+              isolatedModules: true,
+            },
+          },
+        ],
+      },
+      displayName: 'web',
+      rootDir: 'web/src',
+      testRegex: '.*\\.spec\\.ts$',
+    },
     { ...e2e, displayName: 'e2e' },
     ...(process.env.TEST_DATABASE_URL
       ? [

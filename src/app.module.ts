@@ -3,6 +3,7 @@ import { ConfigModule } from '@nestjs/config';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { AppController } from './app.controller';
 import { AuthModule } from './auth/auth.module';
+import { ChatPageModule } from './chat-page';
 import { GracefulShutdown } from './common/http/graceful-shutdown';
 import { ProblemFilter } from './common/problems/problem.filter';
 import { AppValidationPipe } from './common/problems/validation.pipe';
@@ -46,6 +47,7 @@ export class AppModule {
         ExportModule,
         ImportModule,
         HealthModule,
+        ChatPageModule,
       ],
       controllers: [AppController],
       providers: [

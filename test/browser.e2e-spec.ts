@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, BROWSER_HOST, launchChromium } from './helpers/browser';
+import { ARTIFACTS, BROWSER_HOST, launchChromium, watchProblems } from './helpers/browser';
 import { onPostgres } from './helpers/database-target';
 import { MAIN, RunningServer, startServer } from './helpers/server-process';
 
@@ -23,19 +23,7 @@ interface Console {
 async function openDocs(browser: Browser, server: RunningServer): Promise<[Page, Console]> {
   const port = new URL(server.base).port;
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const seen: Console = { problems: [] };
-  page.on('console', (message) => {
-    if (message.type() === 'error' || /Content Security Policy/i.test(message.text())) {
-      seen.problems.push(`console: ${message.text()}`);
-    }
-  });
-  page.on('pageerror', (error) => seen.problems.push(`page error: ${error.message}`));
-  page.on('requestfailed', (req) =>
-    seen.problems.push(`request failed: ${req.url()} ${req.failure()?.errorText ?? ''}`),
-  );
-  // Runs in the page, before its own scripts: every CSP violation becomes a console error.
-  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (event) =>
-    console.error('Content Security Policy violation: ' + event.violatedDirective + ' ' + event.blockedURI));`);
+  const seen: Console = { problems: await watchProblems(page) };
   await page.goto(`http://${BROWSER_HOST}:${port}/docs`, { waitUntil: 'load' });
   await page.locator('.opblock').first().waitFor({ timeout: 15_000 });
   return [page, seen];

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, chromium, type Page } from 'playwright-core';
 
 /** Debian's Chromium (`apt-get install chromium`); .ci/run installs it when it is missing. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -26,4 +26,28 @@ export async function launchChromium(): Promise<Browser> {
       `--host-resolver-rules=MAP ${BROWSER_HOST} 127.0.0.1`,
     ],
   });
+}
+
+/**
+ * Collects what a person would see go wrong in the devtools: console errors, uncaught page errors,
+ * failed requests and Content Security Policy violations, in the order they happened. Call before
+ * the page's first navigation.
+ */
+export async function watchProblems(page: Page): Promise<string[]> {
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' || /Content Security Policy/i.test(message.text())) {
+      problems.push(`console: ${message.text()}`);
+    }
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('requestfailed', (req) => {
+    const reason = req.failure()?.errorText ?? '';
+    // A stream the page itself stops reading (it left the chat, or reloaded) is not a failure.
+    if (reason !== 'net::ERR_ABORTED') problems.push(`request failed: ${req.url()} ${reason}`);
+  });
+  // Runs in the page, before its own scripts: every CSP violation becomes a console error.
+  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (event) =>
+    console.error('Content Security Policy violation: ' + event.violatedDirective + ' ' + event.blockedURI));`);
+  return problems;
 }
