@@ -23,7 +23,10 @@ export class ApiError extends Error {
 export function describeProblem(status: number, problem: Partial<Problem>): string {
   if (status === 0) return problem.detail ?? 'The server could not be reached.';
   const title = problem.title ?? `HTTP ${status}`;
-  const fields = (problem.errors ?? []).map((e) => `${e.field}: ${e.message}`);
+  // A 400's detail usually lists its errors already: name only those it leaves out.
+  const fields = (problem.errors ?? [])
+    .filter((e) => !problem.detail?.includes(e.message))
+    .map((e) => `${e.field}: ${e.message}`);
   const detail = problem.detail && problem.detail !== title ? `: ${problem.detail}` : '';
   return `${title}${detail}${fields.length > 0 ? ` (${fields.join('; ')})` : ''}`;
 }

@@ -172,8 +172,20 @@ export function Conversation({ sessionId, onOpen, onChanged, onMenu, report }: P
 
   useEffect(() => () => reading.current?.abort(), []);
 
+  // A version switch replaces the message shown, buttons and all: the focus follows to the new one.
+  const refocus = useRef<{ id: number; label: string } | null>(null);
+
   useEffect(() => {
     endOfChat.current?.scrollIntoView({ block: 'end' });
+    const wanted = refocus.current;
+    refocus.current = null;
+    if (!wanted) return;
+    const buttons = [
+      ...document.querySelectorAll<HTMLButtonElement>(
+        `[data-message-id="${wanted.id}"] .versions button`,
+      ),
+    ].filter((button) => !button.disabled);
+    (buttons.find((b) => b.getAttribute('aria-label') === wanted.label) ?? buttons[0])?.focus();
   }, [branch]);
 
   const stop = useCallback(async () => {
@@ -244,6 +256,8 @@ export function Conversation({ sessionId, onOpen, onChanged, onMenu, report }: P
 
   async function switchTo(messageId: number) {
     if (!session) return;
+    const pressed = document.activeElement;
+    const label = pressed?.closest('.versions') ? pressed.getAttribute('aria-label') : null;
     try {
       await ok(
         api.PATCH('/api/v1/sessions/{id}', {
@@ -251,6 +265,7 @@ export function Conversation({ sessionId, onOpen, onChanged, onMenu, report }: P
           body: { current_message_id: messageId },
         }),
       );
+      if (label) refocus.current = { id: messageId, label };
       await refresh(session.id);
     } catch (error) {
       report(error);

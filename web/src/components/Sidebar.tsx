@@ -136,12 +136,12 @@ export function Sidebar({
       >
         <span class="session-name">{sessionTitle(session)}</span>
         {session.pinned && (
-          <span class="badge" title="Pinned" aria-label="pinned">
+          <span class="badge" role="img" title="Pinned" aria-label="pinned">
             📌
           </span>
         )}
         {session.expires_at && (
-          <span class="badge" title="Temporary chat" aria-label="temporary">
+          <span class="badge" role="img" title="Temporary chat" aria-label="temporary">
             ⏳
           </span>
         )}
