@@ -308,7 +308,7 @@ describeOnce('chat page: a conversation in Chromium (e2e)', () => {
 
       const after = await storedBranch(stack, id);
       expect(after.slice(0, 3)).toEqual(
-        before.slice(0, 3).map((m) => expect.objectContaining({ id: m.id })),
+        before.slice(0, 3).map((m): unknown => expect.objectContaining({ id: m.id })),
       );
       expect(after[3]).toMatchObject({ content: 'A plum.', parent_id: before[2].id });
       expect(after[3].sibling_ids).toEqual([before[3].id, after[3].id]);
@@ -529,7 +529,7 @@ describeOnce('chat page: a conversation in Chromium (e2e)', () => {
       expect(await narrow.page.locator('article.message.user .position').innerText()).toBe('2/2');
       // Nothing wider than the phone's screen: no sideways scrolling of the page.
       expect(
-        await narrow.page.evaluate(() => document.documentElement.scrollWidth),
+        await narrow.page.evaluate((): number => document.documentElement.scrollWidth),
       ).toBeLessThanOrEqual(NARROW.width);
       expect(DESKTOP.width).toBeGreaterThan(NARROW.width);
       expect(problems).toEqual([]);
