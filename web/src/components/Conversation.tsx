@@ -139,7 +139,11 @@ export function Conversation({ sessionId, onOpen, onChanged, onMenu, report }: P
       composer.current?.focus();
       return;
     }
-    if (createdHere.current === sessionId) return;
+    if (createdHere.current === sessionId) {
+      // Only this once: opened again later (back, or from the list), it loads as any other chat.
+      createdHere.current = null;
+      return;
+    }
     reading.current?.abort();
     setLoading(true);
     let stale = false;
