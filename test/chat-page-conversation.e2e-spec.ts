@@ -529,7 +529,7 @@ describeOnce('chat page: a conversation in Chromium (e2e)', () => {
       expect(await narrow.page.locator('article.message.user .position').innerText()).toBe('2/2');
       // Nothing wider than the phone's screen: no sideways scrolling of the page.
       expect(
-        await narrow.page.evaluate((): number => document.documentElement.scrollWidth),
+        Number(await narrow.page.evaluate('document.documentElement.scrollWidth')),
       ).toBeLessThanOrEqual(NARROW.width);
       expect(DESKTOP.width).toBeGreaterThan(NARROW.width);
       expect(problems).toEqual([]);
