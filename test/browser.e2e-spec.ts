@@ -3,8 +3,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, BROWSER_HOST, launchChromium, watchProblems } from './helpers/browser';
-import { onPostgres } from './helpers/database-target';
+import {
+  ARTIFACTS,
+  BROWSER_HOST,
+  describeOnce,
+  launchChromium,
+  watchProblems,
+} from './helpers/browser';
 import { MAIN, RunningServer, startServer } from './helpers/server-process';
 
 /*
@@ -12,7 +17,6 @@ import { MAIN, RunningServer, startServer } from './helpers/server-process';
  * not loopback (browsers treat loopback specially: they never upgrade it to HTTPS). The page is the
  * same whatever the database, so these run once, on the SQLite project.
  */
-const describeOnce = onPostgres ? describe.skip : describe;
 jest.setTimeout(60_000);
 
 interface Console {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import type { Browser, Page, Request } from 'playwright-core';
-import { launchChromium } from './helpers/browser';
+import { describeOnce, launchChromium } from './helpers/browser';
 import {
   type ChatStack,
   DESKTOP,
@@ -14,7 +14,7 @@ import {
   shownMessages,
   startChatStack,
 } from './helpers/chat-page';
-import { freshDatabaseUrl, onPostgres } from './helpers/database-target';
+import { freshDatabaseUrl } from './helpers/database-target';
 import { MAIN } from './helpers/server-process';
 
 /*
@@ -22,7 +22,6 @@ import { MAIN } from './helpers/server-process';
  * keyboard only, under the server's Content Security Policy with nothing fetched from elsewhere,
  * and what it costs to load. The page is the same whatever the database: these run once, on SQLite.
  */
-const describeOnce = onPostgres ? describe.skip : describe;
 jest.setTimeout(90_000);
 
 /** `npm run apikey -- …` from the build the server runs (the same code, without ts-node's start-up). */

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { BROWSER_HOST, launchChromium } from './helpers/browser';
+import { BROWSER_HOST, describeOnce, launchChromium } from './helpers/browser';
 import {
   type ChatStack,
   DESKTOP,
@@ -12,7 +12,6 @@ import {
   shownMessages,
   startChatStack,
 } from './helpers/chat-page';
-import { onPostgres } from './helpers/database-target';
 import type { FakeLlm } from './support/fake-llm';
 
 /*
@@ -22,7 +21,6 @@ import type { FakeLlm } from './support/fake-llm';
  * Each test checks what the page shows and what the server stored. The page is the same whatever
  * the database, so these run once, on the SQLite project.
  */
-const describeOnce = onPostgres ? describe.skip : describe;
 jest.setTimeout(60_000);
 
 const SCREENSHOTS = join(__dirname, '..', 'docs', 'screenshots');

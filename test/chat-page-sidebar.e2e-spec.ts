@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { eventually } from './helpers/api';
-import { launchChromium } from './helpers/browser';
+import { describeOnce, launchChromium } from './helpers/browser';
 import {
   type ChatStack,
   openChatPage,
@@ -12,14 +12,12 @@ import {
   shownMessages,
   startChatStack,
 } from './helpers/chat-page';
-import { onPostgres } from './helpers/database-target';
 
 /*
  * The chat page's sidebar and the things done to a whole chat (create, rename, pin, archive, delete,
  * temporary chats, export, import), in Chromium, each checked on screen and in what the API stored.
  * The page is the same whatever the database, so these run once, on the SQLite project.
  */
-const describeOnce = onPostgres ? describe.skip : describe;
 jest.setTimeout(60_000);
 
 const FIXTURE = join(__dirname, 'fixtures', 'chatgpt-conversations.json');

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { onPostgres } from './database-target';
 
 /** Debian's Chromium (`apt-get install chromium`); .ci/run installs it when it is missing. */
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -51,3 +52,6 @@ export async function watchProblems(page: Page): Promise<string[]> {
     console.error('Content Security Policy violation: ' + event.violatedDirective + ' ' + event.blockedURI));`);
   return problems;
 }
+
+/** Pages are the same whatever the database: browser tests run once, on the SQLite project. */
+export const describeOnce = onPostgres ? describe.skip : describe;
